@@ -1,0 +1,89 @@
+# qfetch: plain GNU make, no configure step. Outputs go to $(BUILD); `make asan` uses build/asan.
+BUILD  ?= build
+CC     ?= cc
+OPT    ?= -O2 -g
+WERROR ?= -Werror
+WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 $(WERROR)
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+QF_CFLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) $(OPT) $(WARN) -MMD -MP $(SAN)
+ALL_CFLAGS = $(QF_CFLAGS) $(CFLAGS)
+LDLIBS_SSL = -lssl -lcrypto
+PY        ?= /usr/bin/python3
+ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRC = $(wildcard engine/*.c tls/*.c parser/*.c)
+CLI_SRC = $(wildcard cli/*.c)
+LLHTTP_OBJ = $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ)
+CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_TESTS = $(patsubst tests/%.c,$(BUILD)/test/%,$(wildcard tests/test_*.c))
+
+.PHONY: all deps deps-test test unit integration check-layers asan valgrind demo bench clean
+all: deps $(BUILD)/qfetch $(BUILD)/libqfetch.a
+
+# Installs missing Debian packages once per build dir; delete the stamp to re-check.
+deps: $(BUILD)/.deps-build
+deps-test: $(BUILD)/.deps-test
+$(BUILD)/.deps-%: .ci/deps
+	@mkdir -p $(@D)
+	@.ci/deps $*
+	@touch $@
+
+$(BUILD)/%.o: %.c | $(BUILD)/.deps-build
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# llhttp's generated C is not ours: build it without our warnings, never copy it in.
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/.deps-build
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -I$(LLHTTP_INC) $(OPT) $(SAN) -w $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libqfetch.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/qfetch: $(CLI_OBJ) $(BUILD)/libqfetch.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqfetch.a $(LDLIBS_SSL) $(LDFLAGS)
+
+$(BUILD)/test/%.o: tests/%.c | $(BUILD)/.deps-test
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DQF_TEST -c $< -o $@
+
+$(BUILD)/test/test_%: $(BUILD)/test/test_%.o $(BUILD)/test/testutil.o $(BUILD)/libqfetch.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
+
+# Dependency direction: parser/ and tls/ never see engine/; parser/ never sees sockets or
+# OpenSSL; tls/ never sees HTTP; cli/ only uses include/qfetch.h.
+check-layers:
+	@fail=0; \
+	if grep -nE '#include *[<"](engine/|tls/|openssl/|sys/socket|sys/epoll|netinet/|arpa/)' parser/*.[ch]; then echo "check-layers: parser/ includes sockets, TLS or engine" >&2; fail=1; fi; \
+	if grep -nE '#include *[<"](engine/|parser/|llhttp|jsmn)' tls/*.[ch]; then echo "check-layers: tls/ includes HTTP or engine" >&2; fail=1; fi; \
+	if grep -nE '#include *"' cli/*.[ch] | grep -vE '"(qfetch\.h|cli/[a-z_]+\.h)"'; then echo "check-layers: cli/ reaches past include/qfetch.h" >&2; fail=1; fi; \
+	if grep -nE '#include *[<"](openssl/|llhttp|jsmn)' include/qfetch.h; then echo "check-layers: public header exposes a dependency" >&2; fail=1; fi; \
+	if [ $$fail -eq 0 ]; then echo "check-layers: ok"; fi; exit $$fail
+
+unit: $(UNIT_TESTS)
+integration: all
+certs: $(BUILD)/test/certs/.done
+$(BUILD)/test/certs/.done: tests/gen_certs.sh | $(BUILD)/.deps-test
+	tests/gen_certs.sh $(BUILD)/test/certs
+	@touch $@
+
+# Every suite of the project, then the sanitizer build of the same suites; last line N passed, M failed.
+test: deps-test check-layers
+	@$(MAKE) --no-print-directory all unit certs
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit
+	@$(PY) tests/run.py --build $(BUILD) --asan-build build/asan
+
+asan: deps-test
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit certs
+	@$(PY) tests/run.py --build build/asan --no-valgrind
+
+demo: all certs
+	@$(PY) tests/demo.py --build $(BUILD)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

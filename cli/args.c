@@ -1,0 +1,233 @@
+/* Command-line parsing: every mistake is one line on stderr and exit status 2. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+void cli_usage(void)
+{
+    fputs("usage: qfetch -t SYMBOL... [options]\n"
+          "Fetch stock prices concurrently from Yahoo Finance's chart API.\n\n"
+          "  -t, --tickers SYM...      symbols to fetch; '-t -' reads them from stdin\n"
+          "  -u, --url TEMPLATE        URL with {} for the symbol (default:\n"
+          "                            https://query1.finance.yahoo.com/v8/finance/chart/{})\n"
+          "  -c, --connections N       max concurrent connections per host (default 8)\n"
+          "      --cacert FILE         trust this PEM bundle instead of the system store\n"
+          "      --resolve H:P:ADDR    use ADDR for host H port P, as curl does\n"
+          "      --timeout SEC         per-attempt timeout, decimals allowed (default 10)\n"
+          "      --connect-timeout SEC TCP + TLS handshake timeout (default 5)\n"
+          "      --retries N           retries for 429/502/503/504, resets, timeouts (default 2)\n"
+          "      --user-agent STR      User-Agent header (default: a current browser's)\n"
+          "  -f, --format FMT          table, json, csv or python (default table)\n"
+          "  -v, --verbose             per-ticker progress and timings on stderr\n"
+          "      --stats               connection, TLS and retry counters on stderr\n"
+          "  -h, --help                this help\n\n"
+          "Exit status: 0 all prices fetched, 1 some failed, 2 usage or configuration error.\n",
+          stdout);
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("qfetch: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see qfetch --help)\n", stderr);
+    return 2;
+}
+
+static int add_ticker(struct cli_args *a, const char *t)
+{
+    if (a->ntickers == a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 16;
+        const char **v = realloc(a->tickers, ncap * sizeof(*v));
+        if (v == NULL)
+            return usage_error("%s", "out of memory");
+        a->tickers = v;
+        a->cap = ncap;
+    }
+    a->tickers[a->ntickers++] = t;
+    return 0;
+}
+
+static int read_stdin(struct cli_args *a)
+{
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+
+    if (a->stdin_buf != NULL)
+        return usage_error("%s", "-t - given twice");
+    for (;;) {
+        if (cap - len < 65536) {
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap + 1);
+            if (nb == NULL) {
+                free(buf);
+                return usage_error("%s", "out of memory reading stdin");
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len, stdin);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return usage_error("cannot read symbols from stdin: %s", strerror(errno));
+    }
+    buf[len] = '\0';
+    a->stdin_buf = buf;
+    for (char *save = NULL, *t = strtok_r(buf, " \t\r\n\v\f", &save); t != NULL;
+         t = strtok_r(NULL, " \t\r\n\v\f", &save)) {
+        if (add_ticker(a, t) != 0)
+            return 2;
+    }
+    return 0;
+}
+
+/* Seconds with decimals, as curl's --max-time: positive and at most a day. */
+static int parse_seconds(const char *s, const char *opt, int *out_ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 86400) {
+        fprintf(stderr, "qfetch: %s wants seconds between 0 and 86400, got '%s'\n", opt, s);
+        return 2;
+    }
+    *out_ms = (int)ceil(v * 1000);
+    return 0;
+}
+
+static int parse_int(const char *s, const char *opt, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "qfetch: %s wants an integer from %ld to %ld, got '%s'\n", opt, lo, hi,
+                s);
+        return 2;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Matches "-x", "--long" or "--long=value"; *val gets the inline value if any. */
+static int is_opt(const char *arg, const char *s, const char *l, const char **val)
+{
+    size_t n = strlen(l);
+    *val = NULL;
+    if (s != NULL && strcmp(arg, s) == 0)
+        return 1;
+    if (strncmp(arg, l, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
+        if (arg[n] == '=')
+            *val = arg + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_args_parse(struct cli_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof(*a));
+    a->retries = -1;
+    a->resolve = calloc((size_t)argc + 1, sizeof(*a->resolve));
+    if (a->resolve == NULL)
+        return usage_error("%s", "out of memory");
+    int saw_t = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        int rc = 0;
+/* An option's value: inline after '=' or the next argument. */
+#define VALUE()                                                                                \
+    do {                                                                                       \
+        if (v == NULL) {                                                                       \
+            if (i + 1 >= argc)                                                                 \
+                return usage_error("option %s needs a value", arg);                            \
+            v = argv[++i];                                                                     \
+        }                                                                                      \
+    } while (0)
+        if (is_opt(arg, "-t", "--tickers", &v)) {
+            saw_t = 1;
+            if (v != NULL && (rc = add_ticker(a, v)) != 0)
+                return rc;
+            while (i + 1 < argc && (argv[i + 1][0] != '-' || strcmp(argv[i + 1], "-") == 0)) {
+                const char *t = argv[++i];
+                rc = strcmp(t, "-") == 0 ? read_stdin(a) : add_ticker(a, t);
+                if (rc != 0)
+                    return rc;
+            }
+        } else if (is_opt(arg, "-u", "--url", &v)) {
+            VALUE();
+            a->url = v;
+        } else if (is_opt(arg, "-c", "--connections", &v)) {
+            VALUE();
+            rc = parse_int(v, "--connections", 1, 10000, &a->connections);
+        } else if (is_opt(arg, NULL, "--cacert", &v)) {
+            VALUE();
+            a->cacert = v;
+        } else if (is_opt(arg, NULL, "--resolve", &v)) {
+            VALUE();
+            a->resolve[a->nresolve++] = v;
+        } else if (is_opt(arg, NULL, "--timeout", &v)) {
+            VALUE();
+            rc = parse_seconds(v, "--timeout", &a->timeout_ms);
+        } else if (is_opt(arg, NULL, "--connect-timeout", &v)) {
+            VALUE();
+            rc = parse_seconds(v, "--connect-timeout", &a->connect_timeout_ms);
+        } else if (is_opt(arg, NULL, "--retries", &v)) {
+            VALUE();
+            rc = parse_int(v, "--retries", 0, 100, &a->retries);
+        } else if (is_opt(arg, NULL, "--user-agent", &v)) {
+            VALUE();
+            a->user_agent = v;
+        } else if (is_opt(arg, "-f", "--format", &v)) {
+            VALUE();
+            if (strcmp(v, "table") == 0)
+                a->format = CLI_TABLE;
+            else if (strcmp(v, "json") == 0)
+                a->format = CLI_JSON;
+            else if (strcmp(v, "csv") == 0)
+                a->format = CLI_CSV;
+            else if (strcmp(v, "python") == 0)
+                a->format = CLI_PYTHON;
+            else
+                return usage_error("unknown format '%s' (table, json, csv, python)", v);
+        } else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+            a->verbose = 1;
+        } else if (strcmp(arg, "--stats") == 0) {
+            a->stats = 1;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            a->help = 1;
+            return 0;
+        } else if (arg[0] == '-') {
+            return usage_error("unknown option '%s'", arg);
+        } else {
+            return usage_error("unexpected argument '%s' (symbols go after -t)", arg);
+        }
+#undef VALUE
+        if (rc != 0)
+            return rc;
+    }
+    if (!saw_t)
+        return usage_error("%s", "no symbols: give them with -t SYM... or -t -");
+    if (a->ntickers == 0)
+        return usage_error("%s", "the symbol list is empty");
+    return 0;
+}
+
+void cli_args_free(struct cli_args *a)
+{
+    free(a->tickers);
+    free(a->stdin_buf);
+    free(a->resolve);
+}

@@ -1,0 +1,36 @@
+/* qfetch command line: argument parsing and output formats. Uses include/qfetch.h only. */
+#ifndef QF_CLI_H
+#define QF_CLI_H
+
+#include <stddef.h>
+
+enum cli_format { CLI_TABLE, CLI_JSON, CLI_CSV, CLI_PYTHON };
+
+struct cli_args {
+    const char **tickers; /* borrowed from argv or stdin_buf */
+    size_t ntickers, cap;
+    char *stdin_buf;
+    const char *url, *cacert, *user_agent;
+    const char **resolve; /* NULL-terminated */
+    size_t nresolve;
+    int connections, timeout_ms, connect_timeout_ms, retries; /* retries -1: not given */
+    enum cli_format format;
+    int verbose, stats, help;
+};
+
+struct cli_row {
+    const char *symbol;
+    int done, err, status;
+    char price[32];
+    char currency[16];
+    char *errmsg; /* owned */
+};
+
+/* Returns 0, or 2 after printing one line naming the problem to stderr. */
+int cli_args_parse(struct cli_args *a, int argc, char **argv);
+void cli_args_free(struct cli_args *a);
+void cli_usage(void);
+
+void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n);
+
+#endif

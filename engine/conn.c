@@ -1,0 +1,514 @@
+/* One state machine per connection slot: connect, TLS handshake, send, receive, park.
+ * qf_conn_step() is the only entry from the loop; only conn_set_state() writes c->state.
+ * The fd is registered once, edge-triggered for both directions, so no handler ever changes
+ * the epoll interest: each handler instead works until its call would block (QF_AGAIN). */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+
+static const char *const state_name[] = {"free", "connecting", "handshake", "send", "recv",
+                                         "parked"};
+
+/* Legal transitions; anything else is a programming error. */
+static int legal(enum qf_conn_state from, enum qf_conn_state to)
+{
+    if (to == QF_CONN_FREE)
+        return 1;
+    switch (from) {
+    case QF_CONN_FREE:
+        return to == QF_CONN_CONNECTING;
+    case QF_CONN_CONNECTING:
+        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_CONNECTING;
+    case QF_CONN_HANDSHAKE:
+        return to == QF_CONN_SEND;
+    case QF_CONN_SEND:
+        return to == QF_CONN_RECV;
+    case QF_CONN_RECV:
+        return to == QF_CONN_PARKED || to == QF_CONN_CONNECTING;
+    case QF_CONN_PARKED:
+        return to == QF_CONN_SEND;
+    }
+    return 0;
+}
+
+static void conn_set_state(struct qf_conn *c, enum qf_conn_state to)
+{
+    assert(legal(c->state, to));
+    if (c->cl->log != NULL && c->state != to)
+        qf_sched_log(c->cl, "conn %u: %s -> %s", c->slot, state_name[c->state], state_name[to]);
+    c->state = to;
+}
+
+static void arm(struct qf_conn *c, int64_t at_us)
+{
+    qf_heap_set(&c->cl->timers, &c->timer, at_us);
+}
+
+/* Releases the fd and TLS state; the slot becomes free. The request is the caller's. */
+void qf_conn_close(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_host *h = c->host;
+
+    qf_heap_del(&cl->timers, &c->timer);
+    if (c->state == QF_CONN_PARKED) {
+        for (unsigned i = 0; i < h->nidle; i++) {
+            if (h->idle[i] == c) {
+                h->idle[i] = h->idle[--h->nidle];
+                break;
+            }
+        }
+    }
+    qf_tls_close(&c->tls);
+    if (c->fd >= 0) {
+        close(c->fd); /* also removes it from the epoll set */
+        c->fd = -1;
+        h->nopen--;
+    }
+    if (c->state != QF_CONN_FREE) {
+        conn_set_state(c, QF_CONN_FREE);
+        cl->free_slots[cl->nfree++] = c->slot;
+    }
+    c->req = NULL;
+}
+
+/* Ends the current attempt with an error. A request that failed on a reused connection before
+ * any response byte met a keep-alive connection the server had already closed: re-send it once
+ * on a fresh connection without counting a retry. */
+static int conn_fail(struct qf_conn *c, int err, const char *msg)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *r = c->req;
+    int stale = c->nreq > 0 && !c->got_byte && r != NULL && !r->stale_resent &&
+                (err == QF_ECLOSED || err == QF_ETLS);
+
+    if (cl->log != NULL && r != NULL)
+        qf_sched_log(cl, "%s: attempt %d failed on conn %u: %s", r->symbol, r->attempts, c->slot,
+                     msg);
+    qf_conn_close(c);
+    if (r == NULL)
+        return QF_CONN_FREE;
+    if (stale) {
+        r->stale_resent = 1;
+        r->want_fresh = 1;
+        r->attempts--;
+        cl->st.stale_resends++;
+        qf_sched_push(c->host, r, 1);
+    } else {
+        qf_sched_attempt_failed(cl, r, err, 0, msg, -1);
+    }
+    return QF_CONN_FREE;
+}
+
+static int start_connect(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_host *h = c->host;
+
+    for (; c->addr_i < h->naddr; c->addr_i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&h->addrs[c->addr_i];
+        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            int e = errno;
+            snprintf(c->errmsg, sizeof(c->errmsg), "socket: %s", strerror(e));
+            return e == EMFILE || e == ENFILE ? QF_ENOSPC : QF_ECONNECT;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c->fd = fd;
+        h->nopen++;
+        c->gen++;
+        cl->st.conns_opened++;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uint64_t)c->gen << 32 | c->slot};
+        if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "epoll_ctl: %s", strerror(errno));
+            return QF_ECONNECT;
+        }
+        if (connect(fd, sa, h->addrlens[c->addr_i]) == 0 || errno == EINPROGRESS)
+            return 0;
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
+                 h->url.port, strerror(errno));
+        close(fd);
+        c->fd = -1;
+        h->nopen--;
+    }
+    return QF_ECONNECT;
+}
+
+static void begin_attempt(struct qf_conn *c, struct qf_req *r)
+{
+    struct qf_client *cl = c->cl;
+
+    c->req = r;
+    c->got_byte = 0;
+    c->write_failed = 0;
+    c->t_start = r->t_start = cl->now_us;
+    c->t_first = 0;
+    r->attempts++;
+    if (r->attempts == 1 && cl->log != NULL)
+        qf_sched_log(cl, "Making request for %s price", r->symbol);
+    /* The request is formatted once per attempt straight into the slot's buffer. */
+    struct qf_url *u = &c->host->url;
+    size_t pl = strlen(u->prefix), el = strlen(r->enc), sl = strlen(u->suffix);
+    char *w = c->wbuf;
+    memcpy(w, "GET ", 4);
+    memcpy(w + 4, u->prefix, pl);
+    memcpy(w + 4 + pl, r->enc, el);
+    memcpy(w + 4 + pl + el, u->suffix, sl);
+    memcpy(w + 4 + pl + el + sl, c->host->hdrs, c->host->hdrs_len);
+    c->wlen = 4 + pl + el + sl + c->host->hdrs_len;
+    c->woff = 0;
+    if (c->body == NULL) {
+        c->body = c->rbuf; /* placeholder never written: cap 0 makes the parser ask first */
+        c->body_cap = 0;
+    }
+    qf_http_init(&c->http, c->body_cap ? c->body : NULL, c->body_cap, QF_HTTP_BODY_MAX);
+}
+
+/* A new connection for r in a free slot. Failures become the attempt's outcome. */
+void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
+{
+    struct qf_client *cl = c->cl;
+
+    c->host = h;
+    c->nreq = 0;
+    c->addr_i = 0;
+    c->t_connected = c->t_tls = 0;
+    conn_set_state(c, QF_CONN_CONNECTING);
+    begin_attempt(c, r);
+    c->t_open = cl->now_us;
+    arm(c, cl->now_us + (cl->connect_timeout_us < cl->timeout_us ? cl->connect_timeout_us
+                                                                  : cl->timeout_us));
+    int rc = start_connect(c);
+    if (rc == QF_ENOSPC && h->nopen > 0) {
+        /* Out of fds: live with the connections we have and queue the request again. */
+        h->max = h->nopen;
+        r->attempts--;
+        qf_conn_close(c);
+        qf_sched_push(h, r, 1);
+        return;
+    }
+    if (rc < 0) {
+        conn_fail(c, QF_ECONNECT, c->errmsg);
+        return;
+    }
+    qf_conn_step(c, 0);
+}
+
+/* A parked connection takes the next request. */
+void qf_conn_assign(struct qf_conn *c, struct qf_req *r)
+{
+    struct qf_client *cl = c->cl;
+
+    conn_set_state(c, QF_CONN_SEND);
+    begin_attempt(c, r);
+    c->t_open = 0;
+    arm(c, cl->now_us + cl->timeout_us);
+    qf_conn_step(c, 0);
+}
+
+static int after_connect(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+
+    c->t_connected = cl->now_us;
+    if (!c->host->url.tls)
+        return QF_CONN_SEND;
+    if (qf_tls_open(&c->tls, &cl->tls, c->fd, c->host->url.host, &c->host->cache) < 0)
+        return conn_fail(c, QF_ENOMEM, "cannot create TLS session");
+    return QF_CONN_HANDSHAKE;
+}
+
+static int on_connecting(struct qf_conn *c, uint32_t events)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return QF_AGAIN;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr == 0)
+        return after_connect(c);
+    snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", c->host->url.host,
+             c->host->url.port, strerror(soerr));
+    /* Try the host's next address on the same slot. */
+    close(c->fd);
+    c->fd = -1;
+    c->host->nopen--;
+    c->addr_i++;
+    if (c->addr_i < c->host->naddr && start_connect(c) == 0)
+        return QF_AGAIN;
+    return conn_fail(c, QF_ECONNECT, c->errmsg);
+}
+
+static int on_handshake(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    int rc = qf_tls_handshake(&c->tls, c->errmsg, sizeof(c->errmsg));
+
+    if (rc == QF_WANT_READ || rc == QF_WANT_WRITE) {
+        c->want = rc;
+        return QF_AGAIN;
+    }
+    if (rc == QF_ECERT) {
+        /* Nothing is ever written to an unverified peer, and no other request to this host
+         * may be: the certificate will not get better within this run. */
+        struct qf_host *h = c->host;
+        if (!h->fatal) {
+            h->fatal = QF_ECERT;
+            snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", c->errmsg);
+        }
+        struct qf_req *r = c->req;
+        c->req = NULL;
+        qf_conn_close(c);
+        if (r != NULL)
+            qf_sched_finish(cl, r, QF_ECERT, 0, h->fatal_msg, 0, "", "", NULL);
+        return QF_CONN_FREE;
+    }
+    if (rc == QF_ETLS) {
+        /* A refused handshake (no common version or cipher, an alert) repeats on retry. */
+        struct qf_req *r = c->req;
+        c->req = NULL;
+        qf_conn_close(c);
+        if (r != NULL)
+            qf_sched_finish(cl, r, QF_ETLS, 0, c->errmsg, 0, "", "", NULL);
+        return QF_CONN_FREE;
+    }
+    if (rc < 0)
+        return conn_fail(c, rc, c->errmsg);
+    c->t_tls = cl->now_us;
+    if (qf_tls_resumed(&c->tls))
+        cl->st.tls_resumed++;
+    else
+        cl->st.tls_full++;
+    arm(c, c->t_start + cl->timeout_us);
+    return QF_CONN_SEND;
+}
+
+static int on_send(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+
+    while (c->woff < c->wlen) {
+        ssize_t n;
+        if (c->host->url.tls) {
+            n = qf_tls_write(&c->tls, c->wbuf + c->woff, c->wlen - c->woff, c->errmsg,
+                             sizeof(c->errmsg));
+            if (n == QF_WANT_READ || n == QF_WANT_WRITE) {
+                c->want = (int)n;
+                return QF_AGAIN;
+            }
+        } else {
+            n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return QF_AGAIN;
+            if (n < 0) {
+                snprintf(c->errmsg, sizeof(c->errmsg), "send: %s", strerror(errno));
+                n = QF_ECLOSED;
+            }
+        }
+        if (n < 0) {
+            /* The peer may have answered (e.g. 429) and closed before reading everything we
+             * sent: read what it said before giving up. */
+            c->write_failed = 1;
+            cl->st.requests_sent++;
+            return QF_CONN_RECV;
+        }
+        c->woff += (size_t)n;
+    }
+    cl->st.requests_sent++;
+    if (c->nreq > 0)
+        cl->st.reused++;
+    return QF_CONN_RECV;
+}
+
+/* Grows the body buffer so the parser can take len more bytes. */
+static int grow_body(struct qf_conn *c, size_t len)
+{
+    size_t need = c->http.body_len + len, cap = c->body_cap ? c->body_cap : 16384;
+
+    while (cap < need)
+        cap *= 2;
+    if (cap > QF_HTTP_BODY_MAX)
+        cap = QF_HTTP_BODY_MAX;
+    char *b = qf_realloc(c->body_cap ? c->body : NULL, cap);
+    if (b == NULL)
+        return QF_ENOMEM;
+    c->body = b;
+    c->body_cap = cap;
+    qf_http_set_body(&c->http, b, cap);
+    return 0;
+}
+
+/* A response is complete: hand it to the scheduler, then park or close. */
+static int on_complete(struct qf_conn *c, int trailing)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *r = c->req;
+    int keep = c->http.keep_alive && !trailing && !c->write_failed;
+
+    qf_heap_del(&cl->timers, &c->timer);
+    c->nreq++;
+    c->req = NULL;
+    if (keep) {
+        conn_set_state(c, QF_CONN_PARKED);
+        c->host->idle[c->host->nidle++] = c;
+    } else {
+        qf_conn_close(c);
+    }
+    /* The callback may add requests; they are dispatched after this event. */
+    qf_sched_response(cl, r, c);
+    return QF_AGAIN;
+}
+
+/* The parser rejected the response; llhttp errors are sticky, so the connection goes too. */
+static int parse_fail(struct qf_conn *c, int err)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *r = c->req;
+    const char *what = err == QF_EBODY     ? "response body larger than 8 MiB"
+                       : err == QF_EHEADER ? "response header block too large"
+                                           : "malformed HTTP response";
+    int status = c->http.status;
+
+    c->req = NULL;
+    qf_conn_close(c);
+    qf_sched_attempt_failed(cl, r, err, status, what, -1);
+    return QF_CONN_FREE;
+}
+
+static int on_recv(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+
+    for (;;) {
+        ssize_t n;
+        if (c->host->url.tls) {
+            n = qf_tls_read(&c->tls, c->rbuf, sizeof(c->rbuf), c->errmsg, sizeof(c->errmsg));
+            if (n == QF_WANT_READ || n == QF_WANT_WRITE) {
+                c->want = (int)n;
+                if (c->write_failed)
+                    break;
+                return QF_AGAIN;
+            }
+        } else {
+            n = recv(c->fd, c->rbuf, sizeof(c->rbuf), 0);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                if (c->write_failed)
+                    break;
+                return QF_AGAIN;
+            }
+            if (n < 0) {
+                snprintf(c->errmsg, sizeof(c->errmsg), "recv: %s", strerror(errno));
+                n = QF_ECLOSED;
+            }
+        }
+        if (n < 0)
+            return conn_fail(c, (int)n, c->errmsg);
+        if (n == 0) {
+            if (qf_http_finish(&c->http) == 0) {
+                c->http.keep_alive = 0;
+                return on_complete(c, 0);
+            }
+            if (c->got_byte)
+                snprintf(c->errmsg, sizeof(c->errmsg),
+                         "connection closed before the response was complete");
+            else
+                snprintf(c->errmsg, sizeof(c->errmsg),
+                         "connection closed before any response byte");
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        cl->st.bytes_read += (uint64_t)n;
+        if (!c->got_byte) {
+            c->got_byte = 1;
+            c->t_first = cl->now_us;
+        }
+        ssize_t used;
+        while ((used = qf_http_feed(&c->http, c->rbuf, (size_t)n)) == QF_ENOSPC) {
+            if (grow_body(c, (size_t)n) < 0)
+                return conn_fail(c, QF_ENOMEM, "out of memory for the response body");
+        }
+        if (used < 0)
+            return parse_fail(c, (int)used);
+        if (c->http.complete)
+            return on_complete(c, used < n);
+    }
+    /* The write failed and the peer said nothing complete. */
+    return conn_fail(c, QF_ECLOSED, c->errmsg);
+}
+
+/* An event on an idle connection: the server closed it, or sent bytes nobody asked for. */
+static int on_parked(struct qf_conn *c)
+{
+    char b[256];
+    ssize_t n;
+
+    if (c->host->url.tls) {
+        n = qf_tls_read(&c->tls, b, sizeof(b), NULL, 0);
+        if (n == QF_WANT_READ || n == QF_WANT_WRITE)
+            return QF_AGAIN; /* e.g. a TLS 1.3 session ticket, now stored */
+    } else {
+        n = recv(c->fd, b, sizeof(b), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return QF_AGAIN;
+    }
+    qf_conn_close(c);
+    return QF_CONN_FREE;
+}
+
+void qf_conn_step(struct qf_conn *c, uint32_t events)
+{
+    for (;;) {
+        int next;
+        switch (c->state) {
+        case QF_CONN_CONNECTING:
+            next = on_connecting(c, events);
+            break;
+        case QF_CONN_HANDSHAKE:
+            next = on_handshake(c);
+            break;
+        case QF_CONN_SEND:
+            next = on_send(c);
+            break;
+        case QF_CONN_RECV:
+            next = on_recv(c);
+            break;
+        case QF_CONN_PARKED:
+            next = on_parked(c);
+            break;
+        case QF_CONN_FREE:
+        default:
+            return;
+        }
+        if (next == QF_AGAIN || next == QF_CONN_FREE)
+            return;
+        conn_set_state(c, (enum qf_conn_state)next);
+    }
+}
+
+void qf_conn_timeout(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"
+                        : c->state == QF_CONN_HANDSHAKE ? "in the TLS handshake"
+                        : c->got_byte                   ? "receiving the response"
+                                                        : "waiting for the response";
+    int64_t limit = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE
+                        ? (cl->connect_timeout_us < cl->timeout_us ? cl->connect_timeout_us
+                                                                   : cl->timeout_us)
+                        : cl->timeout_us;
+
+    snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s",
+             (double)limit / 1e6, phase);
+    conn_fail(c, QF_ETIMEOUT, c->errmsg);
+}

@@ -1,0 +1,168 @@
+/* Engine internals shared by the engine's sources: client, hosts, connection slots, requests, timers.
+ * Nothing outside engine/ includes this header (make check-layers). The engine glues tls/
+ * (bytes over a verified channel) to parser/ (bytes to values) and implements qfetch.h. */
+#ifndef QF_ENGINE_H
+#define QF_ENGINE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "parser/http.h"
+#include "parser/json.h"
+#include "qfetch.h"
+#include "tls/tls.h"
+
+#define QF_AGAIN (-1000)        /* handler: wait for the next event */
+#define QF_RBUF_SIZE 16384
+#define QF_SYMBOL_MAX 64
+#define QF_MAX_ADDRS 8
+#define QF_RETRY_AFTER_CAP_MS 5000
+
+/* alloc.c: every engine allocation goes through here so tests can count them. */
+void *qf_malloc(size_t n);
+void *qf_calloc(size_t n, size_t size);
+void *qf_realloc(void *p, size_t n);
+void qf_free(void *p);
+unsigned long qf_alloc_calls(void);
+
+/* timer.c: one min-heap of deadlines for connections and backoff waits. */
+enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ };
+struct qf_timer {
+    int64_t at_us;
+    int idx; /* position in the heap, -1 when not armed */
+    enum qf_timer_kind kind;
+};
+struct qf_heap {
+    struct qf_timer **v;
+    int n, cap;
+};
+int qf_heap_reserve(struct qf_heap *h, int cap);
+void qf_heap_set(struct qf_heap *h, struct qf_timer *t, int64_t at_us); /* arm or move */
+void qf_heap_del(struct qf_heap *h, struct qf_timer *t);
+struct qf_timer *qf_heap_top(const struct qf_heap *h);
+void qf_heap_free(struct qf_heap *h);
+
+/* url.c: the URL template split around "{}". */
+struct qf_url {
+    int tls;
+    char host[256];
+    char port[8];
+    char *prefix; /* request target before the symbol, e.g. "/v8/finance/chart/" */
+    char *suffix; /* after it, e.g. "?interval=1d" or "" */
+};
+int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen);
+void qf_url_free(struct qf_url *u);
+
+struct qf_req {
+    struct qf_timer timer; /* backoff wait before the next attempt */
+    struct qf_req *next;
+    size_t index;
+    int attempts;          /* attempts started */
+    int stale_resent;      /* already re-sent once after a stale keep-alive connection */
+    int want_fresh;        /* the next attempt must use a new connection */
+    int last_status;
+    int64_t t_start;       /* start of the current attempt */
+    char *enc;             /* percent-encoded symbol, inside this allocation */
+    char symbol[];
+};
+
+enum qf_conn_state {
+    QF_CONN_FREE,       /* slot unused, no fd */
+    QF_CONN_CONNECTING, /* non-blocking connect() in flight */
+    QF_CONN_HANDSHAKE,  /* TLS handshake, direction in want */
+    QF_CONN_SEND,       /* request bytes left in wbuf */
+    QF_CONN_RECV,       /* feeding the response parser */
+    QF_CONN_PARKED,     /* keep-alive, waiting for the scheduler to hand it a request */
+};
+
+struct qf_client;
+struct qf_host;
+
+struct qf_conn {
+    enum qf_conn_state state;
+    int fd;
+    uint32_t gen;          /* bumped per fd so stale epoll events are dropped */
+    uint32_t slot;
+    int want;              /* QF_WANT_READ / QF_WANT_WRITE of the last TLS call */
+    int addr_i;            /* address being tried */
+    int write_failed;      /* send failed: read what the peer said before giving up */
+    int got_byte;          /* a response byte arrived for the current request */
+    unsigned nreq;         /* responses completed on this connection */
+    struct qf_client *cl;
+    struct qf_host *host;
+    struct qf_req *req;
+    struct qf_timer timer;
+    int64_t t_start, t_open, t_connected, t_tls, t_first; /* us; t_open 0 when reused */
+    struct qf_tls tls;
+    char *wbuf;
+    size_t wlen, woff;
+    char *body;
+    size_t body_cap;
+    struct qf_http http;
+    char errmsg[160];
+    char rbuf[QF_RBUF_SIZE];
+};
+
+struct qf_host {
+    struct qf_url url;
+    struct sockaddr_storage addrs[QF_MAX_ADDRS];
+    socklen_t addrlens[QF_MAX_ADDRS];
+    int naddr;
+    int fatal;             /* resolution or certificate failure: fails every request */
+    char fatal_msg[160];
+    struct qf_tls_cache cache;
+    struct qf_req *qhead, *qtail;
+    struct qf_conn **idle; /* parked connections, a stack */
+    unsigned nidle, nopen, max;
+    char *hdrs;            /* " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
+    size_t hdrs_len;
+};
+
+struct qf_client {
+    int epfd, tfd;
+    int64_t tfd_armed_us;
+    qf_result_fn *cb;
+    void *udata;
+    qf_log_fn *log;
+    void *log_udata;
+    int64_t timeout_us, connect_timeout_us;
+    int retries;
+    struct qf_tls_ctx tls;
+    struct qf_host host;
+    struct qf_conn *conns;
+    uint32_t nconns;
+    uint32_t *free_slots;
+    uint32_t nfree;
+    size_t wcap;
+    struct qf_heap timers;
+    size_t nadded, ndone;
+    jsmntok_t *toks;
+    unsigned ntoks;
+    int64_t now_us, t_first_step, t_last_done;
+    uint64_t rng;
+    struct qf_stats st;
+};
+
+/* conn.c */
+void qf_conn_step(struct qf_conn *c, uint32_t events);
+void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r);
+void qf_conn_assign(struct qf_conn *c, struct qf_req *r);
+void qf_conn_timeout(struct qf_conn *c);
+void qf_conn_close(struct qf_conn *c);
+
+/* sched.c: queueing, outcomes, retries */
+void qf_sched_push(struct qf_host *h, struct qf_req *r, int front);
+void qf_sched_dispatch(struct qf_client *cl);
+void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, int status,
+                             const char *msg, int retry_after_s);
+void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c);
+void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
+                     const char *msg, double price, const char *price_text,
+                     const char *currency, const struct qf_conn *c);
+void qf_sched_timer(struct qf_client *cl, struct qf_req *r);
+void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int64_t qf_now_us(void);
+
+#endif

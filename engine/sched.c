@@ -1,0 +1,249 @@
+/* Scheduling: the per-host request queue, handing requests to idle or new connections,
+ * turning responses into quotes, retries with backoff, and result delivery. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "parser/price.h"
+
+void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (cl->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    cl->log(line, cl->log_udata);
+}
+
+void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
+{
+    if (front) {
+        r->next = h->qhead;
+        h->qhead = r;
+        if (h->qtail == NULL)
+            h->qtail = r;
+    } else {
+        r->next = NULL;
+        if (h->qtail != NULL)
+            h->qtail->next = r;
+        else
+            h->qhead = r;
+        h->qtail = r;
+    }
+}
+
+static struct qf_req *pop(struct qf_host *h)
+{
+    struct qf_req *r = h->qhead;
+    h->qhead = r->next;
+    if (h->qhead == NULL)
+        h->qtail = NULL;
+    r->next = NULL;
+    return r;
+}
+
+void qf_sched_dispatch(struct qf_client *cl)
+{
+    struct qf_host *h = &cl->host;
+
+    while (h->qhead != NULL) {
+        struct qf_req *r = h->qhead;
+        if (h->fatal) {
+            pop(h);
+            qf_sched_finish(cl, r, h->fatal, 0, h->fatal_msg, 0, "", "", NULL);
+        } else if (!r->want_fresh && h->nidle > 0) {
+            struct qf_conn *c = h->idle[--h->nidle];
+            qf_conn_assign(c, pop(h));
+        } else if (h->nopen < h->max && cl->nfree > 0) {
+            struct qf_conn *c = &cl->conns[cl->free_slots[--cl->nfree]];
+            pop(h);
+            r->want_fresh = 0;
+            qf_conn_open(c, h, r);
+        } else if (h->nidle > 0) {
+            qf_conn_close(h->idle[h->nidle - 1]); /* make room for a fresh connection */
+        } else {
+            break;
+        }
+    }
+}
+
+static double span_ms(int64_t from, int64_t to)
+{
+    return from != 0 && to != 0 ? (double)(to - from) / 1000.0 : -1;
+}
+
+void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
+                     const char *msg, double price, const char *price_text,
+                     const char *currency, const struct qf_conn *c)
+{
+    struct qf_result res = {
+        .index = r->index,
+        .symbol = r->symbol,
+        .err = err,
+        .status = status,
+        .price = price,
+        .price_text = price_text,
+        .currency = currency,
+        .errmsg = msg != NULL ? msg : "",
+        .attempts = r->attempts,
+        .connect_ms = -1,
+        .tls_ms = -1,
+        .first_byte_ms = -1,
+        .total_ms = span_ms(r->t_start, cl->now_us),
+    };
+    if (c != NULL) {
+        res.reused = c->t_open == 0;
+        res.connect_ms = span_ms(c->t_start, c->t_open ? c->t_connected : 0);
+        res.tls_ms = span_ms(c->t_start, c->t_open ? c->t_tls : 0);
+        res.first_byte_ms = span_ms(c->t_start, c->t_first);
+    }
+    if (cl->log != NULL) {
+        if (err == 0)
+            qf_sched_log(cl,
+                         "Received results for %s (connect %.1f ms, tls %.1f ms, first byte "
+                         "%.1f ms, total %.1f ms%s)",
+                         r->symbol, res.connect_ms, res.tls_ms, res.first_byte_ms, res.total_ms,
+                         res.reused ? ", reused connection" : "");
+        else
+            qf_sched_log(cl, "Received results for %s: error: %s", r->symbol, res.errmsg);
+    }
+    cl->ndone++;
+    cl->t_last_done = cl->now_us;
+    if (cl->cb != NULL)
+        cl->cb(&res, cl->udata);
+    qf_free(r);
+}
+
+static uint64_t rnd(struct qf_client *cl)
+{
+    /* xorshift64*: jitter only, no security meaning */
+    cl->rng ^= cl->rng >> 12;
+    cl->rng ^= cl->rng << 25;
+    cl->rng ^= cl->rng >> 27;
+    return cl->rng * 2685821657736338717ULL;
+}
+
+static int retryable(int err, int status)
+{
+    switch (err) {
+    case QF_ECONNECT:
+    case QF_ETIMEOUT:
+    case QF_ECLOSED:
+        return 1;
+    case QF_EHTTP:
+        return status == 429 || status == 502 || status == 503 || status == 504;
+    default:
+        return 0;
+    }
+}
+
+void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, int status,
+                             const char *msg, int retry_after_s)
+{
+    if (!retryable(err, status) || r->attempts > cl->retries) {
+        qf_sched_finish(cl, r, err, status, msg, 0, "", "", NULL);
+        return;
+    }
+    /* Exponential backoff with jitter in [d/2, d]; the server's Retry-After wins, capped so a
+     * hostile value cannot stall the batch. */
+    int64_t d_ms = 100LL << (r->attempts - 1 < 5 ? r->attempts - 1 : 5);
+    if (d_ms > 2000)
+        d_ms = 2000;
+    d_ms = d_ms / 2 + (int64_t)(rnd(cl) % (uint64_t)(d_ms / 2 + 1));
+    if (retry_after_s >= 0)
+        d_ms = retry_after_s * 1000LL < QF_RETRY_AFTER_CAP_MS ? retry_after_s * 1000LL
+                                                              : QF_RETRY_AFTER_CAP_MS;
+    cl->st.retries++;
+    qf_sched_log(cl, "%s: retrying in %lld ms after: %s", r->symbol, (long long)d_ms, msg);
+    r->last_status = status;
+    qf_heap_set(&cl->timers, &r->timer, cl->now_us + d_ms * 1000);
+}
+
+void qf_sched_timer(struct qf_client *cl, struct qf_req *r)
+{
+    qf_sched_push(&cl->host, r, 1);
+}
+
+/* Token array shared by all connections: parsing is synchronous, so one suffices. It grows
+ * on demand and stays at its high-water mark. */
+static int extract(struct qf_client *cl, const char *body, size_t len, struct qf_quote *q)
+{
+    for (;;) {
+        int rc = qf_json_extract(body, len, cl->toks, cl->ntoks, q);
+        if (rc != QF_ENOSPC)
+            return rc;
+        unsigned n = cl->ntoks ? cl->ntoks * 2 : 1024;
+        if (n > (1u << 23))
+            return QF_EJSON;
+        jsmntok_t *t = qf_realloc(cl->toks, (size_t)n * sizeof(*t));
+        if (t == NULL)
+            return QF_ENOMEM;
+        cl->toks = t;
+        cl->ntoks = n;
+    }
+}
+
+/* First line of a short text body, for messages like "HTTP 429: Edge: Too Many Requests". */
+static void text_detail(const char *body, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    if (len == 0 || body[0] == '<' || body[0] == '{')
+        return;
+    for (size_t i = 0; i < len && o + 1 < cap && o < 100; i++) {
+        unsigned char ch = (unsigned char)body[i];
+        if (ch == '\r' || ch == '\n')
+            break;
+        out[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    out[o] = '\0';
+}
+
+void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
+{
+    const struct qf_http *h = &c->http;
+    const char *body = h->body;
+    size_t len = h->body_len;
+    int status = h->status;
+    struct qf_quote q;
+    char msg[320];
+
+    if (status >= 200 && status < 300) {
+        int rc = extract(cl, body, len, &q);
+        if (rc == 0) {
+            char text[32];
+            if (qf_price_format(q.price, text, sizeof(text)) < 0) {
+                qf_sched_finish(cl, r, QF_ERANGE, status, "price out of range", 0, "", "", c);
+                return;
+            }
+            qf_sched_finish(cl, r, 0, status, "", q.price, text, q.currency, c);
+            return;
+        }
+        if (rc == QF_ENOPRICE)
+            snprintf(msg, sizeof(msg), "no price in response%s%s",
+                     q.err_desc[0] ? ": " : " (regularMarketPrice missing or not a number)",
+                     q.err_desc);
+        else if (rc == QF_EJSON)
+            snprintf(msg, sizeof(msg), "invalid JSON in response body (%zu bytes)", len);
+        else
+            snprintf(msg, sizeof(msg), "%s", qf_strerror(rc));
+        qf_sched_finish(cl, r, rc, status, msg, 0, "", "", c);
+        return;
+    }
+    char detail[200] = "";
+    if (len > 0 && body[0] == '{' && extract(cl, body, len, &q) != QF_EJSON && q.err_desc[0])
+        snprintf(detail, sizeof(detail), "%s", q.err_desc);
+    else
+        text_detail(body, len, detail, sizeof(detail));
+    snprintf(msg, sizeof(msg), "HTTP %d%s%s", status, detail[0] ? ": " : "", detail);
+    if (retryable(QF_EHTTP, status) && r->attempts <= cl->retries)
+        qf_sched_attempt_failed(cl, r, QF_EHTTP, status, msg, h->retry_after_s);
+    else
+        qf_sched_finish(cl, r, QF_EHTTP, status, msg, 0, "", "", c);
+}

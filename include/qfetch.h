@@ -1,0 +1,124 @@
+/* qfetch: concurrent HTTPS quote fetcher; public API of libqfetch.a.
+ * Includes libc headers only: no OpenSSL, llhttp or jsmn type appears here.
+ * Single-threaded: one qf_client is driven by one thread. Everything a callback receives is
+ * borrowed and valid only until the callback returns. */
+#ifndef QFETCH_H
+#define QFETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes: 0 is success, failures are negative. qf_strerror() names them. */
+enum qf_err {
+    QF_OK = 0,
+    QF_ENOMEM = -1,   /* allocation failed */
+    QF_EINVAL = -2,   /* bad argument or option */
+    QF_ERESOLVE = -3, /* host name did not resolve */
+    QF_ECONNECT = -4, /* TCP connect failed on every address */
+    QF_ETLS = -5,     /* TLS handshake or record failure */
+    QF_ECERT = -6,    /* certificate or host name verification failed */
+    QF_ETIMEOUT = -7, /* connect or request deadline passed */
+    QF_ECLOSED = -8,  /* peer closed or reset before the response was complete */
+    QF_EHTTP = -9,    /* HTTP status other than 2xx */
+    QF_EPROTO = -10,  /* malformed HTTP response */
+    QF_EBODY = -11,   /* body larger than the cap */
+    QF_EHEADER = -12, /* header block larger than the cap */
+    QF_EJSON = -13,   /* body is not valid JSON (or truncated) */
+    QF_ENOPRICE = -14, /* valid JSON without a numeric price at chart.result[0].meta */
+    QF_ENOSPC = -15,  /* internal: a buffer must grow; never reported in a result */
+    QF_ECONFIG = -16, /* configuration unusable, e.g. --cacert not a readable PEM bundle */
+    QF_ERANGE = -17,  /* price outside what two-decimal formatting can represent */
+    QF_ECANCELED = -18, /* client freed or request cancelled before completion */
+};
+
+const char *qf_strerror(int err);
+
+typedef struct qf_client qf_client;
+
+/* Per-ticker outcome. Strings are borrowed: valid only during the callback. */
+struct qf_result {
+    size_t index;           /* 0-based order of qf_client_add() calls */
+    const char *symbol;     /* as given to qf_client_add() */
+    int err;                /* 0 on success, else QF_E* */
+    int status;             /* last HTTP status, 0 when none arrived */
+    double price;           /* meta.regularMarketPrice, valid when err == 0 */
+    const char *price_text; /* price rounded half-even to cents, e.g. "269.70"; "" on error */
+    const char *currency;   /* meta.currency, "" when absent */
+    const char *errmsg;     /* one line naming the failure; "" on success */
+    int attempts;           /* attempts made, 1 + retries used */
+    int reused;             /* final attempt ran on a kept-alive connection */
+    /* Timings of the final attempt in ms from its start; -1 when the phase did not happen. */
+    double connect_ms, tls_ms, first_byte_ms, total_ms;
+};
+
+typedef void qf_result_fn(const struct qf_result *r, void *udata);
+typedef void qf_log_fn(const char *line, void *udata);
+
+/* A zeroed struct means every default. */
+struct qf_options {
+    const char *url_template;   /* "{}" replaced by the percent-encoded symbol; NULL: Yahoo's chart URL */
+    int connections;            /* max connections per host; 0: QF_DEFAULT_CONNECTIONS */
+    const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system */
+    const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR" entries, as curl --resolve */
+    int timeout_ms;             /* per attempt, request sent to body complete; 0: 10000 */
+    int connect_timeout_ms;     /* TCP connect + TLS handshake; 0: 5000 */
+    int retries;                /* 0: default (2); < 0: no retries; > 0: that many */
+    const char *user_agent;     /* NULL: a current browser's */
+    qf_log_fn *log;             /* optional: verbose lines (request start/end, transitions) */
+    void *log_udata;
+};
+
+#define QF_DEFAULT_CONNECTIONS 8
+#define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
+
+struct qf_stats {
+    uint64_t conns_opened;    /* TCP connections started */
+    uint64_t requests_sent;   /* requests written, retries and re-sends included */
+    uint64_t reused;          /* requests sent on an already used keep-alive connection */
+    uint64_t tls_full;        /* full TLS handshakes */
+    uint64_t tls_resumed;     /* abbreviated (resumed) TLS handshakes */
+    uint64_t retries;         /* attempts beyond the first, stale re-sends excluded */
+    uint64_t stale_resends;   /* requests re-sent after a kept-alive connection turned out closed */
+    uint64_t bytes_read;      /* bytes received from sockets (TLS records included) */
+    double wall_ms;           /* from the first step to the last completion */
+};
+
+/* Creates a client. On failure returns NULL and, when errbuf is not NULL, writes the reason.
+ * The options' strings are copied. */
+qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *udata, char *errbuf,
+                         size_t errlen);
+
+/* Queues one quote GET for symbol (copied). Returns its index (>= 0) or QF_EINVAL for a symbol
+ * that cannot be sent (empty, longer than 64 bytes, control characters), QF_ENOMEM. May be
+ * called from the result callback. */
+int qf_client_add(qf_client *c, const char *symbol);
+
+/* The epoll fd: readable when the client has I/O or a deadline to handle. */
+int qf_client_fd(const qf_client *c);
+
+/* Milliseconds until the next deadline, 0 when work is ready, -1 when nothing is pending. */
+int qf_client_timeout_ms(const qf_client *c);
+
+/* Handles whatever is ready, never blocks. Returns the number of unfinished requests, or < 0. */
+int qf_client_step(qf_client *c);
+
+/* Blocks, stepping until every queued request has produced its result. Returns 0 or < 0. */
+int qf_client_run(qf_client *c);
+
+void qf_client_stats(const qf_client *c, struct qf_stats *st);
+
+/* Frees everything; pending requests are dropped without callbacks. Not from a callback. */
+void qf_client_free(qf_client *c);
+
+/* Percent-encodes a symbol for a URL path: unreserved characters (A-Z a-z 0-9 - . _ ~) stay,
+ * everything else becomes %XX. Returns the length written (NUL excluded) or QF_ENOSPC. */
+int qf_symbol_encode(const char *symbol, char *out, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

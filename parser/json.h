@@ -1,0 +1,32 @@
+/* Quote extraction from a Yahoo v8 chart body with jsmn: walks the token tree by path
+ * chart.result[0].meta.{regularMarketPrice,currency} and chart.error.{code,description}.
+ * Never allocates: the caller owns the token array and grows it on QF_ENOSPC. */
+#ifndef QF_PARSER_JSON_H
+#define QF_PARSER_JSON_H
+
+#include <stddef.h>
+
+#define JSMN_HEADER
+#include <jsmn.h>
+#undef JSMN_HEADER
+
+struct qf_quote {
+    double price;          /* valid when qf_json_extract() returned 0 */
+    char currency[16];     /* meta.currency, "" when absent or not a short string */
+    char err_code[64];     /* chart.error.code (or finance.error.code), "" when absent */
+    char err_desc[160];    /* chart.error.description, "" when absent; JSON escapes decoded */
+};
+
+/* Tokenizes body[0..len) and extracts the quote into q (always cleared first).
+ * Returns 0 when a numeric price was found; QF_ENOPRICE for valid JSON without one (null,
+ * missing, string, result null; err_* filled when the body carries an error object);
+ * QF_EJSON for invalid or truncated JSON (or a price number longer than 400 characters);
+ * QF_ERANGE for a price that overflows a double (1e400); QF_ENOSPC when ntoks is too small
+ * (grow, retry; a body never needs more than len + 1 tokens).
+ * A duplicated key counts at its FIRST occurrence (Python's json keeps the last); keys match
+ * byte for byte as written, so an escaped spelling of a key does not match.
+ * err_code/err_desc come from chart.error, else from finance.error (Yahoo's 401 bodies). */
+int qf_json_extract(const char *body, size_t len, jsmntok_t *toks, unsigned ntoks,
+                    struct qf_quote *q);
+
+#endif

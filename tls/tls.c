@@ -1,0 +1,236 @@
+/* OpenSSL client glue: context setup, non-blocking handshake/read/write, session resumption.
+ * May not include HTTP, llhttp or engine headers. The SSL object is owned here; the fd is not. */
+#include "tls/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "qfetch.h"
+
+static void set_err(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char reason[160] = "";
+
+    if (err == NULL || errlen == 0)
+        return;
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    if (reason[0] != '\0') {
+        const char *r = ERR_reason_error_string(e);
+        snprintf(err, errlen, "%s: %s", what, r != NULL ? r : reason);
+    } else {
+        snprintf(err, errlen, "%s", what);
+    }
+}
+
+/* The cache keeps one reference; OpenSSL hands us ownership when we return 1. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct qf_tls_cache *cache = SSL_get_app_data(ssl);
+
+    if (cache == NULL)
+        return 0;
+    if (cache->sess != NULL)
+        SSL_SESSION_free(cache->sess);
+    cache->sess = sess;
+    return 1;
+}
+
+int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen)
+{
+    t->ctx = SSL_CTX_new(TLS_client_method());
+    if (t->ctx == NULL) {
+        set_err(err, errlen, "cannot create TLS context");
+        return QF_ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+    /* A TCP close without close_notify reads as EOF; the HTTP layer decides if that truncated
+     * the response (close-delimited bodies end exactly that way). */
+    SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    /* SSL_write is retried with the same buffer after WANT_*; idle connections give back
+     * their record buffers. */
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(t->ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(t->ctx, alpn, sizeof(alpn) - 1);
+
+    if (cacert != NULL) {
+        FILE *f = fopen(cacert, "r");
+        if (f == NULL) {
+            if (err != NULL)
+                snprintf(err, errlen, "cannot read CA file %s: %s", cacert, strerror(errno));
+            goto fail;
+        }
+        fclose(f);
+        ERR_clear_error();
+        if (SSL_CTX_load_verify_locations(t->ctx, cacert, NULL) != 1) {
+            char what[300];
+            snprintf(what, sizeof(what), "cannot load CA file %s (not a PEM bundle?)", cacert);
+            set_err(err, errlen, what);
+            goto fail;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
+        set_err(err, errlen, "cannot load the system trust store");
+        goto fail;
+    }
+    return 0;
+fail:
+    qf_tls_ctx_free(t);
+    return QF_ECONFIG;
+}
+
+void qf_tls_ctx_free(struct qf_tls_ctx *t)
+{
+    SSL_CTX_free(t->ctx);
+    t->ctx = NULL;
+}
+
+void qf_tls_cache_free(struct qf_tls_cache *cache)
+{
+    if (cache->sess != NULL)
+        SSL_SESSION_free(cache->sess);
+    cache->sess = NULL;
+}
+
+int qf_tls_open(struct qf_tls *s, struct qf_tls_ctx *t, int fd, const char *host,
+                struct qf_tls_cache *cache)
+{
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+
+    s->dead = 0;
+    s->ssl = SSL_new(t->ctx);
+    if (s->ssl == NULL)
+        return QF_ENOMEM;
+    if (SSL_set_fd(s->ssl, fd) != 1)
+        goto fail;
+    SSL_set_connect_state(s->ssl);
+    SSL_set_app_data(s->ssl, cache);
+    if (is_ip) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), host) != 1)
+            goto fail;
+    } else {
+        if (SSL_set_tlsext_host_name(s->ssl, host) != 1 || SSL_set1_host(s->ssl, host) != 1)
+            goto fail;
+    }
+    if (cache != NULL && cache->sess != NULL)
+        SSL_set_session(s->ssl, cache->sess);
+    return 0;
+fail:
+    qf_tls_close(s);
+    return QF_ENOMEM;
+}
+
+/* Maps the result of an SSL_* I/O call: the direction matters, a read may need writability. */
+static int io_result(struct qf_tls *s, int rc, char *err, size_t errlen, const char *what)
+{
+    int saved = errno;
+
+    switch (SSL_get_error(s->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        return QF_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return QF_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        s->dead = 1;
+        if (err != NULL)
+            snprintf(err, errlen, "%s: %s", what,
+                     saved != 0 ? strerror(saved) : "connection closed");
+        return QF_ECLOSED;
+    default:
+        s->dead = 1;
+        set_err(err, errlen, what);
+        return QF_ETLS;
+    }
+}
+
+int qf_tls_handshake(struct qf_tls *s, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(s->ssl);
+    if (rc == 1) {
+        /* SSL_VERIFY_PEER already aborts on failure; checking again costs nothing and keeps
+         * a verified handshake the only way to 0. */
+        long v = SSL_get_verify_result(s->ssl);
+        if (v != X509_V_OK || SSL_get0_peer_certificate(s->ssl) == NULL) {
+            if (err != NULL)
+                snprintf(err, errlen, "certificate verification failed: %s",
+                         X509_verify_cert_error_string(v));
+            return QF_ECERT;
+        }
+        return 0;
+    }
+    int r = io_result(s, rc, err, errlen, "TLS handshake failed");
+    if (r == QF_WANT_READ || r == QF_WANT_WRITE)
+        return r;
+    long v = SSL_get_verify_result(s->ssl);
+    if (v != X509_V_OK) {
+        if (err != NULL)
+            snprintf(err, errlen, "certificate verification failed: %s",
+                     X509_verify_cert_error_string(v));
+        return QF_ECERT;
+    }
+    if (r == 0) {
+        if (err != NULL)
+            snprintf(err, errlen, "TLS handshake failed: connection closed by peer");
+        return QF_ECLOSED;
+    }
+    return r;
+}
+
+ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t errlen)
+{
+    size_t n = 0;
+
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_read_ex(s->ssl, buf, len, &n);
+    if (rc == 1)
+        return (ssize_t)n;
+    return io_result(s, rc, err, errlen, "TLS read failed");
+}
+
+ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, size_t errlen)
+{
+    size_t n = 0;
+
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_write_ex(s->ssl, buf, len, &n);
+    if (rc == 1)
+        return (ssize_t)n;
+    int r = io_result(s, rc, err, errlen, "TLS write failed");
+    return r == 0 ? QF_ECLOSED : r;
+}
+
+int qf_tls_resumed(const struct qf_tls *s)
+{
+    return s->ssl != NULL && SSL_session_reused(s->ssl);
+}
+
+void qf_tls_close(struct qf_tls *s)
+{
+    if (s->ssl == NULL)
+        return;
+    /* Best effort and non-blocking: a peer that misses close_notify loses nothing. */
+    if (!s->dead && SSL_is_init_finished(s->ssl)) {
+        ERR_clear_error();
+        SSL_shutdown(s->ssl);
+    }
+    ERR_clear_error();
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+}

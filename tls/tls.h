@@ -1,0 +1,58 @@
+/* TLS over a non-blocking fd the caller owns: OpenSSL client context and per-connection
+ * session. Knows nothing of HTTP or the engine. Sessions for resumption live in a
+ * caller-owned qf_tls_cache slot (one per host); the context is shared by all connections. */
+#ifndef QF_TLS_H
+#define QF_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define QF_WANT_READ (-100)  /* retry the same call when the fd is readable */
+#define QF_WANT_WRITE (-101) /* retry the same call when the fd is writable */
+
+struct ssl_ctx_st;
+struct ssl_st;
+struct ssl_session_st;
+
+struct qf_tls_ctx {
+    struct ssl_ctx_st *ctx;
+};
+
+/* One per host: the newest session ticket the server sent, for the next connection. */
+struct qf_tls_cache {
+    struct ssl_session_st *sess;
+};
+
+struct qf_tls {
+    struct ssl_st *ssl;
+    int dead; /* a fatal error happened: no close_notify may be sent */
+};
+
+/* cacert NULL: the system trust store. Returns 0, QF_ECONFIG (unreadable or not PEM) or
+ * QF_ENOMEM, with the reason in err. TLS 1.2 minimum, peer verification always on. */
+int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen);
+void qf_tls_ctx_free(struct qf_tls_ctx *t);
+void qf_tls_cache_free(struct qf_tls_cache *cache);
+
+/* Starts a client session on fd, verifying host (a DNS name or an IP literal) and sending SNI
+ * for names. cache may be NULL. Returns 0 or QF_ENOMEM. */
+int qf_tls_open(struct qf_tls *s, struct qf_tls_ctx *t, int fd, const char *host,
+                struct qf_tls_cache *cache);
+
+/* Drives the handshake. Returns 0 once complete AND verified, QF_WANT_READ/QF_WANT_WRITE,
+ * QF_ECERT (verification failed) or QF_ETLS/QF_ECLOSED, with the reason in err. */
+int qf_tls_handshake(struct qf_tls *s, char *err, size_t errlen);
+
+/* > 0 bytes; 0 on EOF (close_notify or TCP close); QF_WANT_READ/QF_WANT_WRITE; QF_ECLOSED
+ * (reset) or QF_ETLS (alert, bad record) with the reason in err. */
+ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t errlen);
+
+/* Writes all of buf or nothing visible: after QF_WANT_*, call again with the same buf, len. */
+ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, size_t errlen);
+
+int qf_tls_resumed(const struct qf_tls *s);
+
+/* Frees the session; sends close_notify only if it can without blocking. fd stays open. */
+void qf_tls_close(struct qf_tls *s);
+
+#endif
