@@ -67,7 +67,7 @@ unit: $(UNIT_TESTS)
 integration: all
 certs: $(BUILD)/test/certs/.done
 $(BUILD)/test/certs/.done: tests/gen_certs.sh | $(BUILD)/.deps-test
-	tests/gen_certs.sh $(BUILD)/test/certs
+	tests/gen_certs.sh $(abspath $(BUILD)/test/certs)
 	@touch $@
 
 # Every suite of the project, then the sanitizer build of the same suites; last line N passed, M failed.

@@ -123,7 +123,7 @@ static void resolve(struct qf_host *h)
     int rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
     if (rc != 0) {
         h->fatal = QF_ERESOLVE;
-        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %s: %s",
+        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
                  h->url.host, gai_strerror(rc));
         return;
     }

@@ -87,6 +87,7 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
 {
     struct qf_client *cl = c->cl;
     struct qf_req *r = c->req;
+    int status = c->http.status;
     int stale = c->nreq > 0 && !c->got_byte && r != NULL && !r->stale_resent &&
                 (err == QF_ECLOSED || err == QF_ETLS);
 
@@ -103,7 +104,7 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
         cl->st.stale_resends++;
         qf_sched_push(c->host, r, 1);
     } else {
-        qf_sched_attempt_failed(cl, r, err, 0, msg, -1);
+        qf_sched_attempt_failed(cl, r, err, status, msg, -1);
     }
     return QF_CONN_FREE;
 }
@@ -313,7 +314,8 @@ static int on_send(struct qf_conn *c)
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return QF_AGAIN;
             if (n < 0) {
-                snprintf(c->errmsg, sizeof(c->errmsg), "send: %s", strerror(errno));
+                snprintf(c->errmsg, sizeof(c->errmsg), "connection closed (send: %s)",
+                         strerror(errno));
                 n = QF_ECLOSED;
             }
         }
@@ -409,7 +411,8 @@ static int on_recv(struct qf_conn *c)
                 return QF_AGAIN;
             }
             if (n < 0) {
-                snprintf(c->errmsg, sizeof(c->errmsg), "recv: %s", strerror(errno));
+                snprintf(c->errmsg, sizeof(c->errmsg), "connection closed (recv: %s)",
+                         strerror(errno));
                 n = QF_ECLOSED;
             }
         }

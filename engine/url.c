@@ -65,7 +65,7 @@ int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen)
         snprintf(err, errlen, "URL template: {} must come after the host: %s", tmpl);
         return QF_EINVAL;
     }
-    if (p[auth_len] == '#' || memchr(p, '@', auth_len) != NULL) {
+    if (strchr(p, '#') != NULL || memchr(p, '@', auth_len) != NULL) {
         snprintf(err, errlen, "URL template: fragments and user info are not supported: %s",
                  tmpl);
         return QF_EINVAL;

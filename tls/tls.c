@@ -146,8 +146,8 @@ static int io_result(struct qf_tls *s, int rc, char *err, size_t errlen, const c
     case SSL_ERROR_SYSCALL:
         s->dead = 1;
         if (err != NULL)
-            snprintf(err, errlen, "%s: %s", what,
-                     saved != 0 ? strerror(saved) : "connection closed");
+            snprintf(err, errlen, "connection closed (%s: %s)", what,
+                     saved != 0 ? strerror(saved) : "unexpected EOF");
         return QF_ECLOSED;
     default:
         s->dead = 1;

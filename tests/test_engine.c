@@ -1,0 +1,427 @@
+/* Engine tests against tests/server.py on 127.0.0.1: batches, keep-alive, embedding through
+ * qf_client_fd/step, callbacks adding requests, allocation count in the steady state, the
+ * timer heap and URL handling. Each test that runs a loop does so in a forked child under
+ * alarm(), so a hung loop fails that test and not the suite. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine/engine.h"
+#include "qfetch.h"
+
+static pid_t server_pid = -1;
+static int server_port;
+static char certs[256];
+
+/* Starts server.py with extra args; waits (bounded) for its "PORT n" line. */
+static int server_start(const char *extra)
+{
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cert[300], key[300];
+        snprintf(cert, sizeof(cert), "%s/server.pem", certs);
+        snprintf(key, sizeof(key), "%s/server.key", certs);
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        const char *argv[] = {"/usr/bin/python3", "tests/server.py", "--cert", cert, "--key",
+                              key, "--port", "0", extra, NULL};
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    server_pid = pid;
+    char line[64] = "";
+    size_t n = 0;
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    while (n + 1 < sizeof(line) && poll(&p, 1, 10000) == 1) {
+        if (read(pfd[0], line + n, 1) != 1 || line[n] == '\n')
+            break;
+        n++;
+    }
+    close(pfd[0]);
+    line[n] = '\0';
+    if (sscanf(line, "PORT %d", &server_port) != 1)
+        return -1;
+    return 0;
+}
+
+static int setup_server(void **state)
+{
+    (void)state;
+    const char *b = getenv("QF_BUILD");
+    snprintf(certs, sizeof(certs), "%s/test/certs", b ? b : "build");
+    return server_start(NULL);
+}
+
+static int teardown_server(void **state)
+{
+    (void)state;
+    if (server_pid > 0) {
+        kill(server_pid, SIGTERM);
+        waitpid(server_pid, NULL, 0);
+        server_pid = -1;
+    }
+    return 0;
+}
+
+struct tally {
+    int ok, failed, added_from_cb;
+    qf_client *c;
+    char last_err[200];
+    char prices[256][16];
+};
+
+static void on_result(const struct qf_result *r, void *udata)
+{
+    struct tally *t = udata;
+    if (r->err == 0) {
+        t->ok++;
+        if (r->index < 256)
+            snprintf(t->prices[r->index], sizeof(t->prices[0]), "%s", r->price_text);
+    } else {
+        t->failed++;
+        snprintf(t->last_err, sizeof(t->last_err), "%s: %s", r->symbol, r->errmsg);
+    }
+}
+
+static qf_client *new_client(int conns, struct tally *t, qf_result_fn *cb)
+{
+    char url[128], ca[300], err[300];
+    snprintf(url, sizeof(url), "https://localhost:%d/v8/finance/chart/{}", server_port);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    struct qf_options o = {.url_template = url, .cacert = ca, .connections = conns,
+                           .timeout_ms = 5000};
+    qf_client *c = qf_client_new(&o, cb, t, err, sizeof(err));
+    if (c == NULL)
+        fprintf(stderr, "qf_client_new: %s\n", err);
+    return c;
+}
+
+/* Runs fn in a child with a hard alarm; the child's exit status carries the verdict. */
+static void in_child(void (*fn)(void), unsigned seconds)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(seconds);
+        fn();
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (WIFSIGNALED(st))
+        fprintf(stderr, "child killed by signal %d%s\n", WTERMSIG(st),
+                WTERMSIG(st) == SIGALRM ? " (hung loop)" : "");
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+#define CHILD_CHECK(cond)                                                                      \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
+            _exit(1);                                                                          \
+        }                                                                                      \
+    } while (0)
+
+static void add_batch(qf_client *c, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char sym[32];
+        snprintf(sym, sizeof(sym), "%s%03d", prefix, i);
+        CHILD_CHECK(qf_client_add(c, sym) >= 0);
+    }
+}
+
+/* After the first batch has grown every buffer, the second allocates only its 100 request
+ * records: nothing per request inside the loop. */
+static void child_alloc_flat(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(4, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    add_batch(c, "WARM", 100);
+    CHILD_CHECK(qf_client_run(c) == 0);
+    CHILD_CHECK(t.ok == 100);
+    unsigned long before = qf_alloc_calls();
+    add_batch(c, "FLAT", 100);
+    CHILD_CHECK(qf_client_run(c) == 0);
+    unsigned long delta = qf_alloc_calls() - before;
+    if (delta != 100)
+        fprintf(stderr, "second batch made %lu allocations, want 100\n", delta);
+    CHILD_CHECK(delta == 100);
+    CHILD_CHECK(t.ok == 200 && t.failed == 0);
+    struct qf_stats st;
+    qf_client_stats(c, &st);
+    CHILD_CHECK(st.conns_opened <= 4);
+    CHILD_CHECK(st.requests_sent == 200);
+    CHILD_CHECK(st.reused >= 196);
+    qf_client_free(c);
+}
+
+static void test_alloc_flat(void **state)
+{
+    (void)state;
+    in_child(child_alloc_flat, 60);
+}
+
+/* The host program owns the loop: poll() on qf_client_fd() with qf_client_timeout_ms(). */
+static void child_embedded(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(2, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    add_batch(c, "EMB", 10);
+    CHILD_CHECK(qf_client_add(c, "SLOW_300_EMB") >= 0);
+    int left = qf_client_step(c), turns = 0;
+    while (left > 0 && turns++ < 100000) {
+        struct pollfd p = {.fd = qf_client_fd(c), .events = POLLIN};
+        int to = qf_client_timeout_ms(c);
+        CHILD_CHECK(to >= -1);
+        poll(&p, 1, to);
+        left = qf_client_step(c);
+        CHILD_CHECK(left >= 0);
+    }
+    CHILD_CHECK(left == 0);
+    CHILD_CHECK(t.ok == 11 && t.failed == 0);
+    qf_client_free(c);
+}
+
+static void test_embedded_loop(void **state)
+{
+    (void)state;
+    in_child(child_embedded, 30);
+}
+
+static void on_result_chain(const struct qf_result *r, void *udata)
+{
+    struct tally *t = udata;
+    on_result(r, udata);
+    if (t->added_from_cb < 5) {
+        char sym[32];
+        snprintf(sym, sizeof(sym), "CHAIN%d", t->added_from_cb++);
+        CHILD_CHECK(qf_client_add(t->c, sym) >= 0);
+    }
+}
+
+static void child_add_from_callback(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(1, &t, on_result_chain);
+    CHILD_CHECK(c != NULL);
+    t.c = c;
+    CHILD_CHECK(qf_client_add(c, "ROOT") == 0);
+    CHILD_CHECK(qf_client_run(c) == 0);
+    CHILD_CHECK(t.ok == 6 && t.failed == 0);
+    qf_client_free(c);
+}
+
+static void test_add_from_callback(void **state)
+{
+    (void)state;
+    in_child(child_add_from_callback, 30);
+}
+
+/* Mixed outcomes in one batch: errors stay per symbol, prices stay right, input order holds. */
+static void child_mixed(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(3, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    const char *syms[] = {"PRICE_2.675", "FB", "PRICE_0.125", "BADJSON_X", "PRICE_1.8984e2",
+                          "ERR500_X", "PRICE_190"};
+    for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+        CHILD_CHECK(qf_client_add(c, syms[i]) == (int)i);
+    CHILD_CHECK(qf_client_run(c) == 0);
+    CHILD_CHECK(t.ok == 4 && t.failed == 3);
+    CHILD_CHECK(strcmp(t.prices[0], "2.67") == 0);
+    CHILD_CHECK(strcmp(t.prices[2], "0.12") == 0);
+    CHILD_CHECK(strcmp(t.prices[4], "189.84") == 0);
+    CHILD_CHECK(strcmp(t.prices[6], "190.00") == 0);
+    qf_client_free(c);
+}
+
+static void test_mixed_batch(void **state)
+{
+    (void)state;
+    in_child(child_mixed, 30);
+}
+
+/* Freeing a client with requests in flight releases everything without callbacks. */
+static void child_free_midflight(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(4, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    add_batch(c, "MID", 20);
+    CHILD_CHECK(qf_client_add(c, "SILENT_MID") >= 0);
+    for (int i = 0; i < 50; i++) {
+        struct pollfd p = {.fd = qf_client_fd(c), .events = POLLIN};
+        poll(&p, 1, 5);
+        qf_client_step(c);
+    }
+    qf_client_free(c);
+}
+
+static void test_free_midflight(void **state)
+{
+    (void)state;
+    in_child(child_free_midflight, 30);
+}
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    char err[300];
+    struct qf_options o = {.url_template = "https://example.invalid/no-placeholder"};
+    assert_null(qf_client_new(&o, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "{}"));
+    o.url_template = "ftp://x/{}";
+    assert_null(qf_client_new(&o, NULL, NULL, err, sizeof(err)));
+    o.url_template = "https://localhost/{}";
+    o.cacert = "tests/test_engine.c"; /* exists, not PEM */
+    assert_null(qf_client_new(&o, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "CA file"));
+    o.cacert = "/nonexistent/ca.pem";
+    assert_null(qf_client_new(&o, NULL, NULL, err, sizeof(err)));
+    o.cacert = NULL;
+    o.user_agent = "evil\r\nX-Injected: 1";
+    assert_null(qf_client_new(&o, NULL, NULL, err, sizeof(err)));
+    o.user_agent = NULL;
+    const char *res[] = {"localhost:443", NULL};
+    o.resolve = res;
+    assert_null(qf_client_new(&o, NULL, NULL, err, sizeof(err)));
+}
+
+static void test_symbol_checks(void **state)
+{
+    (void)state;
+    char url[] = "http://127.0.0.1:9/v8/finance/chart/{}";
+    struct qf_options o = {.url_template = url};
+    qf_client *c = qf_client_new(&o, NULL, NULL, NULL, 0);
+    assert_non_null(c);
+    char big[100];
+    memset(big, 'A', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(qf_client_add(c, ""), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, big), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, "A B"), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, "A\nB"), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, "A\x7f"), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, "AAPL"), 0);
+    assert_int_equal(qf_client_add(c, "\xc3\xa9"), 1); /* non-ASCII is percent-encoded */
+    qf_client_free(c);
+}
+
+static void test_symbol_encode(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(qf_symbol_encode("^GSPC", out, sizeof(out)), 7);
+    assert_string_equal(out, "%5EGSPC");
+    qf_symbol_encode("EURUSD=X", out, sizeof(out));
+    assert_string_equal(out, "EURUSD%3DX");
+    qf_symbol_encode("BRK-B", out, sizeof(out));
+    assert_string_equal(out, "BRK-B");
+    qf_symbol_encode("GS2C.DE", out, sizeof(out));
+    assert_string_equal(out, "GS2C.DE");
+    qf_symbol_encode("a/b?c#d%e", out, sizeof(out));
+    assert_string_equal(out, "a%2Fb%3Fc%23d%25e");
+    assert_int_equal(qf_symbol_encode("^^^", out, 9), QF_ENOSPC);
+    assert_int_equal(qf_symbol_encode("^^^", out, 10), 9);
+}
+
+static void test_url_parse(void **state)
+{
+    (void)state;
+    struct qf_url u;
+    char err[200];
+    assert_int_equal(qf_url_parse(&u, QF_DEFAULT_URL, err, sizeof(err)), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.host, "query1.finance.yahoo.com");
+    assert_string_equal(u.port, "443");
+    assert_string_equal(u.prefix, "/v8/finance/chart/");
+    assert_string_equal(u.suffix, "");
+    qf_url_free(&u);
+    assert_int_equal(qf_url_parse(&u, "http://[::1]:8080/q?s={}&i=1d", err, sizeof(err)), 0);
+    assert_false(u.tls);
+    assert_string_equal(u.host, "::1");
+    assert_string_equal(u.port, "8080");
+    assert_string_equal(u.prefix, "/q?s=");
+    assert_string_equal(u.suffix, "&i=1d");
+    qf_url_free(&u);
+    assert_int_equal(qf_url_parse(&u, "https://h?s={}", err, sizeof(err)), 0);
+    assert_string_equal(u.prefix, "/?s=");
+    qf_url_free(&u);
+    const char *bad[] = {"https://{}/x", "https://h/{}/{}", "https://h/x", "https://h:0/{}",
+                         "https://h:99999/{}", "https://h:x/{}", "https:///{}", "https://u@h/{}",
+                         "https://h/a b/{}", "https://h/#{}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(qf_url_parse(&u, bad[i], err, sizeof(err)), QF_EINVAL);
+}
+
+/* The heap against a brute-force model under random arm, move and delete. */
+static void test_timer_heap(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    struct qf_timer t[N];
+    struct qf_heap h = {0};
+    assert_int_equal(qf_heap_reserve(&h, N), 0);
+    for (int i = 0; i < N; i++)
+        t[i].idx = -1;
+    srand(7);
+    for (int step = 0; step < 20000; step++) {
+        int i = rand() % N;
+        if (rand() % 3 == 0)
+            qf_heap_del(&h, &t[i]);
+        else
+            qf_heap_set(&h, &t[i], rand() % 1000);
+        int64_t min = INT64_MAX;
+        int armed = 0;
+        for (int k = 0; k < N; k++) {
+            if (t[k].idx >= 0) {
+                armed++;
+                min = t[k].at_us < min ? t[k].at_us : min;
+                assert_ptr_equal(h.v[t[k].idx], &t[k]);
+            }
+        }
+        assert_int_equal(armed, h.n);
+        if (armed)
+            assert_int_equal(qf_heap_top(&h)->at_us, min);
+        else
+            assert_null(qf_heap_top(&h));
+    }
+    qf_heap_free(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest pure[] = {
+        cmocka_unit_test(test_bad_options),   cmocka_unit_test(test_symbol_checks),
+        cmocka_unit_test(test_symbol_encode), cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_timer_heap),
+    };
+    const struct CMUnitTest live[] = {
+        cmocka_unit_test(test_alloc_flat),       cmocka_unit_test(test_embedded_loop),
+        cmocka_unit_test(test_add_from_callback), cmocka_unit_test(test_mixed_batch),
+        cmocka_unit_test(test_free_midflight),
+    };
+    int failed = cmocka_run_group_tests_name("engine", pure, NULL, NULL);
+    failed += cmocka_run_group_tests_name("engine_live", live, setup_server, teardown_server);
+    return failed != 0;
+}
