@@ -222,8 +222,10 @@ static int after_connect(struct qf_conn *c)
     struct qf_client *cl = c->cl;
 
     c->t_connected = cl->now_us;
-    if (!c->host->url.tls)
+    if (!c->host->url.tls) {
+        arm(c, c->t_start + cl->timeout_us);
         return QF_CONN_SEND;
+    }
     if (qf_tls_open(&c->tls, &cl->tls, c->fd, c->host->url.host, &c->host->cache) < 0)
         return conn_fail(c, QF_ENOMEM, "cannot create TLS session");
     return QF_CONN_HANDSHAKE;
