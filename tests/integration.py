@@ -1,0 +1,1519 @@
+#!/usr/bin/python3
+"""qfetch integration tests: the built CLI against tests/server.py, nginx and stalled sockets.
+
+    integration.py --build DIR [--certs CERTDIR] [--valgrind] [--filter SUBSTR] [--list]
+
+Uses DIR/qfetch and the certificates in DIR/test/certs (`make certs`) unless --certs says.
+Every test runs qfetch in a subprocess with a hard timeout and prints `ok <name>` or
+`FAIL <name>: <why>` followed by the tail of qfetch's stderr. The last line is
+`N passed, M failed`; exit status 1 if any failed.
+Servers listen on 127.0.0.1 only and are stopped at exit, also when a test fails.
+Real Yahoo captures are read in place from /work/shared/fixtures/yahoo (or $QF_FIXTURES).
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import pprint
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from decimal import Decimal
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from server import chart_body, currency_for, price_for  # noqa: E402
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+SERVER_PY = os.path.join(HERE, "server.py")
+SEED = os.environ.get("QF_SEED", os.path.join(HERE, "..", "..", "shared", "seed", "async_http.py"))
+DEFAULT_FIXTURES = "/work/shared/fixtures/yahoo"
+STATS_RE = re.compile(r"^qfetch: stats: conns_opened=(\d+) requests_sent=(\d+) reused=(\d+) "
+                      r"tls_full=(\d+) tls_resumed=(\d+) retries=(\d+) stale_resends=(\d+) "
+                      r"bytes_read=(\d+) wall_ms=(\d+(?:\.\d+)?)$", re.M)
+STATS_KEYS = ["conns_opened", "requests_sent", "reused", "tls_full", "tls_resumed", "retries",
+              "stale_resends", "bytes_read", "wall_ms"]
+CENT = Decimal("0.01")
+
+
+class Cfg:
+    build = qfetch = certs = fixtures = None
+    valgrind = False
+    tag = "%04d" % (os.getpid() % 10000)
+
+
+CFG = Cfg()
+LAST_RUNS = []      # qfetch runs of the current test, for failure reports
+CLEANUP = []        # callables run at exit
+NOTES = []          # remarks of the current test, printed after `ok name`
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def note(msg):
+    NOTES.append(msg)
+
+
+_seq = [0]
+
+
+def uniq(prefix="Q"):
+    """A ticker name no other test uses (and that matches no special prefix by itself)."""
+    _seq[0] += 1
+    return "%s%sN%d" % (prefix, CFG.tag, _seq[0])
+
+
+def cents(x):
+    """What the seed prints: Decimal of the binary float, quantized half-even to cents."""
+    return str(Decimal(float(x)).quantize(CENT))
+
+
+def cert(name):
+    return os.path.join(CFG.certs, name)
+
+
+# ---------------------------------------------------------------- servers
+
+def wait_port_line(proc, timeout):
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            break
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        buf += chunk
+        m = re.search(rb"PORT (\d+)\n", buf)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+class TestServer:
+    """tests/server.py in a subprocess; stops when asked, at exit, or when our stdin pipe dies."""
+
+    def __init__(self, *opts, certname="server", plain=False):
+        self.plain = plain
+        self.errf = tempfile.TemporaryFile()
+        cmd = [PY, SERVER_PY, "--watch-stdin", "--port", "0"]
+        if plain:
+            cmd.append("--plain")
+        else:
+            cmd += ["--cert", cert(certname + ".pem"), "--key", cert(certname + ".key")]
+        cmd += list(opts)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.errf)
+        CLEANUP.append(self.stop)
+        self.port = wait_port_line(self.proc, 10)
+        if self.port is None:
+            self.stop()
+            self.errf.seek(0)
+            raise Fail("server %s did not start: %s" % (opts, self.errf.read()[-500:]))
+        self.url = "https://localhost:%d/v8/finance/chart/{}" % self.port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def get(self, path):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        if not self.plain:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+        try:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                       % path).encode())
+            data = b""
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    chunk = s.recv(65536)
+                except (ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200"), "server %s: %r" % (path, head[:80]))
+        return json.loads(body)
+
+    def stats(self):
+        return self.get("/_stats")
+
+
+_SERVERS = {}
+
+
+def server(key="main"):
+    """Shared servers, started on first use."""
+    if key not in _SERVERS:
+        if key == "main":
+            opts = []
+            if CFG.fixtures:
+                opts = ["--fixtures", CFG.fixtures]
+            _SERVERS[key] = TestServer(*opts)
+        else:  # one per bad certificate
+            _SERVERS[key] = TestServer(certname=key)
+    return _SERVERS[key]
+
+
+class fresh_server:
+    """A private server for tests that count connections: with fresh_server(...) as srv."""
+
+    def __init__(self, *opts, **kw):
+        self.srv = TestServer(*opts, **kw)
+
+    def __enter__(self):
+        return self.srv
+
+    def __exit__(self, *exc):
+        self.srv.stop()
+
+
+def stats_delta(before, after, key):
+    return after[key] - before[key]
+
+
+# ---------------------------------------------------------------- running qfetch
+
+class Run:
+    def __init__(self, cmd, rc, out, err, elapsed):
+        self.cmd, self.rc, self.out, self.err, self.elapsed = cmd, rc, out, err, elapsed
+        self._items = None
+
+    def items(self):
+        if self._items is None:
+            try:
+                # parse_float=str keeps the printed price text ("190.00") for exact comparison.
+                self._items = json.loads(self.out, parse_float=str)
+            except ValueError as e:
+                raise Fail("stdout is not JSON (%s): %r" % (e, self.out[:300]))
+            check(isinstance(self._items, list), "JSON output is not an array")
+        return self._items
+
+    def by_ticker(self):
+        return {it.get("ticker"): it for it in self.items()}
+
+    def stats(self):
+        m = list(STATS_RE.finditer(self.err))
+        check(len(m) == 1, "expected exactly one `qfetch: stats:` line on stderr, found %d"
+              % len(m))
+        vals = m[0].groups()
+        return {k: (float(v) if k == "wall_ms" else int(v)) for k, v in zip(STATS_KEYS, vals)}
+
+
+def run_raw(args, stdin=None, timeout=30, prefix=(), env=None):
+    cmd = list(prefix) + [CFG.qfetch] + list(args)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, input=stdin.encode() if stdin is not None else None,
+                           stdin=None if stdin is not None else subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        r = Run(cmd, None, (e.stdout or b"").decode(errors="replace"),
+                (e.stderr or b"").decode(errors="replace"), time.monotonic() - t0)
+        LAST_RUNS.append(r)
+        raise Fail("qfetch did not finish within %ds" % timeout)
+    r = Run(cmd, p.returncode, p.stdout.decode(errors="replace"),
+            p.stderr.decode(errors="replace"), time.monotonic() - t0)
+    LAST_RUNS.append(r)
+    check(r.rc is not None and r.rc >= 0, "qfetch killed by signal %s" % (-r.rc if r.rc else "?"))
+    check(r.rc in (0, 1, 2), "qfetch exited with %d" % r.rc)
+    return r
+
+
+def qf(tickers, *opts, srv=None, fmt="json", stats=True, url=True, cacert=True, stdin=None,
+       timeout=30):
+    """Runs qfetch against srv (default: the shared main server); tickers go last."""
+    srv = srv or server()
+    args = []
+    if url:
+        args += ["-u", srv.url if url is True else url]
+    if cacert:
+        args += ["--cacert", cert("ca.pem") if cacert is True else cacert]
+    if fmt:
+        args += ["-f", fmt]
+    if stats:
+        args.append("--stats")
+    args += list(opts)
+    args += ["-t"] + (list(tickers) if stdin is None else ["-"])
+    return run_raw(args, stdin=stdin, timeout=timeout)
+
+
+def expect_rc(r, rc):
+    check(r.rc == rc, "exit status %s, expected %d" % (r.rc, rc))
+
+
+def expect_order(r, tickers):
+    got = [it.get("ticker") for it in r.items()]
+    check(got == list(tickers), "tickers/order differ: got %s, expected %s"
+          % (got[:12], list(tickers)[:12]))
+
+
+def expect_ok(r, sym, price=None, currency=None):
+    it = r.by_ticker().get(sym)
+    check(it is not None, "%s missing from output" % sym)
+    check("error" not in it, "%s failed: %r" % (sym, it))
+    want = cents(price_for(sym) if price is None else price)
+    check(it.get("price") == want, "%s: price %r, expected %s" % (sym, it.get("price"), want))
+    want_cur = currency or currency_for(sym)
+    check(it.get("currency") == want_cur, "%s: currency %r, expected %r"
+          % (sym, it.get("currency"), want_cur))
+
+
+def expect_err(r, sym, *words, status=None):
+    it = r.by_ticker().get(sym)
+    check(it is not None, "%s missing from output" % sym)
+    check("price" not in it and isinstance(it.get("error"), str) and it["error"],
+          "%s should have failed: %r" % (sym, it))
+    low = it["error"].lower()
+    for w in words:
+        check(w.lower() in low, "%s: error %r lacks %r" % (sym, it["error"], w))
+    if status is not None:
+        check(it.get("status") == status, "%s: status %r, expected %r"
+              % (sym, it.get("status"), status))
+    return it
+
+
+def expect_all_ok(r, tickers):
+    for t in tickers:
+        expect_ok(r, t)
+
+
+def server_count(st, sym):
+    return st["requests_per_symbol"].get(sym, 0)
+
+
+# ---------------------------------------------------------------- registry
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def valgrind_test(fn):
+    fn.valgrind_only = True
+    TESTS.append(fn)
+    return fn
+
+
+# ---------------------------------------------------------------- usage errors
+
+def usage_case(args, stdin=None):
+    r = run_raw(args, stdin=stdin, timeout=15)
+    expect_rc(r, 2)
+    lines = [ln for ln in r.err.splitlines() if ln.strip()]
+    check(len(lines) == 1, "expected one line on stderr, got %d: %r" % (len(lines), r.err[:300]))
+    check(r.out == "", "usage error printed on stdout: %r" % r.out[:200])
+
+
+@test
+def usage_unknown_flag():
+    usage_case(["--bogus-flag", "-t", "AAPL"])
+
+
+@test
+def usage_c_zero():
+    usage_case(["-u", server().url, "--cacert", cert("ca.pem"), "-c", "0", "-t", "AAPL"])
+
+
+@test
+def usage_cacert_unreadable():
+    usage_case(["-u", server().url, "--cacert", cert("does-not-exist.pem"), "-t", "AAPL"])
+
+
+@test
+def usage_cacert_notpem():
+    usage_case(["-u", server().url, "--cacert", cert("notpem.pem"), "-t", "AAPL"])
+
+
+@test
+def usage_template_without_braces():
+    usage_case(["-u", "https://localhost:%d/v8/finance/chart/AAPL" % server().port,
+                "--cacert", cert("ca.pem"), "-t", "AAPL"])
+
+
+@test
+def usage_no_tickers():
+    usage_case(["-u", server().url, "--cacert", cert("ca.pem")])
+
+
+@test
+def usage_empty_stdin():
+    usage_case(["-u", server().url, "--cacert", cert("ca.pem"), "-t", "-"], stdin=" \n\t\n")
+
+
+@test
+def usage_bad_format():
+    usage_case(["-u", server().url, "--cacert", cert("ca.pem"), "-f", "xml", "-t", "AAPL"])
+
+
+# ---------------------------------------------------------------- basic batches and formats
+
+@test
+def normal_batch():
+    tickers = [uniq() for _ in range(10)] + [uniq() + ".DE", uniq() + ".L"]
+    before = server().stats()
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_order(r, tickers)
+    expect_all_ok(r, tickers)
+    after = server().stats()
+    for t in tickers:
+        check(server_count(after, t) == 1, "server saw %s %d times" % (t, server_count(after, t)))
+    st = r.stats()
+    check(st["requests_sent"] == len(tickers), "requests_sent=%d" % st["requests_sent"])
+    check(st["conns_opened"] >= 1 and st["tls_full"] >= 1, "no connection/handshake counted")
+    check(st["tls_full"] + st["tls_resumed"] == st["conns_opened"],
+          "tls_full+tls_resumed != conns_opened: %s" % st)
+    check(st["bytes_read"] >= 12 * 2000, "bytes_read=%d too small" % st["bytes_read"])
+    check(stats_delta(before, after, "requests_total") == len(tickers),
+          "server saw %d requests" % stats_delta(before, after, "requests_total"))
+
+
+@test
+def json_shape():
+    good, bad = uniq(), "FB"
+    r = qf([good, bad, "PRICE_190", "PRICE_1.8984e2"])
+    expect_rc(r, 1)
+    raw_prices = re.findall(r'"price"\s*:\s*([^,}\s]+)', r.out)
+    check(len(raw_prices) == 3, "expected 3 price fields in %r" % r.out[:400])
+    for p in raw_prices:
+        check(re.fullmatch(r"-?\d+\.\d\d", p), "price %r not printed with two decimals" % p)
+    items = r.items()
+    check(set(items[0]) >= {"ticker", "price", "currency"}, "success item keys %s" % items[0])
+    check(set(items[1]) >= {"ticker", "error", "status"}, "error item keys %s" % items[1])
+    check(isinstance(items[1]["status"], int), "status not a number: %r" % items[1]["status"])
+    expect_ok(r, "PRICE_190", "190")
+    expect_ok(r, "PRICE_1.8984e2", "189.84")
+    expect_err(r, "FB", "HTTP 404", "No data found, symbol may be delisted", status=404)
+
+
+@test
+def csv_shape():
+    a, b = uniq(), uniq() + ".DE"
+    tickers = [a, "FB", b]
+    r = qf(tickers, fmt="csv")
+    expect_rc(r, 1)
+    lines = r.out.splitlines()
+    check(lines and lines[0] == "ticker,price,currency,status,error", "header %r" % lines[:1])
+    rows = list(csv.reader(io.StringIO(r.out)))
+    check(len(rows) == 4, "expected 4 CSV records, got %d" % len(rows))
+    check(all(len(row) == 5 for row in rows), "rows without 5 fields: %s" % rows)
+    check([row[0] for row in rows[1:]] == tickers, "order %s" % [row[0] for row in rows[1:]])
+    for row, sym in ((rows[1], a), (rows[3], b)):
+        check(row[1] == cents(price_for(sym)), "%s price %r" % (sym, row[1]))
+        check(row[2] == currency_for(sym), "%s currency %r" % (sym, row[2]))
+        check(row[3] in ("200", ""), "%s status %r" % (sym, row[3]))
+        check(row[4] == "", "%s error %r" % (sym, row[4]))
+    fb = rows[2]
+    check(fb[1] == "" and fb[3] == "404", "FB row %s" % fb)
+    check("No data found, symbol may be delisted" in fb[4], "FB error %r" % fb[4])
+    # The description holds a comma, so RFC 4180 needs quotes around the field.
+    check(re.search(r'^FB,.*"[^"]*No data found, symbol may be delisted[^"]*"', r.out, re.M),
+          "FB error field not quoted: %r" % [ln for ln in lines if ln.startswith("FB")])
+
+
+@test
+def table_shape():
+    tickers = [uniq(), "FB", uniq(), "PRICE_2.675"]
+    r = qf(tickers, fmt="table")
+    expect_rc(r, 1)
+    lines = [ln for ln in r.out.splitlines() if ln.strip()]
+    pos = []
+    for t in tickers:
+        hits = [i for i, ln in enumerate(lines) if re.search(r"(^|\s)%s(\s|$)" % re.escape(t), ln)]
+        check(len(hits) == 1, "%s appears on %d lines of %r" % (t, len(hits), r.out[:400]))
+        pos.append(hits[0])
+        ln = lines[hits[0]]
+        if t == "FB":
+            check("error" in ln.lower(), "FB line lacks `error`: %r" % ln)
+        else:
+            want = cents(price_for(t)) if t != "PRICE_2.675" else "2.67"
+            check(want in ln, "%s line lacks %s: %r" % (t, want, ln))
+    check(pos == sorted(pos), "table rows out of input order")
+    check(len(lines) <= len(tickers) + 2, "too many lines in table: %d" % len(lines))
+
+
+def pprint_text(pairs):
+    return pprint.pformat([(t, Decimal(float(p)).quantize(CENT)) for t, p in pairs]) + "\n"
+
+
+@test
+def python_format_wraps():
+    tickers = ["VT" + uniq() for _ in range(9)]
+    r = qf(tickers, fmt="python")
+    expect_rc(r, 0)
+    want = pprint_text([(t, price_for(t)) for t in tickers])
+    check("\n" in want.rstrip("\n"), "test bug: 9 tickers should wrap")
+    check(r.out == want, "python output differs:\n%s\nexpected:\n%s" % (r.out, want))
+
+
+@test
+def python_format_single():
+    t = uniq()
+    r = qf([t], fmt="python")
+    expect_rc(r, 0)
+    want = pprint_text([(t, price_for(t))])
+    check(r.out == want, "python output %r, expected %r" % (r.out, want))
+
+
+@test
+def python_format_failures_on_stderr():
+    a, b = uniq(), uniq()
+    r = qf([a, "FB", b], fmt="python")
+    expect_rc(r, 1)
+    want = pprint_text([(a, price_for(a)), (b, price_for(b))])
+    check(r.out == want, "python output %r, expected %r" % (r.out, want))
+    check("FB" in r.err and "404" in r.err, "FB failure not reported on stderr")
+
+
+@test
+def python_matches_seed():
+    """The seed itself (httpx) against our server must print exactly what -f python prints."""
+    if not os.path.exists(SEED):
+        note("seed script not found; compared with pprint only")
+        return
+    try:
+        subprocess.run([PY, "-c", "import httpx"], check=True, capture_output=True, timeout=20)
+    except (subprocess.SubprocessError, OSError):
+        note("python3-httpx missing; seed not run")
+        return
+    srv = server()
+    tickers = ["VTSAX", "VTIAX", "IJS", "VSS", "AAPL", "ORCL", "GOOG", "MSFT", "PRICE_2.675",
+               "PRICE_0.125"]
+    with tempfile.TemporaryDirectory() as d:
+        src = open(SEED).read().replace("https://query1.finance.yahoo.com",
+                                        "https://localhost:%d" % srv.port)
+        path = os.path.join(d, "seed.py")
+        with open(path, "w") as f:
+            f.write(src)
+        env = dict(os.environ, SSL_CERT_FILE=cert("ca.pem"))
+        p = subprocess.run([PY, path, "-t"] + tickers, capture_output=True, timeout=30, env=env)
+    check(p.returncode == 0, "seed failed: %s" % p.stderr.decode()[-300:])
+    seed_out = p.stdout.decode()
+    seed_pprint = seed_out[seed_out.index("[("):]
+    r = qf(tickers, fmt="python")
+    expect_rc(r, 0)
+    check(r.out == seed_pprint, "qfetch:\n%s\nseed:\n%s" % (r.out, seed_pprint))
+
+
+@test
+def verbose_lines():
+    tickers = [uniq(), "FB", uniq()]
+    r = qf(tickers, "-v")
+    for t in tickers:
+        check("Making request for %s price" % t in r.err, "no `Making request for %s price`" % t)
+        check(re.search(r"Received results for %s\b" % re.escape(t), r.err),
+              "no `Received results for %s`" % t)
+
+
+@test
+def order_kept_c8():
+    # Earlier tickers answer later, so completion order is the reverse of input order.
+    tickers = ["SLOW_%d_%s" % ((24 - i) * 15, uniq()) for i in range(24)]
+    r = qf(tickers, "-c", "8")
+    expect_rc(r, 0)
+    expect_order(r, tickers)
+    expect_all_ok(r, tickers)
+    r = qf(tickers, "-c", "8", fmt="python")
+    want = pprint_text([(t, price_for(t)) for t in tickers])
+    check(r.out == want, "python output order differs")
+
+
+@test
+def stdin_tickers():
+    tickers = [uniq(), uniq(), "PRICE_2.675", uniq()]
+    text = "%s  %s\n\t%s\n\n%s\n" % tuple(tickers)
+    r = qf(tickers, stdin=text)
+    expect_rc(r, 0)
+    expect_order(r, tickers)
+    for t in tickers:
+        expect_ok(r, t, "2.675" if t == "PRICE_2.675" else None)
+
+
+@test
+def duplicate_tickers():
+    a, b = uniq(), uniq()
+    tickers = [a, b, a, "FB", a]
+    r = qf(tickers)
+    expect_rc(r, 1)
+    items = r.items()
+    got = [it.get("ticker") for it in items]
+    check(got == tickers, "order %s" % got)
+    for i in (0, 2, 4):
+        check(items[i].get("price") == cents(price_for(a)), "item %d: %r" % (i, items[i]))
+    check(items[1].get("price") == cents(price_for(b)), "item 1: %r" % items[1])
+    check(items[3].get("status") == 404, "item 3: %r" % items[3])
+
+
+@test
+def percent_encoding():
+    tag = uniq("")
+    cases = [  # (symbol, encoded path segment)
+        ("^G" + tag, "%5EG" + tag), ("EU" + tag + "=X", "EU" + tag + "%3DX"),
+        ("BRK-B" + tag, "BRK-B" + tag), ("RDS.A" + tag, "RDS.A" + tag),
+        ("A&B" + tag, "A%26B" + tag), ("X/Y" + tag, "X%2FY" + tag), ("50%" + tag, "50%25" + tag),
+        ("A+B" + tag, "A%2BB" + tag), ("~T_" + tag, "~T_" + tag),
+    ]
+    tickers = [c[0] for c in cases]
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_order(r, tickers)
+    expect_all_ok(r, tickers)
+    st = server().stats()
+    for sym, enc in cases:
+        check(server_count(st, sym) == 1, "server saw %r %d times" % (sym, server_count(st, sym)))
+        targets = st["targets_per_symbol"].get(sym, [])
+        check(targets == ["/v8/finance/chart/" + enc], "%r sent as %r, expected %r"
+              % (sym, targets, "/v8/finance/chart/" + enc))
+
+
+@test
+def request_headers():
+    a, b = uniq(), uniq()
+    qf([a])
+    qf([b], "--user-agent", "qfetch-test/1.0 (integration)")
+    st = server().stats()
+    ha, hb = st["headers_per_symbol"][a], st["headers_per_symbol"][b]
+    check(ha.get("host") == "localhost:%d" % server().port, "Host %r" % ha.get("host"))
+    check("Mozilla/5.0" in ha.get("user-agent", ""), "default User-Agent %r is not a browser's"
+          % ha.get("user-agent"))
+    check(hb.get("user-agent") == "qfetch-test/1.0 (integration)", "User-Agent %r"
+          % hb.get("user-agent"))
+
+
+@test
+def ip_literal_url():
+    t = uniq()
+    srv = server()
+    r = qf([t], url="https://127.0.0.1:%d/v8/finance/chart/{}" % srv.port)
+    expect_rc(r, 0)
+    expect_ok(r, t)
+
+
+@test
+def resolve_with_port_in_url():
+    t = uniq()
+    srv = server()
+    r = qf([t], "--resolve", "query1.finance.yahoo.com:%d:127.0.0.1" % srv.port,
+           url="https://query1.finance.yahoo.com:%d/v8/finance/chart/{}" % srv.port)
+    expect_rc(r, 0)
+    expect_ok(r, t)
+    host = server().stats()["headers_per_symbol"][t].get("host")
+    check(host == "query1.finance.yahoo.com:%d" % srv.port, "Host %r" % host)
+
+
+@test
+def stats_line():
+    r = qf([uniq()])
+    st = r.stats()
+    check(st["conns_opened"] == 1 and st["requests_sent"] == 1 and st["reused"] == 0,
+          "one ticker: %s" % st)
+    check(st["retries"] == 0 and st["stale_resends"] == 0, "one ticker: %s" % st)
+    check(st["wall_ms"] > 0, "wall_ms %s" % st["wall_ms"])
+
+
+# ---------------------------------------------------------------- prices
+
+PRICE_TABLE = [
+    "2.675", "2.665", "1.005", "0.125", "0.375", "0.625", "190", "1.8984e2", "1E2", "1.0E+3",
+    "269.7", "4.275", "0.005", "0.015", "1e-7", "0", "0.0", "12345678.125", "99999.995",
+    "0.994999", "1.4999999999999999", "636.38", "19.948", "1.0436", "337.8", "100.00",
+    "7.5E-1", "123456789012.345",
+]
+
+
+@test
+def price_rounding_table():
+    tickers = ["PRICE_" + lit for lit in PRICE_TABLE]
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_order(r, tickers)
+    for lit, t in zip(PRICE_TABLE, tickers):
+        expect_ok(r, t, lit)
+
+
+# ---------------------------------------------------------------- special tickers, one at a time
+
+def around(special, n=2):
+    """[normal, special, normal...]: the normal ones must stay right whatever special does."""
+    normals = [uniq() for _ in range(n)]
+    return [normals[0], special] + normals[1:], normals
+
+
+@test
+def special_chunked():
+    s = "CHUNKED_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers, "-c", "1")
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(r.stats()["conns_opened"] == 1, "chunked response broke keep-alive: %s" % r.stats())
+
+
+@test
+def special_drip():
+    s = "DRIP_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers, "-c", "1")
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(r.stats()["conns_opened"] == 1, "drip response broke keep-alive: %s" % r.stats())
+
+
+@test
+def special_http10_close_delimited():
+    s = "HTTP10_" + uniq()
+    tickers, normals = around(s, 3)
+    r = qf(tickers, "-c", "1")
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(r.stats()["conns_opened"] >= 2, "reused a connection the server closed: %s" % r.stats())
+
+
+@test
+def special_connection_close():
+    s = "CLOSE_" + uniq()
+    tickers, normals = around(s, 3)
+    r = qf(tickers, "-c", "1")
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    st = r.stats()
+    check(st["conns_opened"] >= 2, "did not open a new connection after Connection: close")
+    check(st["retries"] == 0 and st["stale_resends"] == 0,
+          "Connection: close must not lead to reuse/retries: %s" % st)
+
+
+@test
+def special_delisted_404():
+    d = "DELISTED_" + uniq()
+    tickers, normals = around(d)
+    tickers.append("FB")
+    r = qf(tickers)
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    for t in (d, "FB"):
+        expect_err(r, t, "HTTP 404", "No data found, symbol may be delisted", status=404)
+    check(server_count(server().stats(), d) == 1, "404 was retried")
+
+
+@test
+def special_err500_not_retried():
+    s = "ERR500_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    expect_err(r, s, "HTTP 500", status=500)
+    check(server_count(server().stats(), s) == 1, "500 was retried")
+
+
+@test
+def special_err503_retried():
+    s = "ERR503_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(server_count(server().stats(), s) == 2, "503 then 200 needs exactly 2 requests")
+    check(r.stats()["retries"] == 1, "retries=%d" % r.stats()["retries"])
+
+
+@test
+def special_bad_json():
+    bads = ["BADJSON_" + uniq(), "BADJSON_TRAIL_" + uniq(), "BADJSON_UNQ_" + uniq(),
+            "BADJSON_HTML_" + uniq(), "TRUNCJSON_" + uniq()]
+    normals = [uniq(), uniq()]
+    tickers = [normals[0]] + bads + [normals[1]]
+    r = qf(tickers)
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    st = server().stats()
+    for b in bads:
+        expect_err(r, b, "invalid JSON", status=200)
+        check(server_count(st, b) == 1, "%s requested %d times" % (b, server_count(st, b)))
+
+
+@test
+def special_no_price():
+    bads = ["NULLPRICE_" + uniq(), "NOPRICE_" + uniq(), "STRPRICE_" + uniq()]
+    normals = [uniq(), uniq()]
+    r = qf([normals[0]] + bads + [normals[1]])
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    for b in bads:
+        expect_err(r, b, "no price", status=200)
+
+
+@test
+def special_decoys():
+    s = "DECOY_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+
+
+@test
+def special_truncated_body():
+    s = "TRUNC_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    expect_err(r, s, "closed")
+
+
+@test
+def special_reset_mid_body():
+    s = "RST_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    expect_err(r, s, "closed")
+
+
+@test
+def special_extra_bytes():
+    # -c 1: a client that keeps using the connection would read the fake response for the
+    # next ticker (price 0.01).
+    s = "EXTRA_" + uniq()
+    normals = [uniq() for _ in range(4)]
+    tickers = [normals[0], s] + normals[1:]
+    r = qf(tickers, "-c", "1")
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+
+
+@test
+def special_big_body():
+    s = "BIG_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers, "-c", "1")
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(r.stats()["bytes_read"] >= 1000000, "bytes_read %d < 1 MB" % r.stats()["bytes_read"])
+
+
+@test
+def special_slow():
+    s = "SLOW_400_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(r.elapsed >= 0.4, "finished in %.2fs, before the server answered" % r.elapsed)
+
+
+@test
+def specials_mixed_batch():
+    """Every non-hanging special in one batch with 20 normal tickers, -c 4."""
+    ok_specials = ["CHUNKED_", "DRIP_", "HTTP10_", "CLOSE_", "DECOY_", "EXTRA_", "BIG_",
+                   "SLOW_200_", "RATE_", "ERR503_"]
+    ok_specials = [p + uniq() for p in ok_specials] + ["PRICE_2.675", "PRICE_1.8984e2"]
+    errs = {"DELISTED_": ("HTTP 404",), "ERR500_": ("HTTP 500",), "BADJSON_": ("invalid JSON",),
+            "TRUNCJSON_": ("invalid JSON",), "NULLPRICE_": ("no price",),
+            "NOPRICE_": ("no price",), "STRPRICE_": ("no price",), "TRUNC_": ("closed",),
+            "RST_": ("closed",), "RATEALWAYS_": ("HTTP 429",)}
+    err_syms = {p + uniq(): words for p, words in errs.items()}
+    normals = [uniq() for _ in range(20)]
+    specials = ok_specials + list(err_syms)
+    tickers = []
+    for i, n in enumerate(normals):  # interleave
+        tickers.append(n)
+        if i < len(specials):
+            tickers.append(specials[i])
+    tickers += specials[len(normals):]
+    r = qf(tickers, "-c", "4", "--retries", "1", timeout=40)
+    expect_rc(r, 1)
+    expect_order(r, tickers)
+    for t in normals:
+        expect_ok(r, t)
+    for t in ok_specials:
+        lit = t[len("PRICE_"):] if t.startswith("PRICE_") else None
+        expect_ok(r, t, lit)
+    for t, words in err_syms.items():
+        expect_err(r, t, *words)
+    check(r.elapsed < 15, "batch took %.1fs" % r.elapsed)
+
+
+# ---------------------------------------------------------------- retries
+
+@test
+def retry_after_429():
+    s = "RATE_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(server_count(server().stats(), s) == 2, "RATE_ needs exactly 2 requests")
+    check(r.stats()["retries"] == 1, "retries=%d" % r.stats()["retries"])
+    check(r.elapsed >= 0.9, "Retry-After: 1 not honoured (%.2fs)" % r.elapsed)
+
+
+@test
+def retries_exhausted_429():
+    s = "RATEALWAYS_" + uniq()
+    tickers, normals = around(s)
+    r = qf(tickers, "--retries", "1")
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    expect_err(r, s, "HTTP 429", status=429)
+    check(server_count(server().stats(), s) == 2, "--retries 1: server saw %d requests"
+          % server_count(server().stats(), s))
+    check(r.elapsed >= 0.9, "Retry-After: 1 not honoured (%.2fs)" % r.elapsed)
+
+
+@test
+def retries_default_is_two():
+    s = "RATEALWAYS_" + uniq()
+    r = qf([s])
+    expect_rc(r, 1)
+    expect_err(r, s, "HTTP 429", status=429)
+    n = server_count(server().stats(), s)
+    check(n == 3, "default retries: server saw %d requests, expected 3" % n)
+    check(r.elapsed >= 1.8, "two Retry-After: 1 waits took only %.2fs" % r.elapsed)
+
+
+@test
+def retries_zero_one_request():
+    a, b = "RATEALWAYS_" + uniq(), "ERR503_" + uniq()
+    r = qf([a, b], "--retries", "0")
+    expect_rc(r, 1)
+    expect_err(r, a, "HTTP 429", status=429)
+    expect_err(r, b, "HTTP 503", status=503)
+    st = server().stats()
+    check(server_count(st, a) == 1 and server_count(st, b) == 1, "--retries 0 sent %d/%d"
+          % (server_count(st, a), server_count(st, b)))
+    check(r.stats()["retries"] == 0, "retries=%d" % r.stats()["retries"])
+
+
+# ---------------------------------------------------------------- timeouts and connect failures
+
+@test
+def timeout_hang_and_silent():
+    h, s = "HANG_" + uniq(), "SILENT_" + uniq()
+    normals = [uniq() for _ in range(4)]
+    tickers = [normals[0], h, normals[1], s, normals[2], normals[3]]
+    r = qf(tickers, "--timeout", "1", "--retries", "0", "-c", "4")
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    expect_err(r, h, "timed out")
+    expect_err(r, s, "timed out", status=0)
+    check(r.elapsed < 6, "took %.1fs" % r.elapsed)
+    check(r.elapsed >= 0.9, "gave up after %.2fs, before the 1 s timeout" % r.elapsed)
+
+
+@test
+def timeout_is_retried():
+    s = "SILENT_" + uniq()
+    r = qf([s], "--timeout", "1", "--retries", "1")
+    expect_rc(r, 1)
+    expect_err(r, s, "timed out", status=0)
+    n = server_count(server().stats(), s)
+    check(n == 2, "a timed-out request should be retried once: server saw %d" % n)
+    check(r.elapsed < 8, "took %.1fs" % r.elapsed)
+
+
+class StallListener:
+    """127.0.0.1 socket that never speaks. accept=True: accepts TCP, stays silent (TLS stalls);
+    accept=False: backlog 0 filled by our own connection, so the client's SYN is dropped."""
+
+    def __init__(self, accept):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stop = threading.Event()
+        if accept:
+            self.sock.listen(16)
+            self.sock.settimeout(0.1)
+            self.thread = threading.Thread(target=self.loop, daemon=True)
+            self.thread.start()
+        else:
+            self.thread = None
+            self.sock.listen(0)
+            for _ in range(2):
+                c = socket.socket()
+                c.setblocking(False)
+                try:
+                    c.connect(("127.0.0.1", self.port))
+                except BlockingIOError:
+                    pass
+                self.held.append(c)
+            time.sleep(0.1)
+        CLEANUP.append(self.close)
+
+    def loop(self):
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                c, _ = self.sock.accept()
+                self.held.append(c)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+
+    def close(self):
+        self.stop.set()
+        if self.thread:
+            self.thread.join(2)
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
+@test
+def connect_timeout_tls_stall():
+    lst = StallListener(accept=True)
+    try:
+        t = uniq()
+        r = qf([t], "--connect-timeout", "1", "--retries", "0",
+               url="https://localhost:%d/v8/finance/chart/{}" % lst.port)
+        expect_rc(r, 1)
+        expect_err(r, t, "timed out", status=0)
+        check(0.9 <= r.elapsed < 4, "took %.2fs" % r.elapsed)
+    finally:
+        lst.close()
+
+
+@test
+def connect_timeout_syn_dropped():
+    lst = StallListener(accept=False)
+    try:
+        t = uniq()
+        r = qf([t], "--connect-timeout", "1", "--retries", "0",
+               url="https://localhost:%d/v8/finance/chart/{}" % lst.port)
+        expect_rc(r, 1)
+        expect_err(r, t, "timed out", status=0)
+        check(0.9 <= r.elapsed < 4, "took %.2fs" % r.elapsed)
+    finally:
+        lst.close()
+
+
+@test
+def connection_refused():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    tickers = [uniq(), uniq()]
+    r = qf(tickers, "--retries", "0", url="https://localhost:%d/v8/finance/chart/{}" % port)
+    expect_rc(r, 1)
+    for t in tickers:
+        it = expect_err(r, t, status=0)
+        check("timed out" not in it["error"], "refusal reported as a timeout: %r" % it["error"])
+    check(r.elapsed < 4, "took %.1fs" % r.elapsed)
+
+
+# ---------------------------------------------------------------- TLS refusals
+
+def tls_refusal(kind, *words):
+    srv = server(kind)
+    tickers = [uniq() for _ in range(3)]
+    before = srv.stats()
+    r = qf(tickers, srv=srv, timeout=40)
+    expect_rc(r, 1)
+    for t in tickers:
+        expect_err(r, t, "certificate", *words, status=0)
+    after = srv.stats()
+    check(stats_delta(before, after, "requests_total") == 0,
+          "server received %d HTTP requests over a refused certificate"
+          % stats_delta(before, after, "requests_total"))
+    check(after["tls_failed_with_request_bytes"] == 0, "client sent data after a failed handshake")
+    check(stats_delta(before, after, "connections") >= 1, "client never connected")
+    check(r.elapsed < 15, "took %.1fs" % r.elapsed)
+
+
+@test
+def tls_expired():
+    tls_refusal("expired", "expired")
+
+
+@test
+def tls_not_yet_valid():
+    tls_refusal("notyet", "not yet valid")
+
+
+@test
+def tls_wrong_host():
+    tls_refusal("wronghost")
+
+
+@test
+def tls_self_signed():
+    tls_refusal("selfsigned")
+
+
+@test
+def tls_untrusted_ca():
+    tls_refusal("untrusted")
+
+
+# ---------------------------------------------------------------- keep-alive and connection limits
+
+@test
+def keepalive_200_c4():
+    tickers = [uniq() for _ in range(200)]
+    with fresh_server() as srv:
+        r = qf(tickers, "-c", "4", srv=srv, timeout=60)
+        expect_rc(r, 0)
+        expect_order(r, tickers)
+        expect_all_ok(r, tickers)
+        st, cs = srv.stats(), r.stats()
+    check(st["connections"] <= 4, "server saw %d connections" % st["connections"])
+    check(st["max_concurrent_connections"] <= 4, "%d concurrent connections"
+          % st["max_concurrent_connections"])
+    check(sum(st["requests_per_connection"]) == 200, "server saw %d requests"
+          % sum(st["requests_per_connection"]))
+    check(cs["conns_opened"] <= 4, "conns_opened=%d" % cs["conns_opened"])
+    check(cs["reused"] >= 196, "reused=%d" % cs["reused"])
+    check(cs["requests_sent"] == 200, "requests_sent=%d" % cs["requests_sent"])
+    check(cs["conns_opened"] == st["connections"], "client says %d connections, server %d"
+          % (cs["conns_opened"], st["connections"]))
+    check(cs["bytes_read"] >= st["bytes_sent"], "bytes_read %d < server's plaintext %d"
+          % (cs["bytes_read"], st["bytes_sent"]))
+
+
+@test
+def conns_capped_by_tickers():
+    tickers = [uniq() for _ in range(9)]
+    with fresh_server() as srv:
+        r = qf(tickers, "-c", "64", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st = srv.stats()
+    check(st["connections"] <= 9, "server saw %d connections for 9 tickers" % st["connections"])
+    check(r.stats()["conns_opened"] <= 9, "conns_opened=%d" % r.stats()["conns_opened"])
+
+
+@test
+def concurrency_parallel():
+    tickers = ["SLOW_400_" + uniq() for _ in range(8)]
+    with fresh_server() as srv:
+        r = qf(tickers, "-c", "8", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st = srv.stats()
+    check(r.elapsed < 2.0, "8 x 0.4 s with -c 8 took %.2fs (not concurrent)" % r.elapsed)
+    check(st["max_concurrent_connections"] >= 4, "max %d concurrent connections"
+          % st["max_concurrent_connections"])
+
+
+@test
+def close_after_3():
+    tickers = [uniq() for _ in range(20)]
+    with fresh_server("--close-after", "3") as srv:
+        r = qf(tickers, "-c", "2", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st, cs = srv.stats(), r.stats()
+    check(max(st["requests_per_connection"]) <= 3, "per connection %s"
+          % st["requests_per_connection"])
+    check(st["connections"] >= 7, "20 requests at 3 per connection need >= 7, server saw %d"
+          % st["connections"])
+    check(cs["retries"] == 0 and cs["stale_resends"] == 0,
+          "Connection: close must not cause retries or re-sends: %s" % cs)
+    check(cs["conns_opened"] == st["connections"], "client %d vs server %d connections"
+          % (cs["conns_opened"], st["connections"]))
+    check(cs["tls_resumed"] == st["tls_resumed"], "client tls_resumed=%d, server saw %d"
+          % (cs["tls_resumed"], st["tls_resumed"]))
+    if cs["tls_resumed"] == 0:
+        note("no TLS session resumption across %d connections" % cs["conns_opened"])
+
+
+@test
+def idle_close_while_backing_off():
+    # -c 1: the connection idles while RATE_ waits out Retry-After; the server closes it at
+    # 300 ms, so the retry must notice (or re-send on a fresh connection).
+    rate = "RATE_" + uniq()
+    tickers = [rate] + [uniq() for _ in range(3)]
+    with fresh_server("--idle-close-ms", "300") as srv:
+        r = qf(tickers, "-c", "1", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st, cs = srv.stats(), r.stats()
+    check(server_count(st, rate) == 2, "RATE_ requested %d times" % server_count(st, rate))
+    check(cs["retries"] == 1, "retries=%d (a stale re-send is not a retry)" % cs["retries"])
+    if st["idle_closes"] == 0:
+        note("the client closed its idle connection before the server did")
+    note("stale_resends=%d" % cs["stale_resends"])
+
+
+@test
+def stale_connection_resend():
+    # The server drops the request that arrives on a connection idle >= 300 ms, with no response
+    # byte: the client must re-send it on a fresh connection, not count it as a retry.
+    rate = "RATE_" + uniq()
+    tickers = [rate] + [uniq() for _ in range(3)]
+    with fresh_server("--idle-close-ms", "300", "--lazy-idle-close") as srv:
+        r = qf(tickers, "-c", "1", "--retries", "1", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st, cs = srv.stats(), r.stats()
+    check(server_count(st, rate) == 2, "RATE_ requested %d times" % server_count(st, rate))
+    check(cs["retries"] == 1, "retries=%d" % cs["retries"])
+    if st["lazy_idle_closes"] == 0:
+        note("client never reused an idle connection; stale re-send not exercised")
+    else:
+        check(cs["stale_resends"] >= st["lazy_idle_closes"],
+              "server dropped %d requests on idle connections, stale_resends=%d"
+              % (st["lazy_idle_closes"], cs["stale_resends"]))
+
+
+# ---------------------------------------------------------------- nginx
+
+def die_with_parent():
+    """nginx has no stdin to watch: ask the kernel to SIGTERM it if this process dies."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Nginx:
+    def __init__(self, symbols):
+        self.dir = tempfile.mkdtemp(prefix="qfetch-nginx-")
+        CLEANUP.append(self.stop)
+        root = os.path.join(self.dir, "root", "v8", "finance", "chart")
+        os.makedirs(root)
+        for sym in symbols:
+            with open(os.path.join(root, sym), "wb") as f:
+                f.write(chart_body(sym, repr(price_for(sym))))
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        d = self.dir
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = f"""{user}daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    types {{ }}
+    default_type application/json;
+    log_format qf '$connection $connection_requests $status "$request_uri"';
+    access_log {d}/access.log qf;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 100000;
+    keepalive_timeout 60s;
+    ssl_session_cache shared:qf:1m;
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        server_name localhost;
+        ssl_certificate {cert("server.pem")};
+        ssl_certificate_key {cert("server.key")};
+        root {d}/root;
+        location / {{ }}
+    }}
+}}
+"""
+        self.conf = os.path.join(d, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.errf = open(os.path.join(d, "stderr.log"), "wb")
+        self.proc = subprocess.Popen(["nginx", "-e", os.path.join(d, "error.log"), "-c", self.conf,
+                                      "-p", d], stdin=subprocess.DEVNULL, stdout=self.errf,
+                                     stderr=self.errf, preexec_fn=die_with_parent)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise Fail("nginx did not listen on %d" % self.port)
+        if self.proc.poll() is not None:
+            err = open(os.path.join(d, "error.log")).read()[-500:]
+            self.stop()
+            raise Fail("nginx exited: %s" % err)
+        self.url = "https://localhost:%d/v8/finance/chart/{}" % self.port
+
+    def access(self):
+        rows = []
+        with open(os.path.join(self.dir, "access.log")) as f:
+            for ln in f:
+                m = re.match(r'(\d+) (\d+) (\d+) "(.*)"', ln)
+                if m:
+                    rows.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+        return rows
+
+    def stop(self):
+        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_NGINX = []
+NGINX_SYMS = ["NG%s%03d" % (CFG.tag, i) for i in range(200)] + ["^NG" + CFG.tag]
+
+
+def nginx():
+    if not shutil.which("nginx"):
+        raise Fail("nginx not installed")
+    if not _NGINX:
+        _NGINX.append(Nginx(NGINX_SYMS))
+    return _NGINX[0]
+
+
+@test
+def nginx_200_c4():
+    ng = nginx()
+    tickers = NGINX_SYMS[:200]
+    r = qf(tickers, "-c", "4", srv=ng, timeout=60)
+    expect_rc(r, 0)
+    expect_order(r, tickers)
+    expect_all_ok(r, tickers)
+    rows = [row for row in ng.access() if row[3].startswith("/v8/finance/chart/NG")]
+    check(len(rows) == 200, "nginx logged %d requests" % len(rows))
+    conns = {row[0] for row in rows}
+    check(len(conns) <= 4, "nginx saw %d connections" % len(conns))
+    cs = r.stats()
+    check(cs["conns_opened"] <= 4 and cs["reused"] >= 196, "stats %s" % cs)
+
+
+@test
+def nginx_404_and_encoding():
+    ng = nginx()
+    missing = "NOSUCH" + uniq()
+    enc = "^NG" + CFG.tag
+    tickers = [NGINX_SYMS[0], missing, enc]
+    r = qf(tickers, srv=ng)
+    expect_rc(r, 1)
+    expect_ok(r, NGINX_SYMS[0])
+    expect_ok(r, enc)
+    expect_err(r, missing, "HTTP 404", status=404)
+
+
+# ---------------------------------------------------------------- real captured Yahoo responses
+
+def fixture_expectations():
+    """(stem, kind, expected) from SOURCES.md and the folder: kind ok/err."""
+    d = CFG.fixtures
+    src = open(os.path.join(d, "SOURCES.md")).read()
+    out = []
+    for m in re.finditer(r"^\| `([^`/]+)\.json` \|.*?\| ([-0-9.eE]+) -> \**([-0-9.]+)\**",
+                         src, re.M):
+        name, lit, want = m.group(1), m.group(2), m.group(3)
+        stem = name[:-len(".recording")] if name.endswith(".recording") else name
+        out.append((stem, "ok", (lit, want)))
+    m = re.search(r"`errors/(200-[^`]+)\.json`.*?`regularMarketPrice` \((\d+\.\d+)\)", src)
+    if m:
+        out.append((m.group(1), "ok", (m.group(2), cents(m.group(2)))))
+    for f in sorted(os.listdir(os.path.join(d, "errors"))):
+        stem, ext = os.path.splitext(f)
+        if stem[:3].isdigit() and stem[:3] != "200":
+            out.append((stem, "err", int(stem[:3])))
+    return out
+
+
+def fixture_body_price(stem):
+    d = CFG.fixtures
+    for p in (os.path.join(d, stem + ".json"), os.path.join(d, "errors", stem + ".json")):
+        if os.path.exists(p):
+            return json.load(open(p))["chart"]["result"][0]["meta"]
+    rec = json.load(open(os.path.join(d, stem + ".recording.json")))
+    return rec["response"]["bodyJson"]["chart"]["result"][0]["meta"]
+
+
+@test
+def yahoo_fixtures():
+    if not CFG.fixtures:
+        note("no fixtures folder; skipped")
+        return
+    exp = fixture_expectations()
+    check(len([e for e in exp if e[1] == "ok"]) >= 6, "SOURCES.md table not understood: %s" % exp)
+    tickers = ["FIX_" + stem for stem, _, _ in exp]
+    r = qf(tickers, "--retries", "0")
+    expect_rc(r, 1)
+    expect_order(r, tickers)
+    for (stem, kind, want), t in zip(exp, tickers):
+        if kind == "ok":
+            lit, text = want
+            meta = fixture_body_price(stem)
+            check(float(lit) == meta["regularMarketPrice"], "SOURCES.md lists %s for %s, the body "
+                  "holds %r" % (lit, stem, meta["regularMarketPrice"]))
+            check(cents(meta["regularMarketPrice"]) == text,
+                  "SOURCES.md says %s for %s, the body says %s"
+                  % (text, stem, meta["regularMarketPrice"]))
+            it = r.by_ticker()[t]
+            check("error" not in it, "%s failed: %r" % (t, it))
+            check(it.get("price") == text, "%s: price %r, expected %s" % (t, it.get("price"), text))
+            check(it.get("currency") == meta["currency"], "%s: currency %r, expected %r"
+                  % (t, it.get("currency"), meta["currency"]))
+        else:
+            words = ["HTTP %d" % want]
+            if want == 404:
+                words.append("No data found, symbol may be delisted")
+            expect_err(r, t, *words, status=want)
+
+
+# ---------------------------------------------------------------- valgrind
+
+@valgrind_test
+def valgrind_batch():
+    if not shutil.which("valgrind"):
+        raise Fail("valgrind not installed")
+    tickers = [uniq(), "CHUNKED_" + uniq(), "FB", "PRICE_2.675", uniq()]
+    srv = server()
+    args = ["-u", srv.url, "--cacert", cert("ca.pem"), "-f", "json", "--stats", "-t"] + tickers
+    r = run_raw(args, timeout=120,
+                prefix=["valgrind", "--error-exitcode=9", "--leak-check=full",
+                        "--errors-for-leak-kinds=definite,indirect", "--track-fds=no"])
+    check(r.rc in (0, 1), "valgrind/qfetch exit %s" % r.rc)
+    check(re.search(r"ERROR SUMMARY: 0 errors", r.err), "valgrind reported errors")
+    expect_rc(r, 1)
+    expect_ok(r, tickers[0])
+    expect_ok(r, tickers[1])
+    expect_ok(r, "PRICE_2.675", "2.675")
+    expect_err(r, "FB", "HTTP 404", status=404)
+
+
+# ---------------------------------------------------------------- main
+
+def tail(text, n=15):
+    lines = text.rstrip("\n").splitlines()
+    return "\n".join("    | " + ln for ln in lines[-n:])
+
+
+def main():
+    ap = argparse.ArgumentParser(description="qfetch integration tests")
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--certs", help="certificate directory (default: BUILD/test/certs)")
+    ap.add_argument("--valgrind", action="store_true")
+    ap.add_argument("--filter", default="")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    CFG.build = os.path.abspath(args.build)
+    CFG.qfetch = os.path.join(CFG.build, "qfetch")
+    CFG.certs = os.path.abspath(args.certs or os.path.join(CFG.build, "test", "certs"))
+    CFG.valgrind = args.valgrind
+    fx = os.environ.get("QF_FIXTURES", DEFAULT_FIXTURES)
+    CFG.fixtures = fx if os.path.isfile(os.path.join(fx, "SOURCES.md")) else None
+
+    selected = [t for t in TESTS if args.filter in t.__name__
+                and (CFG.valgrind or not getattr(t, "valgrind_only", False))]
+    if args.list:
+        for t in selected:
+            print(t.__name__)
+        return 0
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+
+    passed = failed = 0
+    try:
+        pre = []
+        if not os.access(CFG.qfetch, os.X_OK):
+            pre.append("%s is not an executable (run make)" % CFG.qfetch)
+        if not os.path.isfile(cert("ca.pem")):
+            pre.append("%s missing (run make certs)" % cert("ca.pem"))
+        if pre:
+            for t in selected:
+                print("FAIL %s: %s" % (t.__name__, "; ".join(pre)), flush=True)
+            failed = len(selected)
+            selected = []
+        for t in selected:
+            del LAST_RUNS[:]
+            del NOTES[:]
+            t0 = time.monotonic()
+            try:
+                t()
+                passed += 1
+                extra = ("; " + "; ".join(NOTES)) if NOTES else ""
+                print("ok %s  # %.1fs%s" % (t.__name__, time.monotonic() - t0, extra), flush=True)
+            except Fail as e:
+                failed += 1
+                print("FAIL %s: %s" % (t.__name__, e), flush=True)
+            except Exception as e:  # a bug in the test or an unexpected condition
+                failed += 1
+                print("FAIL %s: %s: %s" % (t.__name__, type(e).__name__, e), flush=True)
+                print(tail(traceback.format_exc(), 8), flush=True)
+            else:
+                continue
+            if LAST_RUNS:
+                r = LAST_RUNS[-1]
+                print("    $ %s" % " ".join(r.cmd)[:400], flush=True)
+                print("    exit %s after %.2fs; stderr tail:" % (r.rc, r.elapsed), flush=True)
+                if r.err.strip():
+                    print(tail(r.err), flush=True)
+    except KeyboardInterrupt:
+        failed += 1
+        print("FAIL interrupted", flush=True)
+    finally:
+        for fn in reversed(CLEANUP):
+            try:
+                fn()
+            except Exception:
+                pass
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,948 @@
+#!/usr/bin/python3
+"""Yahoo-compatible HTTP/1.1 test server for qfetch (Python stdlib only, binds 127.0.0.1).
+
+Serves GET /v8/finance/chart/{SYM} with Yahoo-shaped bodies and misbehaves on demand per ticker
+(see SPECIALS below), plus GET /_stats (JSON counters) and GET /_reset. TLS is done by hand with
+ssl.MemoryBIO so handshake outcomes, resumption and bytes after a failed handshake are visible.
+
+    server.py --cert server.pem --key server.key [--plain] [--port 0] [--demo]
+              [--close-after K] [--idle-close-ms MS [--lazy-idle-close]] [--stats-file F]
+              [--fixtures DIR] [--watch-stdin]
+
+Prints `PORT <n>` once listening; serves until SIGTERM/SIGINT (or stdin EOF with --watch-stdin).
+`price_for(sym)` is importable: the price every ordinary ticker gets.
+"""
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import socket
+import ssl
+import struct
+import sys
+import time
+import urllib.parse
+
+CHART_PREFIX = "/v8/finance/chart/"
+HANDSHAKE_TIMEOUT_S = 10.0
+HEADER_TIMEOUT_S = 60.0   # a request's header block must arrive within this once started
+LINGER_MAX_S = 300.0      # HANG_/SILENT_ keep a connection at most this long
+KEEPALIVE_MAX_S = 600.0   # an idle kept-alive connection is closed after this
+AFTER_FAIL_WATCH_S = 0.3  # how long to watch for bytes after a failed TLS handshake
+BASE_TIME = 1761768001    # a fixed "now" so bodies are deterministic
+
+YAHOO_404 = (b'{"chart":{"result":null,"error":{"code":"Not Found",'
+             b'"description":"No data found, symbol may be delisted"}}}')
+YAHOO_429 = b"Edge: Too Many Requests"
+HTML_500 = (b"<html><head><title>500 Internal Server Error</title></head>"
+            b"<body><h1>Internal Server Error</h1></body></html>")
+HTML_503 = (b"<html><head><title>503 Service Unavailable</title></head>"
+            b"<body><h1>Service Unavailable</h1></body></html>")
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+           405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+# --demo: the seed's tickers with fixed, plausible data (FB answers 404 like Yahoo today).
+DEMO = {
+    "VTSAX": ("148.83", "MUTUALFUND", "NAS", "Nasdaq",
+              "Vanguard Total Stock Market Index Fund Admiral Shares",
+              "Vanguard Total Stock Mkt Idx Adm"),
+    "VTIAX": ("37.42", "MUTUALFUND", "NAS", "Nasdaq",
+              "Vanguard Total International Stock Index Fund Admiral Shares",
+              "Vanguard Total Intl Stock Index"),
+    "IJS": ("108.51", "ETF", "PCX", "NYSEArca", "iShares S&P Small-Cap 600 Value ETF",
+            "iShares S&P Small-Cap 600 Value"),
+    "VSS": ("131.27", "ETF", "PCX", "NYSEArca",
+            "Vanguard FTSE All-World ex-US Small-Cap Index Fund ETF Shares",
+            "Vanguard FTSE All-World ex-US S"),
+    "AAPL": ("269.7", "EQUITY", "NMS", "NasdaqGS", "Apple Inc.", "Apple Inc."),
+    "ORCL": ("234.96", "EQUITY", "NYQ", "NYSE", "Oracle Corporation", "Oracle Corporation"),
+    "GOOG": ("281.19", "EQUITY", "NMS", "NasdaqGS", "Alphabet Inc.", "Alphabet Inc."),
+    "MSFT": ("523.61", "EQUITY", "NMS", "NasdaqGS", "Microsoft Corporation",
+             "Microsoft Corporation"),
+}
+
+
+def price_for(sym):
+    """Deterministic price of an ordinary ticker: 1.000 .. 899.999, up to 3 decimals."""
+    h = int.from_bytes(hashlib.sha256(sym.encode("utf-8")).digest()[:8], "big")
+    return (1000 + h % 899000) / 1000
+
+
+def currency_for(sym):
+    if sym.endswith(".DE"):
+        return "EUR"
+    if sym.endswith(".L"):
+        return "GBp"
+    if sym.endswith(".T"):
+        return "JPY"
+    return "USD"
+
+
+def _j(v):
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+def _f32(x):
+    """Yahoo's bar values are float32 widened to double: 209.3000030517578."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def _obj(items):
+    """items: (key, raw JSON text) pairs, serialised in the given order."""
+    return "{" + ",".join(_j(k) + ":" + v for k, v in items) + "}"
+
+
+def _period(start, end):
+    return {"timezone": "EDT", "start": start, "end": end, "gmtoffset": -14400}
+
+
+def meta_items(sym, price_text, *, itype="EQUITY", exch="NMS", full_exch="NasdaqGS",
+               long_name=None, short_name=None, currency=None, bars=20):
+    """Yahoo's meta, key order as Yahoo sends it. price_text None drops regularMarketPrice."""
+    try:
+        p = float(price_text)
+    except (TypeError, ValueError):
+        p = 100.0
+    if not (p == p) or abs(p) > 1e12:  # NaN or absurd: keep the other fields sane
+        p = 100.0
+    fund = itype == "MUTUALFUND"
+    name = long_name or (sym.title().replace("_", " ") + " Holdings Inc.")
+    items = [
+        ("currency", _j(currency or currency_for(sym))),
+        ("symbol", _j(sym)),
+        ("exchangeName", _j(exch)),
+        ("fullExchangeName", _j(full_exch)),
+        ("instrumentType", _j(itype)),
+        ("firstTradeDate", _j(345479400)),
+        ("regularMarketTime", _j(BASE_TIME)),
+        ("hasPrePostMarketData", _j(not fund)),
+        ("gmtoffset", _j(-14400)),
+        ("timezone", _j("EDT")),
+        ("exchangeTimezoneName", _j("America/New_York")),
+    ]
+    if price_text is not None:
+        items.append(("regularMarketPrice", price_text))
+    items += [
+        ("fiftyTwoWeekHigh", _j(round(p * 1.21, 2))),
+        ("fiftyTwoWeekLow", _j(round(p * 0.74, 2))),
+    ]
+    if not fund:
+        items += [
+            ("regularMarketDayHigh", _j(round(p * 1.006, 2))),
+            ("regularMarketDayLow", _j(round(p * 0.991, 2))),
+            ("regularMarketVolume", _j(int(abs(p) * 1000) % 90000000 + 12345)),
+        ]
+    items += [
+        ("longName", _j(name)),
+        ("shortName", _j(short_name or name[:30])),
+        ("chartPreviousClose", _j(round(p * 0.97, 2))),
+        ("previousClose", _j(round(p * 0.995, 2))),
+        ("scale", _j(3)),
+        ("priceHint", _j(2)),
+        ("currentTradingPeriod", _j({"pre": _period(BASE_TIME - 43201, BASE_TIME - 23401),
+                                     "regular": _period(BASE_TIME - 23401, BASE_TIME - 1),
+                                     "post": _period(BASE_TIME - 1, BASE_TIME + 14399)})),
+        ("tradingPeriods", _j([[_period(BASE_TIME - 23401, BASE_TIME - 1)]])),
+        ("dataGranularity", _j("1d")),
+        ("range", _j("1mo")),
+        ("validRanges", _j(["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd",
+                            "max"])),
+    ]
+    return items
+
+
+def series(p, bars):
+    """timestamp and indicators for `bars` daily bars ending near p."""
+    if not (p == p) or abs(p) > 1e12 or p <= 0:
+        p = 100.0
+    ts, o, h, lo, c, v, adj = [], [], [], [], [], [], []
+    for i in range(bars):
+        t = BASE_TIME - 23401 - 86400 * (bars - 1 - i)
+        base = p * (1 + 0.003 * ((i * 7919) % 13 - 6))
+        ts.append(t)
+        o.append(_f32(base * 0.998))
+        h.append(_f32(base * 1.011))
+        lo.append(_f32(base * 0.989))
+        c.append(_f32(base))
+        v.append(1000000 + (i * 104729) % 9000000)
+        adj.append(_f32(base * 0.9993))
+    ind = '{"quote":[' + _j({"open": o, "high": h, "low": lo, "close": c, "volume": v}) + \
+          '],"adjclose":[' + _j({"adjclose": adj}) + "]}"
+    return _j(ts), ind
+
+
+def chart_body(sym, price_text, *, bars=14, **kw):
+    """A compact Yahoo chart body (bytes). price_text is written literally (None: omitted)."""
+    meta = _obj(meta_items(sym, price_text, **kw))
+    try:
+        p = float(price_text)
+    except (TypeError, ValueError):
+        p = 100.0
+    ts, ind = series(p, bars)
+    result = "{" + '"meta":' + meta + ',"timestamp":' + ts + ',"indicators":' + ind + "}"
+    return ('{"chart":{"result":[' + result + '],"error":null}}').encode("utf-8")
+
+
+def decoy_body(sym):
+    """The real price sits at chart.result[0].meta.regularMarketPrice after several decoys."""
+    real = repr(price_for(sym))
+    items = meta_items(sym, real, long_name='Decoy "Quoted" Co \\ caf\u00e9 / regularMarketPrice')
+    real_item = [kv for kv in items if kv[0] == "regularMarketPrice"][0]
+    rest = [kv for kv in items if kv[0] != "regularMarketPrice"]
+    rest.reverse()  # unusual key order
+    meta = [("note", _j("regularMarketPrice")),
+            ("regularMarketPriceHint", _j(424.24)),
+            ("nested", _j({"regularMarketPrice": 313.13, "x": [{"regularMarketPrice": 1.5}]})),
+            ("label", _j("\"regularMarketPrice\":999.99"))] + rest[:8] + [real_item] + rest[8:]
+    ts, ind = series(price_for(sym), 5)
+    fake_meta = _obj([("regularMarketPrice", "777.77"), ("symbol", _j(sym))])
+    result0 = ("{" + '"events":{"dividends":{"1":{"regularMarketPrice":555.55}}},'
+               '"indicators":' + ind + ',"timestamp":' + ts + ',"meta":' + _obj(meta) + "}")
+    result1 = '{"meta":' + fake_meta + "}"
+    body = ('{"regularMarketPrice":111.11,'
+            '"decoy":{"chart":{"result":[{"meta":{"regularMarketPrice":222.22}}]}},'
+            '"chart":{"error":null,"result":[' + result0 + "," + result1 + "]}}")
+    return body.encode("utf-8")
+
+
+def big_body(sym):
+    """About 1 MB: ~9,500 bars, price in meta."""
+    return chart_body(sym, repr(price_for(sym)), bars=9500)
+
+
+def bad_json_body(sym):
+    p = repr(price_for(sym))
+    head = '{"chart":{"result":[{"meta":{"currency":"USD",'
+    if sym.startswith("BADJSON_TRAIL_"):  # trailing comma
+        s = head + '"regularMarketPrice":%s,}}],"error":null}}'
+    elif sym.startswith("BADJSON_UNQ_"):  # unquoted key
+        s = head + 'regularMarketPrice:%s}}],"error":null}}'
+    elif sym.startswith("BADJSON_HTML_"):  # a consent page served as 200
+        s = "<!doctype html><html><body>consent %s</body></html>"
+    else:  # meta closed with ] instead of }
+        s = head + '"regularMarketPrice":%s]}],"error":null}}'
+    return (s % p).encode()
+
+
+class Stats:
+    def __init__(self):
+        self.reset()
+        self.next_id = 0
+
+    def reset(self):
+        self.connections = 0
+        self.tls_handshakes = 0
+        self.tls_handshake_failures = 0
+        self.tls_resumed = 0
+        self.tls_failed_with_request_bytes = 0
+        self.requests_total = 0
+        self.per_symbol = {}
+        self.per_conn = {}        # conn id -> requests (regular connections only)
+        self.intervals = {}       # conn id -> [open_t, close_t or None]
+        self.bytes_sent = 0
+        self.idle_closes = 0
+        self.lazy_idle_closes = 0
+        self.status_counts = {}
+        self.targets = {}         # symbol -> raw request targets (last 5)
+        self.headers = {}         # symbol -> last request's headers (lower-case names)
+        self.failure_reasons = []
+
+    def max_concurrent(self):
+        now = time.monotonic()
+        ev = []
+        for a, b in self.intervals.values():
+            ev.append((a, 1))
+            ev.append((b if b is not None else now + 1, -1))
+        ev.sort(key=lambda e: (e[0], e[1]))
+        cur = best = 0
+        for _, d in ev:
+            cur += d
+            best = max(best, cur)
+        return best
+
+    def snapshot(self):
+        return {
+            "connections": self.connections,
+            "tls_handshakes": self.tls_handshakes,
+            "tls_handshake_failures": self.tls_handshake_failures,
+            "tls_resumed": self.tls_resumed,
+            "tls_failed_with_request_bytes": self.tls_failed_with_request_bytes,
+            "requests_total": self.requests_total,
+            "requests_per_connection": [self.per_conn[k] for k in sorted(self.per_conn)],
+            "requests_per_symbol": self.per_symbol,
+            "max_concurrent_connections": self.max_concurrent(),
+            "open_connections": sum(1 for a, b in self.intervals.values() if b is None),
+            "bytes_sent": self.bytes_sent,
+            "idle_closes": self.idle_closes,
+            "lazy_idle_closes": self.lazy_idle_closes,
+            "status_counts": self.status_counts,
+            "targets_per_symbol": self.targets,
+            "headers_per_symbol": self.headers,
+            "handshake_failure_reasons": self.failure_reasons[-20:],
+        }
+
+
+STATS = Stats()
+
+
+class Closed(Exception):
+    pass
+
+
+class Conn:
+    """One accepted connection: byte I/O (plain or TLS over MemoryBIO) plus HTTP bookkeeping."""
+
+    def __init__(self, srv, reader, writer):
+        self.srv = srv
+        self.reader, self.writer = reader, writer
+        self.tls = None
+        if srv.ctx is not None:
+            self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = srv.ctx.wrap_bio(self.inc, self.out, server_side=True)
+        self.buf = bytearray()
+        self.nreq = 0
+        self.control = False
+        self.resumed = False
+        self.handshaken = False
+        self.closed = False
+        self.must_close = False
+        STATS.next_id += 1
+        self.id = STATS.next_id
+
+    # ---- raw and TLS byte I/O ----
+    def _flush_tls(self):
+        data = self.out.read()
+        if data:
+            self.writer.write(data)
+
+    async def _raw_read(self):
+        try:
+            return await self.reader.read(65536)
+        except (ConnectionError, OSError):
+            return b""
+
+    async def handshake(self):
+        while True:
+            try:
+                self.tls.do_handshake()
+                self._flush_tls()
+                self.handshaken = True
+                return
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                raw = await self._raw_read()
+                if not raw:
+                    raise Closed("EOF during handshake")
+                self.inc.write(raw)
+            except ssl.SSLError:
+                self._flush_tls()  # let the alert reach the peer
+                raise
+
+    async def read(self):
+        """Some plaintext bytes, or b'' at EOF / close_notify / TLS error."""
+        if self.tls is None:
+            return await self._raw_read()
+        while True:
+            try:
+                data = self.tls.read(65536)
+                self._flush_tls()
+                return data
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                raw = await self._raw_read()
+                if not raw:
+                    return b""
+                self.inc.write(raw)
+            except ssl.SSLError:  # SSLZeroReturnError (close_notify) included
+                return b""
+
+    def write(self, data):
+        if self.closed:
+            return
+        STATS.bytes_sent += len(data) if not self.control else 0
+        if self.tls is None:
+            self.writer.write(data)
+            return
+        view = memoryview(data)
+        while len(view):
+            n = self.tls.write(view)
+            view = view[n:]
+        self._flush_tls()
+
+    async def drain(self):
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError):
+            raise Closed("peer went away")
+
+    async def close(self, notify=True):
+        """Clean close: TLS close_notify (when notify) then FIN."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.tls is not None and notify and self.handshaken:
+            try:
+                self.tls.unwrap()
+            except (ssl.SSLError, ValueError):
+                pass
+            try:
+                self._flush_tls()
+            except Exception:
+                pass
+        try:
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+        except (Exception, asyncio.CancelledError):
+            pass
+
+    def reset(self):
+        """RST: SO_LINGER 0 then close."""
+        if self.closed:
+            return
+        self.closed = True
+        sock = self.writer.get_extra_info("socket")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.writer.transport.abort()
+
+    async def wait_peer_close(self, limit=LINGER_MAX_S):
+        """Keep the connection open, discarding input, until the peer closes (bounded)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                data = await asyncio.wait_for(self.read(), max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if not data:
+                break
+
+    # ---- HTTP helpers ----
+    def head(self, status, headers=(), *, version="HTTP/1.1", reason=None, close=False):
+        lines = ["%s %d %s" % (version, status, reason or REASONS.get(status, "Unknown"))]
+        lines += ["%s: %s" % kv for kv in headers]
+        if (close or self.must_close) and version == "HTTP/1.1":
+            lines.append("Connection: close")
+        if not self.control:
+            STATS.status_counts[str(status)] = STATS.status_counts.get(str(status), 0) + 1
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def respond(self, status, body, ctype="application/json;charset=utf-8", extra=(),
+                      close=False):
+        hdrs = yahoo_headers(ctype) + list(extra) + [("Content-Length", str(len(body)))]
+        self.write(self.head(status, hdrs, close=close) + body)
+        await self.drain()
+        return not (close or self.must_close)
+
+
+def yahoo_headers(ctype):
+    return [("Content-Type", ctype),
+            ("Cache-Control", "public, max-age=10, stale-while-revalidate=20"),
+            ("vary", "Origin,Accept-Encoding"),
+            ("y-rid", "3be2e5tjre5iu"),
+            ("x-envoy-upstream-service-time", "2"),
+            ("Server", "ATS"),
+            ("Age", "0"),
+            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())),
+            ("Strict-Transport-Security", "max-age=31536000")]
+
+
+# ---- per-ticker behaviours: coroutine(conn, sym) -> True to keep the connection ----
+
+async def h_normal(c, sym):
+    return await c.respond(200, chart_body(sym, repr(price_for(sym))))
+
+
+async def h_price(c, sym):
+    return await c.respond(200, chart_body(sym, sym[len("PRICE_"):]))
+
+
+async def h_404(c, sym):
+    return await c.respond(404, YAHOO_404)
+
+
+async def h_chunked(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    c.write(c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                   [("Transfer-Encoding", "chunked"), ("Trailer", "X-Trailer")]))
+    sizes = [1, 7, 3, 31, 2, 64, 5, 128, 11, 256, 1, 1000]
+    pos = i = 0
+    while pos < len(body):
+        n = sizes[i % len(sizes)]
+        piece = body[pos:pos + n]
+        size = ("%x" if i % 2 else "%X") % len(piece)
+        ext = ";a=b" if i % 3 == 0 else (';name="q v"' if i % 5 == 0 else "")
+        c.write(size.encode() + ext.encode() + b"\r\n" + piece + b"\r\n")
+        pos += n
+        i += 1
+        if i % 8 == 0:
+            await c.drain()
+    c.write(b"0;last=1\r\nX-Trailer: done\r\n\r\n")
+    await c.drain()
+    return not c.must_close
+
+
+async def h_drip(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    data = c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                  [("Content-Length", str(len(body)))]) + body
+    for i in range(len(data)):
+        c.write(data[i:i + 1])
+        await c.drain()
+        if i % 64 == 63:
+            await asyncio.sleep(0.001)
+    return not c.must_close
+
+
+async def h_http10(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    c.write(c.head(200, [("Content-Type", "application/json;charset=utf-8"), ("Server", "ATS")],
+                   version="HTTP/1.0") + body)
+    await c.drain()
+    return False
+
+
+async def h_close(c, sym):
+    return await c.respond(200, chart_body(sym, repr(price_for(sym))), close=True)
+
+
+async def h_rate(c, sym):
+    if c.srv.hits[sym] == 1:
+        return await c.respond(429, YAHOO_429, "text/plain;charset=utf-8", [("Retry-After", "1")])
+    return await h_normal(c, sym)
+
+
+async def h_rate_always(c, sym):
+    return await c.respond(429, YAHOO_429, "text/plain;charset=utf-8", [("Retry-After", "1")])
+
+
+async def h_err500(c, sym):
+    return await c.respond(500, HTML_500, "text/html; charset=utf-8")
+
+
+async def h_err503(c, sym):
+    if c.srv.hits[sym] == 1:
+        return await c.respond(503, HTML_503, "text/html; charset=utf-8")
+    return await h_normal(c, sym)
+
+
+async def h_badjson(c, sym):
+    return await c.respond(200, bad_json_body(sym))
+
+
+async def h_truncjson(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    cut = body.index(b'"timestamp"') + 20  # after meta (and its price), inside the array
+    return await c.respond(200, body[:cut])
+
+
+async def h_nullprice(c, sym):
+    return await c.respond(200, chart_body(sym, "null"))
+
+
+async def h_noprice(c, sym):
+    return await c.respond(200, chart_body(sym, None))
+
+
+async def h_strprice(c, sym):
+    return await c.respond(200, chart_body(sym, _j(repr(price_for(sym)))))
+
+
+async def h_decoy(c, sym):
+    return await c.respond(200, decoy_body(sym))
+
+
+async def h_trunc(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    hdrs = yahoo_headers("application/json;charset=utf-8") + [("Content-Length",
+                                                               str(len(body) + 100))]
+    c.write(c.head(200, hdrs) + body)
+    await c.drain()
+    await c.close()
+    return False
+
+
+async def h_hang(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    hdrs = yahoo_headers("application/json;charset=utf-8") + [("Content-Length", str(len(body)))]
+    c.write(c.head(200, hdrs))
+    await c.drain()
+    await c.wait_peer_close()
+    return False
+
+
+async def h_silent(c, sym):
+    await c.wait_peer_close()
+    return False
+
+
+async def h_rst(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    hdrs = yahoo_headers("application/json;charset=utf-8") + [("Content-Length", str(len(body)))]
+    c.write(c.head(200, hdrs) + body[:len(body) // 2])
+    await c.drain()
+    await asyncio.sleep(0.05)
+    c.reset()
+    return False
+
+
+async def h_extra(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    hdrs = yahoo_headers("application/json;charset=utf-8") + [("Content-Length", str(len(body)))]
+    fake = chart_body("EXTRA_FAKE", "0.01")
+    garbage = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=utf-8\r\n"
+               b"Content-Length: " + str(len(fake)).encode() + b"\r\n\r\n" + fake)
+    c.write(c.head(200, hdrs) + body + garbage)
+    await c.drain()
+    return not c.must_close
+
+
+async def h_big(c, sym):
+    body = big_body(sym)
+    c.write(c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                   [("Transfer-Encoding", "chunked")]))
+    step = 16000
+    for pos in range(0, len(body), step):
+        piece = body[pos:pos + step]
+        c.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        await c.drain()
+    c.write(b"0\r\n\r\n")
+    await c.drain()
+    return not c.must_close
+
+
+async def h_slow(c, sym):
+    rest = sym[len("SLOW_"):]
+    ms = rest.split("_", 1)[0]
+    delay = int(ms) / 1000 if ms.isdigit() else 0
+    await asyncio.sleep(min(delay, 60))
+    return await h_normal(c, sym)
+
+
+async def h_fixture(c, sym):
+    fx = c.srv.fixture(sym[len("FIX_"):])
+    if fx is None:
+        return await c.respond(404, YAHOO_404)
+    status, headers, body, chunked = fx
+    if not chunked:
+        return await _send_exact(c, status, headers + [("Content-Length", str(len(body)))], body)
+    c.write(c.head(status, headers + [("Transfer-Encoding", "chunked")]))
+    for pos in range(0, len(body), 8192):
+        piece = body[pos:pos + 8192]
+        c.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        await c.drain()
+    c.write(b"0\r\n\r\n")
+    await c.drain()
+    return not c.must_close
+
+
+async def _send_exact(c, status, headers, body):
+    c.write(c.head(status, headers) + body)
+    await c.drain()
+    return not c.must_close
+
+
+async def h_demo(c, sym):
+    price, itype, exch, full, long_name, short_name = DEMO[sym]
+    body = chart_body(sym, price, itype=itype, exch=exch, full_exch=full, long_name=long_name,
+                      short_name=short_name, currency="USD")
+    return await c.respond(200, body)
+
+
+SPECIALS = [
+    ("PRICE_", h_price), ("CHUNKED_", h_chunked), ("DRIP_", h_drip), ("HTTP10_", h_http10),
+    ("CLOSE_", h_close), ("DELISTED_", h_404), ("RATEALWAYS_", h_rate_always),
+    ("RATE_", h_rate), ("ERR500_", h_err500), ("ERR503_", h_err503), ("BADJSON_", h_badjson),
+    ("TRUNCJSON_", h_truncjson), ("NULLPRICE_", h_nullprice), ("NOPRICE_", h_noprice),
+    ("STRPRICE_", h_strprice), ("DECOY_", h_decoy), ("TRUNC_", h_trunc), ("HANG_", h_hang),
+    ("SILENT_", h_silent), ("RST_", h_rst), ("EXTRA_", h_extra), ("BIG_", h_big),
+    ("SLOW_", h_slow), ("FIX_", h_fixture),
+]
+
+
+def behaviour(sym, demo):
+    if demo and sym in DEMO:
+        return h_demo
+    if sym == "FB":
+        return h_404
+    for prefix, fn in SPECIALS:
+        if sym.startswith(prefix):
+            return fn
+    return h_normal
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.ctx = None
+        if not args.plain:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(args.cert, args.key)
+        self.hits = {}  # symbol -> requests seen, for first-time behaviours (never reset)
+        self.tasks = set()
+        self.fixtures = {}
+        self.fixdir = args.fixtures
+
+    def fixture(self, stem):
+        """(status, headers, body, chunked) for a captured Yahoo response, or None."""
+        if stem in self.fixtures:
+            return self.fixtures[stem]
+        d = self.fixdir
+        if not d or "/" in stem or stem.startswith("."):
+            return None
+        result = None
+        cands = [(os.path.join(d, stem + ".json"), "raw"),
+                 (os.path.join(d, stem + ".recording.json"), "rec"),
+                 (os.path.join(d, "errors", stem + ".json"), "err"),
+                 (os.path.join(d, "errors", stem + ".txt"), "err")]
+        for path, kind in cands:
+            if not os.path.isfile(path):
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            ctype = "application/json;charset=utf-8"
+            if kind == "raw":
+                result = (200, yahoo_headers(ctype), data, len(data) > 100000)
+            elif kind == "err":
+                status = int(stem[:3]) if stem[:3].isdigit() else 200
+                if path.endswith(".txt"):
+                    ctype = "text/plain;charset=utf-8"
+                result = (status, yahoo_headers(ctype), data, False)
+            else:
+                rec = json.loads(data)["response"]
+                body = json.dumps(rec["bodyJson"], separators=(",", ":"),
+                                  ensure_ascii=False).encode("utf-8")
+                hdrs = [(k, v) for k, v in rec["headers"].items()
+                        if k.lower() not in ("content-length", "transfer-encoding",
+                                             "content-encoding", "connection")]
+                chunked = "content-length" not in {k.lower() for k in rec["headers"]}
+                result = (int(rec["status"]), hdrs, body, chunked)
+            break
+        self.fixtures[stem] = result
+        return result
+
+    async def on_client(self, reader, writer):
+        task = asyncio.current_task()
+        self.tasks.add(task)
+        c = Conn(self, reader, writer)
+        STATS.connections += 1
+        STATS.intervals[c.id] = [time.monotonic(), None]
+        STATS.per_conn[c.id] = 0
+        try:
+            if c.tls is not None:
+                try:
+                    await asyncio.wait_for(c.handshake(), HANDSHAKE_TIMEOUT_S)
+                except (ssl.SSLError, Closed, asyncio.TimeoutError, OSError) as e:
+                    STATS.tls_handshake_failures += 1
+                    STATS.failure_reasons.append(str(e)[:200])
+                    await self.watch_after_failure(c)
+                    return
+                STATS.tls_handshakes += 1
+                c.resumed = bool(c.tls.session_reused)
+                STATS.tls_resumed += int(c.resumed)
+            await self.serve(c)
+        except (Closed, ConnectionError, OSError, ssl.SSLError):
+            pass
+        finally:
+            if c.id in STATS.intervals:
+                STATS.intervals[c.id][1] = time.monotonic()
+            if not c.closed:
+                c.closed = True
+                writer.transport.abort()
+            self.tasks.discard(task)
+
+    async def watch_after_failure(self, c):
+        """Counts a connection that keeps sending TLS records after its handshake failed."""
+        data = bytearray(c.inc.read())
+        deadline = time.monotonic() + AFTER_FAIL_WATCH_S
+        while time.monotonic() < deadline:
+            try:
+                raw = await asyncio.wait_for(c._raw_read(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            if not raw:
+                break
+            data += raw
+        if any(t == 23 for t in record_types(bytes(data))):
+            STATS.tls_failed_with_request_bytes += 1
+
+    async def read_request(self, c, idle_timeout):
+        """(method, target, version, headers), or None at EOF or after an idle close."""
+        deadline = None
+        while True:
+            end = c.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(c.buf) > 65536:
+                raise Closed("header block too large")
+            waiting_idle = not c.buf and deadline is None
+            if waiting_idle:
+                timeout = idle_timeout or KEEPALIVE_MAX_S
+            else:
+                deadline = deadline or time.monotonic() + HEADER_TIMEOUT_S
+                timeout = max(0.01, deadline - time.monotonic())
+            try:
+                data = await asyncio.wait_for(c.read(), timeout)
+            except asyncio.TimeoutError:
+                if waiting_idle and idle_timeout:
+                    STATS.idle_closes += 1
+                    await c.close()
+                    return None
+                raise Closed("request timeout")
+            if not data:
+                return None
+            c.buf += data
+            deadline = deadline or time.monotonic() + HEADER_TIMEOUT_S
+        head = bytes(c.buf[:end]).decode("latin-1")
+        del c.buf[:end + 4]
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            raise Closed("bad request line")
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0") or 0)
+        while len(c.buf) < n:
+            data = await asyncio.wait_for(c.read(), HEADER_TIMEOUT_S)
+            if not data:
+                return None
+            c.buf += data
+        del c.buf[:n]
+        return parts[0], parts[1], parts[2], headers
+
+    async def serve(self, c):
+        args = self.args
+        last_done = time.monotonic()
+        while not c.closed:
+            idle = None
+            if args.idle_close_ms and c.nreq > 0 and not args.lazy_idle_close:
+                idle = args.idle_close_ms / 1000
+            req = await self.read_request(c, idle)
+            if req is None:
+                return
+            method, target, version, headers = req
+            path = target.split("?", 1)[0]
+            if c.nreq == 0 and path.startswith("/_"):
+                self.make_control(c)
+            if (args.idle_close_ms and args.lazy_idle_close and c.nreq > 0 and not c.control
+                    and time.monotonic() - last_done >= args.idle_close_ms / 1000):
+                # As if the server had closed the idle connection just before this request came.
+                STATS.lazy_idle_closes += 1
+                await c.close()
+                return
+            c.nreq += 1
+            c.must_close = (headers.get("connection", "").lower() == "close" or
+                            version != "HTTP/1.1" or
+                            (args.close_after and c.nreq % args.close_after == 0 and
+                             not c.control))
+            keep = await self.dispatch(c, method, target, path, headers)
+            last_done = time.monotonic()
+            if not keep or c.must_close:
+                await c.close()
+                return
+
+    def make_control(self, c):
+        c.control = True
+        STATS.connections -= 1
+        STATS.intervals.pop(c.id, None)
+        STATS.per_conn.pop(c.id, None)
+        if c.handshaken:
+            STATS.tls_handshakes -= 1
+            STATS.tls_resumed -= int(c.resumed)
+
+    async def dispatch(self, c, method, target, path, headers):
+        if c.control:
+            if path == "/_stats":
+                return await c.respond(200, _j(STATS.snapshot()).encode())
+            if path == "/_reset":
+                STATS.reset()
+                return await c.respond(200, b'{"reset":true}')
+            return await c.respond(404, b"not found", "text/plain")
+        STATS.requests_total += 1
+        STATS.per_conn[c.id] = STATS.per_conn.get(c.id, 0) + 1
+        if method != "GET":
+            return await c.respond(405, b"method not allowed", "text/plain")
+        if not path.startswith(CHART_PREFIX):
+            return await c.respond(404, b"Not Found", "text/plain;charset=utf-8")
+        sym = urllib.parse.unquote(path[len(CHART_PREFIX):])
+        STATS.per_symbol[sym] = STATS.per_symbol.get(sym, 0) + 1
+        STATS.targets.setdefault(sym, []).append(target)
+        del STATS.targets[sym][:-5]
+        STATS.headers[sym] = headers
+        self.hits[sym] = self.hits.get(sym, 0) + 1
+        return await behaviour(sym, self.args.demo)(c, sym)
+
+
+def record_types(data):
+    types, pos = [], 0
+    while pos + 5 <= len(data):
+        types.append(data[pos])
+        pos += 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
+    return types
+
+
+async def amain(args):
+    srv = Server(args)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.watch_stdin:
+        fd = sys.stdin.fileno()
+
+        def on_stdin():
+            try:
+                if not os.read(fd, 4096):
+                    loop.remove_reader(fd)
+                    stop.set()
+            except OSError:
+                loop.remove_reader(fd)
+                stop.set()
+        loop.add_reader(fd, on_stdin)
+    server = await asyncio.start_server(srv.on_client, "127.0.0.1", args.port, backlog=1024)
+    port = server.sockets[0].getsockname()[1]
+    print("PORT %d" % port, flush=True)
+    await stop.wait()
+    server.close()
+    for t in list(srv.tasks):
+        t.cancel()
+    if srv.tasks:
+        await asyncio.wait(list(srv.tasks), timeout=2.0)
+    if args.stats_file:
+        with open(args.stats_file, "w") as f:
+            json.dump(STATS.snapshot(), f, indent=1)
+            f.write("\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--plain", action="store_true", help="no TLS")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--demo", action="store_true", help="fixed data for the seed's tickers")
+    ap.add_argument("--close-after", type=int, default=0, metavar="K",
+                    help="Connection: close on every K-th request of a connection")
+    ap.add_argument("--idle-close-ms", type=int, default=0, metavar="MS",
+                    help="close kept-alive connections idle this long, without a response")
+    ap.add_argument("--lazy-idle-close", action="store_true",
+                    help="apply --idle-close-ms only when the next request arrives (forces a "
+                         "stale-connection failure on the client)")
+    ap.add_argument("--stats-file", help="write the stats JSON here on exit")
+    ap.add_argument("--fixtures", help="directory of captured Yahoo bodies served as FIX_<name>")
+    ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF")
+    args = ap.parse_args(argv)
+    if not args.plain and not (args.cert and args.key):
+        ap.error("--cert and --key are required unless --plain")
+    asyncio.run(amain(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
