@@ -86,4 +86,7 @@ demo: all certs
 clean:
 	rm -rf build
 
+# Fragments owned by their folders: bench/bench.mk, tests/fuzz/fuzz.mk, examples/examples.mk.
+-include $(wildcard bench/*.mk tests/fuzz/*.mk examples/*.mk)
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
