@@ -90,3 +90,4 @@ clean:
 -include $(wildcard bench/*.mk tests/fuzz/*.mk examples/*.mk)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -20,7 +20,8 @@ struct qf_http {
     int keep_alive;        /* valid once complete: connection may carry another request */
     int headers_done;      /* header block of the final response parsed */
     int err;               /* sticky QF_E* once a feed failed */
-    size_t header_bytes;   /* bytes of the current header block so far */
+    size_t header_bytes;   /* header block bytes so far (1xx blocks included); once the
+                              final block is done: chunk extension and trailer bytes */
     char *body;            /* caller-owned */
     size_t body_len, body_cap, body_max;
     /* header match state: names of interest are short, values capped */

@@ -6,21 +6,24 @@
 
 #include <stddef.h>
 
+#define QF_JSON_DEPTH_MAX 64 /* deeper nesting is QF_EJSON: jsmn's cost grows with depth */
+
 #define JSMN_HEADER
 #include <jsmn.h>
 #undef JSMN_HEADER
 
 struct qf_quote {
-    double price;          /* valid when qf_json_extract() returned 0 */
-    char currency[16];     /* meta.currency, "" when absent or not a short string */
-    char err_code[64];     /* chart.error.code (or finance.error.code), "" when absent */
-    char err_desc[160];    /* chart.error.description, "" when absent; JSON escapes decoded */
+    double price;       /* valid when qf_json_extract() returned 0 */
+    char currency[16];  /* meta.currency, "" when absent or not a short string */
+    char err_code[64];  /* chart.error.code (or finance.error.code), "" when absent */
+    char err_desc[160]; /* chart.error.description, "" when absent; JSON escapes decoded */
 };
 
 /* Tokenizes body[0..len) and extracts the quote into q (always cleared first).
  * Returns 0 when a numeric price was found; QF_ENOPRICE for valid JSON without one (null,
  * missing, string, result null; err_* filled when the body carries an error object);
- * QF_EJSON for invalid or truncated JSON (or a price number longer than 400 characters);
+ * QF_EJSON for invalid or truncated JSON (also: nesting deeper than QF_JSON_DEPTH_MAX, or a
+ * price number longer than 400 characters);
  * QF_ERANGE for a price that overflows a double (1e400); QF_ENOSPC when ntoks is too small
  * (grow, retry; a body never needs more than len + 1 tokens).
  * A duplicated key counts at its FIRST occurrence (Python's json keeps the last); keys match

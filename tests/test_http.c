@@ -1,0 +1,591 @@
+/* qf_http over llhttp. Every response is fed three ways (whole, one byte at a time, split at
+ * every offset into two pieces), each piece ending at a guard page, and all ways must agree
+ * on status, body, keep-alive, Retry-After, the error and the consumed count. */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "parser/http.h"
+#include "qfetch.h"
+#include "testutil.h"
+
+#define NA (-100) /* expected value not checked */
+
+struct expect {
+    int rc;
+    int status;
+    int keep_alive;
+    int retry_after_s;
+    const char *body; /* NULL: not checked */
+    size_t body_len;  /* used when body != NULL; SIZE_MAX: strlen(body) */
+    size_t consumed;  /* SIZE_MAX: the whole input */
+};
+
+/* Splitting at every offset is quadratic: above this size, cut at a stride plus the edges. */
+#define EVERY_OFFSET_MAX 2048
+
+static void check_run(const char *what, size_t cut, const struct qf_test_http_run *r,
+                      const struct expect *e, size_t len)
+{
+    size_t blen = e->body && e->body_len == SIZE_MAX ? strlen(e->body) : e->body_len;
+    size_t consumed = e->consumed == SIZE_MAX ? len : e->consumed;
+
+    if (r->rc != e->rc)
+        fail_msg("%s (cut %zu): rc %d, want %d", what, cut, r->rc, e->rc);
+    if (e->status != NA && r->status != e->status)
+        fail_msg("%s (cut %zu): status %d, want %d", what, cut, r->status, e->status);
+    if (e->rc != 0 && e->rc != QF_ECLOSED)
+        return; /* after an error, how much was consumed depends on the split */
+    if (r->consumed != consumed)
+        fail_msg("%s (cut %zu): consumed %zu, want %zu", what, cut, r->consumed, consumed);
+    if (e->rc != 0)
+        return;
+    if (!r->complete)
+        fail_msg("%s (cut %zu): not complete", what, cut);
+    if (e->keep_alive != NA && r->keep_alive != e->keep_alive)
+        fail_msg("%s (cut %zu): keep_alive %d, want %d", what, cut, r->keep_alive, e->keep_alive);
+    if (e->retry_after_s != NA && r->retry_after_s != e->retry_after_s)
+        fail_msg("%s (cut %zu): retry_after %d, want %d", what, cut, r->retry_after_s,
+                 e->retry_after_s);
+    if (e->body && (r->body_len != blen || (blen && memcmp(r->body, e->body, blen) != 0)))
+        fail_msg("%s (cut %zu): body differs (%zu bytes, want %zu)", what, cut, r->body_len, blen);
+}
+
+static void check_one(const char *what, const char *resp, size_t len, size_t first, size_t step,
+                      int eof, size_t body_max, const struct expect *e)
+{
+    struct qf_test_http_run r;
+    qf_test_http_drive(resp, len, first, step, eof, body_max, &r);
+    check_run(what, first, &r, e, len);
+    qf_test_http_run_free(&r);
+}
+
+static void check_ways_max(const char *resp, size_t len, int eof, size_t body_max,
+                           const struct expect *e)
+{
+    size_t cut, stride = len <= EVERY_OFFSET_MAX ? 1 : len / 509 + 1;
+
+    check_one("whole", resp, len, 0, 0, eof, body_max, e);
+    check_one("bytes", resp, len, 0, 1, eof, body_max, e);
+    for (cut = 1; cut < len; cut += stride)
+        check_one("split", resp, len, cut, 0, eof, body_max, e);
+    for (cut = len > 8 ? len - 8 : 1; cut < len; cut++)
+        check_one("split", resp, len, cut, 0, eof, body_max, e);
+}
+
+static void check_ways(const char *resp, int eof, const struct expect *e)
+{
+    check_ways_max(resp, strlen(resp), eof, QF_HTTP_BODY_MAX, e);
+}
+
+static struct expect ok200(const char *body, int keep_alive)
+{
+    struct expect e = {0, 200, keep_alive, -1, body, SIZE_MAX, SIZE_MAX};
+    return e;
+}
+
+/* ---- Bodies in every framing ---------------------------------------------------------- */
+
+struct body {
+    const char *data;
+    size_t len;
+};
+
+static const char big_seed[] = "{\"chart\":{\"result\":[{\"meta\":{\"regularMarketPrice\":1.5}}]}}";
+
+static void framings_for(const struct body *b)
+{
+    static const size_t odd[] = {1, 7, 0x1f};
+    static const size_t one[] = {1};
+    static const size_t big[] = {0x1000, 3, 0xabc};
+    const struct qf_test_chunking chunkings[] = {
+        {NULL, 0, NULL, NULL},
+        {odd, 3, NULL, NULL},
+        {one, 1, NULL, NULL},
+        {big, 3, NULL, NULL},
+        {odd, 3, ";name=value", "X-Checksum: abc\r\nRetry-After: 9\r\n"},
+        {big, 3, ";flag;name=value", "Expires: Wed, 21 Oct 2015 07:28:00 GMT\r\n"},
+        {odd, 3, ";q=\"a b;c\"", NULL},
+    };
+    struct expect e = ok200(NULL, 1);
+    char *resp;
+    size_t n, k;
+
+    e.body = b->data, e.body_len = b->len;
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", b->data, b->len,
+                     QF_TEST_CL, NULL, &resp);
+    check_ways_max(resp, n, 0, QF_HTTP_BODY_MAX, &e);
+    free(resp);
+    for (k = 0; k < sizeof(chunkings) / sizeof(chunkings[0]); k++) {
+        n = qf_test_wrap("HTTP/1.1 200 OK\r\n", b->data, b->len, QF_TEST_CHUNKED, &chunkings[k],
+                         &resp);
+        check_ways_max(resp, n, 0, QF_HTTP_BODY_MAX, &e);
+        free(resp);
+    }
+    e.keep_alive = 0;
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", b->data, b->len, QF_TEST_EOF, NULL, &resp);
+    check_ways_max(resp, n, 1, QF_HTTP_BODY_MAX, &e);
+    free(resp);
+    n = qf_test_wrap("HTTP/1.0 200 OK\r\n", b->data, b->len, QF_TEST_EOF, NULL, &resp);
+    check_ways_max(resp, n, 1, QF_HTTP_BODY_MAX, &e);
+    free(resp);
+}
+
+static void test_bodies_all_framings(void **state)
+{
+    static const char binary[] = "a\0b\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\xff\xfe";
+    char *large = malloc(20000);
+    size_t i;
+    struct body bodies[] = {
+        {"", 0},        {"x", 1}, {big_seed, sizeof(big_seed) - 1}, {binary, sizeof(binary) - 1},
+        {large, 20000},
+    };
+    (void)state;
+    for (i = 0; i < 20000; i++)
+        large[i] = big_seed[i % (sizeof(big_seed) - 1)];
+    for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++)
+        framings_for(&bodies[i]);
+    free(large);
+}
+
+/* ---- Keep-alive ------------------------------------------------------------------------ */
+
+static void test_keep_alive(void **state)
+{
+    struct expect e = ok200("hi", 1);
+    (void)state;
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+               0, &e);
+    e.keep_alive = 0;
+    check_ways("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nCONNECTION: CLOSE\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nConnection: close\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+               0, &e);
+    check_ways("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.0 200 OK\r\n\r\nhi", 1, &e);
+    check_ways("HTTP/1.1 200 OK\r\n\r\nhi", 1, &e);
+    check_ways("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nhi", 1, &e);
+}
+
+/* ---- Retry-After ----------------------------------------------------------------------- */
+
+static void retry_after_case(const char *header_lines, int want)
+{
+    char resp[512];
+    struct expect e = {0, 429, 1, want, "", SIZE_MAX, SIZE_MAX};
+    snprintf(resp, sizeof(resp), "HTTP/1.1 429 Too Many Requests\r\n%sContent-Length: 0\r\n\r\n",
+             header_lines);
+    check_ways(resp, 0, &e);
+}
+
+static void test_retry_after(void **state)
+{
+    (void)state;
+    retry_after_case("", -1);
+    retry_after_case("Retry-After: 120\r\n", 120);
+    retry_after_case("retry-after: 3\r\n", 3);
+    retry_after_case("RETRY-AFTER: 3\r\n", 3);
+    retry_after_case("rEtRy-AfTeR:0\r\n", 0);
+    retry_after_case("Retry-After:   7   \r\n", 7);
+    retry_after_case("Retry-After: \t7\t\r\n", 7);
+    retry_after_case("Retry-After: 2147483647\r\n", INT_MAX);
+    retry_after_case("Retry-After: 2147483648\r\n", -1);
+    retry_after_case("Retry-After: 0000000000000000000000000000005\r\n", 5);
+    retry_after_case("Retry-After: 99999999999999999999999999999999999999999\r\n", -1);
+    retry_after_case("Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", -1);
+    retry_after_case("Retry-After: 12a\r\n", -1);
+    retry_after_case("Retry-After: 1.5\r\n", -1);
+    retry_after_case("Retry-After: -5\r\n", -1);
+    retry_after_case("Retry-After: +5\r\n", -1);
+    retry_after_case("Retry-After: 1 2\r\n", -1);
+    retry_after_case("Retry-After:\r\n", -1);
+    retry_after_case("Retry-After-Extra: 5\r\n", -1);
+    retry_after_case("X-Retry-After: 5\r\n", -1);
+    retry_after_case("Retry-Afte: 5\r\n", -1);
+    retry_after_case("X-Long-Header-Name-Longer-Than-Sixteen: 5\r\n", -1);
+    retry_after_case("Retry-After: 5\r\nRetry-After: 6\r\n", 6);
+    retry_after_case("Retry-After: 5\r\nRetry-After: soon\r\n", -1);
+    retry_after_case("Retry-After: 5\r\nX-Other: 6\r\n", 5);
+    retry_after_case("X-Other: 6\r\nRetry-After: 5\r\n", 5);
+}
+
+/* ---- Interim responses ------------------------------------------------------------------ */
+
+static void test_interim_responses(void **state)
+{
+    struct expect e = ok200("hello", 1);
+    (void)state;
+    check_ways("HTTP/1.1 100 Continue\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+               0, &e);
+    check_ways("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+               "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nRetry-After: 9\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+               0, &e);
+    e.keep_alive = 0;
+    check_ways("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nhello", 1, &e);
+    /* EOF after only an interim response: the real one never came. */
+    e = (struct expect){QF_ECLOSED, NA, NA, NA, NULL, 0, SIZE_MAX};
+    check_ways("HTTP/1.1 100 Continue\r\n\r\n", 1, &e);
+}
+
+/* ---- Bytes after the response ----------------------------------------------------------- */
+
+static void trailing_case(const char *resp1, const char *body, int status)
+{
+    static const char *const after[] = {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", "X",
+                                        "\r\n", "garbage that is not HTTP"};
+    struct expect e = {0, status, 1, -1, body, SIZE_MAX, strlen(resp1)};
+    char buf[512];
+    size_t i;
+
+    for (i = 0; i < sizeof(after) / sizeof(after[0]); i++) {
+        snprintf(buf, sizeof(buf), "%s%s", resp1, after[i]);
+        check_ways(buf, 0, &e);
+    }
+}
+
+static void test_bytes_after_response(void **state)
+{
+    (void)state;
+    trailing_case("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "hello", 200);
+    trailing_case("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "", 200);
+    trailing_case("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5;x=y\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+                  "hello", 200);
+    trailing_case("HTTP/1.1 204 No Content\r\n\r\n", "", 204);
+    trailing_case("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", "", 304);
+}
+
+/* Two responses in one buffer, as on a kept-alive connection: re-init parses the second. */
+static void test_reinit_for_next_response(void **state)
+{
+    static const char two[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+                              "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n"
+                              "Retry-After: 4\r\n\r\n2\r\nno\r\n0\r\n\r\n";
+    char body[64];
+    struct qf_http h;
+    ssize_t r1, r2;
+    (void)state;
+
+    qf_http_init(&h, body, sizeof(body), sizeof(body));
+    r1 = qf_http_feed(&h, two, sizeof(two) - 1);
+    assert_int_equal(r1, 41);
+    assert_true(h.complete && h.keep_alive && h.status == 200 && h.body_len == 3);
+    assert_int_equal(qf_http_feed(&h, two + r1, sizeof(two) - 1 - (size_t)r1), 0);
+    assert_int_equal(qf_http_finish(&h), 0);
+    qf_http_init(&h, body, sizeof(body), sizeof(body));
+    assert_int_equal(h.status, 0);
+    assert_int_equal(h.body_len, 0);
+    r2 = qf_http_feed(&h, two + r1, sizeof(two) - 1 - (size_t)r1);
+    assert_int_equal(r2, (ssize_t)(sizeof(two) - 1) - r1);
+    assert_true(h.complete && h.keep_alive);
+    assert_int_equal(h.status, 404);
+    assert_int_equal(h.retry_after_s, 4);
+    assert_int_equal(h.body_len, 2);
+    assert_memory_equal(body, "no", 2);
+    /* Re-init also clears a sticky error. */
+    assert_int_equal(qf_http_feed(&h, "x", 1), 0);
+    qf_http_init(&h, body, sizeof(body), sizeof(body));
+    assert_int_equal(qf_http_feed(&h, "junk\r\n", 6), QF_EPROTO);
+    assert_int_equal(qf_http_feed(&h, "HTTP/1.1 200 OK\r\n", 17), QF_EPROTO);
+    assert_int_equal(qf_http_finish(&h), QF_EPROTO);
+    qf_http_init(&h, body, sizeof(body), sizeof(body));
+    assert_int_equal(qf_http_feed(&h, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 38), 38);
+    assert_true(h.complete);
+}
+
+/* ---- Truncation ------------------------------------------------------------------------ */
+
+/* Every proper prefix of a length-delimited response, then EOF: QF_ECLOSED. */
+static void truncate_all(const char *resp, size_t len, size_t body_at)
+{
+    size_t cut;
+    for (cut = 0; cut < len; cut++) {
+        struct expect e = {QF_ECLOSED, NA, NA, NA, NULL, 0, cut};
+        check_one("whole", resp, cut, 0, 0, 1, QF_HTTP_BODY_MAX, &e);
+        if (cut % 7 == 0 || cut + 3 > len || cut < body_at + 3)
+            check_one("bytes", resp, cut, 0, 1, 1, QF_HTTP_BODY_MAX, &e);
+    }
+}
+
+static void test_truncated(void **state)
+{
+    static const size_t odd[] = {1, 7, 0x1f};
+    const struct qf_test_chunking ck = {odd, 3, ";e=1", "T: 1\r\n"};
+    char *resp;
+    size_t n;
+    (void)state;
+
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", big_seed, sizeof(big_seed) - 1, QF_TEST_CL, NULL,
+                     &resp);
+    truncate_all(resp, n, n - (sizeof(big_seed) - 1));
+    free(resp);
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", big_seed, sizeof(big_seed) - 1, QF_TEST_CHUNKED, &ck,
+                     &resp);
+    truncate_all(resp, n, 0);
+    free(resp);
+    /* A close-delimited body is complete at any cut after the header block. */
+    n = qf_test_wrap("HTTP/1.0 200 OK\r\n", big_seed, sizeof(big_seed) - 1, QF_TEST_EOF, NULL,
+                     &resp);
+    for (size_t cut = 0; cut <= n; cut++) {
+        size_t head = n - (sizeof(big_seed) - 1);
+        struct expect e = {cut < head ? QF_ECLOSED : 0, NA, 0, -1, big_seed, 0, cut};
+        e.body_len = cut < head ? 0 : cut - head;
+        check_one("whole", resp, cut, 0, 0, 1, QF_HTTP_BODY_MAX, &e);
+        check_one("bytes", resp, cut, 0, 1, 1, QF_HTTP_BODY_MAX, &e);
+    }
+    free(resp);
+}
+
+static void test_finish_edges(void **state)
+{
+    struct qf_http h;
+    char body[16];
+    (void)state;
+    qf_http_init(&h, body, sizeof(body), sizeof(body));
+    assert_int_equal(qf_http_finish(&h), QF_ECLOSED); /* nothing at all arrived */
+    assert_int_equal(qf_http_finish(&h), QF_ECLOSED);
+    assert_int_equal(qf_http_feed(&h, "HTTP/1.1 200 OK\r\n", 17), QF_ECLOSED);
+    qf_http_init(&h, body, sizeof(body), sizeof(body));
+    assert_int_equal(qf_http_feed(&h, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA", 39), 39);
+    assert_int_equal(qf_http_finish(&h), 0);
+    assert_int_equal(qf_http_finish(&h), 0);
+    assert_true(h.keep_alive);
+    assert_int_equal(qf_http_feed(&h, "", 0), 0);
+}
+
+/* ---- Caps ------------------------------------------------------------------------------ */
+
+/* A header block of exactly `total` bytes (status line through the blank line). */
+static size_t make_header_block(char *buf, size_t total, const char *tail)
+{
+    static const char start[] = "HTTP/1.1 200 OK\r\nX-Pad: ";
+    size_t n = sizeof(start) - 1, tl = strlen(tail);
+    memcpy(buf, start, n);
+    memset(buf + n, 'p', total - tl - 4 - n);
+    n = total - tl - 4;
+    memcpy(buf + n, "\r\n", 2);
+    memcpy(buf + n + 2, tail, tl);
+    memcpy(buf + total - 2, "\r\n", 2);
+    return total;
+}
+
+static void test_header_cap(void **state)
+{
+    char *buf = malloc(QF_HTTP_HEADER_MAX + 64);
+    struct expect ok = ok200("", 1), big = {QF_EHEADER, NA, NA, NA, NULL, 0, 0};
+    size_t n, cut;
+    (void)state;
+
+    n = make_header_block(buf, QF_HTTP_HEADER_MAX, "Content-Length: 0\r\n");
+    check_one("whole", buf, n, 0, 0, 0, QF_HTTP_BODY_MAX, &ok);
+    check_one("bytes", buf, n, 0, 1, 0, QF_HTTP_BODY_MAX, &ok);
+    for (cut = 1; cut < n; cut += 997)
+        check_one("split", buf, n, cut, 0, 0, QF_HTTP_BODY_MAX, &ok);
+    n = make_header_block(buf, QF_HTTP_HEADER_MAX + 1, "Content-Length: 0\r\n");
+    check_one("whole", buf, n, 0, 0, 0, QF_HTTP_BODY_MAX, &big);
+    check_one("bytes", buf, n, 0, 1, 0, QF_HTTP_BODY_MAX, &big);
+    for (cut = n - 40; cut < n; cut++)
+        check_one("split", buf, n, cut, 0, 0, QF_HTTP_BODY_MAX, &big);
+    /* No terminator at all: fails once the cap is reached, without waiting for more. */
+    check_one("open", buf, QF_HTTP_HEADER_MAX, 0, 0, 0, QF_HTTP_BODY_MAX, &big);
+    /* Interim responses count against the same cap: an endless 100 stream fails. */
+    for (n = 0; n + 25 <= QF_HTTP_HEADER_MAX + 50; n += 25)
+        memcpy(buf + n, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    check_one("1xx", buf, n, 0, 0, 0, QF_HTTP_BODY_MAX, &big);
+    check_one("1xx", buf, n, 0, 1, 0, QF_HTTP_BODY_MAX, &big);
+    free(buf);
+}
+
+/* Chunk extensions and trailers are bounded by the same cap as the header block. */
+static void test_framing_cap(void **state)
+{
+    char *ext = malloc(QF_HTTP_HEADER_MAX + 64), *resp;
+    struct qf_test_chunking ck = {NULL, 0, ext, NULL};
+    struct expect big = {QF_EHEADER, 200, NA, NA, NULL, 0, 0};
+    size_t n;
+    (void)state;
+
+    ext[0] = ';';
+    memset(ext + 1, 'e', QF_HTTP_HEADER_MAX);
+    ext[QF_HTTP_HEADER_MAX + 1] = '\0';
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", "abc", 3, QF_TEST_CHUNKED, &ck, &resp);
+    check_one("whole", resp, n, 0, 0, 0, QF_HTTP_BODY_MAX, &big);
+    check_one("split", resp, n, 100, 0, 0, QF_HTTP_BODY_MAX, &big);
+    free(resp);
+    ck.ext = NULL;
+    memcpy(ext, "X-T: ", 5); /* a trailer whose value alone is over the cap */
+    memset(ext + QF_HTTP_HEADER_MAX, 'e', 32);
+    memcpy(ext + QF_HTTP_HEADER_MAX + 32, "\r\n", 3);
+    ck.trailers = ext;
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", "abc", 3, QF_TEST_CHUNKED, &ck, &resp);
+    check_one("whole", resp, n, 0, 0, 0, QF_HTTP_BODY_MAX, &big);
+    check_one("split", resp, n, 100, 0, 0, QF_HTTP_BODY_MAX, &big);
+    free(resp);
+    free(ext);
+}
+
+static void check_capped(const char *resp, size_t body_max, const struct expect *e)
+{
+    check_ways_max(resp, strlen(resp), 0, body_max, e);
+}
+
+static void test_body_cap(void **state)
+{
+    static const char ten[] = "0123456789", eleven[] = "0123456789A";
+    static const size_t odd[] = {1, 7, 0x1f};
+    const struct qf_test_chunking ck = {odd, 3, NULL, NULL};
+    struct expect ok = ok200(ten, 1), big = {QF_EBODY, 200, NA, NA, NULL, 0, 0};
+    enum qf_test_framing fr;
+    char *resp;
+    size_t n;
+    (void)state;
+
+    for (fr = QF_TEST_CL; fr <= QF_TEST_EOF; fr++) {
+        ok.keep_alive = fr != QF_TEST_EOF;
+        n = qf_test_wrap("HTTP/1.1 200 OK\r\n", ten, 10, fr, &ck, &resp);
+        check_ways_max(resp, n, fr == QF_TEST_EOF, 10, &ok);
+        free(resp);
+        n = qf_test_wrap("HTTP/1.1 200 OK\r\n", eleven, 11, fr, &ck, &resp);
+        check_ways_max(resp, n, fr == QF_TEST_EOF, 10, &big);
+        free(resp);
+    }
+    /* A Content-Length over the cap fails at the header block, before any body byte. */
+    check_capped("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", 10, &big);
+    check_capped("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", 10, &big);
+    /* No body at all is allowed whatever the cap. */
+    ok = ok200("", 1);
+    check_capped("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, &ok);
+    ok.status = 304;
+    check_capped("HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n", 10, &ok);
+}
+
+/* ---- QF_ENOSPC ------------------------------------------------------------------------- */
+
+/* The contract, step by step: refuse the whole feed, then accept it after the grow. */
+static void test_enospc_contract(void **state)
+{
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789";
+    char small[8], *big = malloc(128);
+    struct qf_http h;
+    (void)state;
+
+    qf_http_init(&h, NULL, 0, 100);
+    assert_int_equal(qf_http_feed(&h, resp, sizeof(resp) - 1), QF_ENOSPC);
+    assert_int_equal(h.status, 0); /* nothing consumed: the parser has not moved */
+    assert_int_equal(qf_http_feed(&h, resp, sizeof(resp) - 1), QF_ENOSPC);
+    qf_http_set_body(&h, small, sizeof(small));
+    assert_int_equal(qf_http_feed(&h, resp, sizeof(resp) - 1), QF_ENOSPC);
+    assert_int_equal(qf_http_feed(&h, resp, 8), 8); /* fits in the room left */
+    assert_int_equal(qf_http_feed(&h, "", 0), 0);
+    assert_int_equal(h.body_len, 0);
+    memcpy(big, small, h.body_len);
+    qf_http_set_body(&h, big, 128);
+    assert_int_equal(qf_http_feed(&h, resp + 8, sizeof(resp) - 9), (ssize_t)sizeof(resp) - 9);
+    assert_true(h.complete);
+    assert_int_equal(h.body_len, 20);
+    assert_memory_equal(big, "01234567890123456789", 20);
+    /* body_cap == body_max: no more growing; overflow is QF_EBODY, not QF_ENOSPC. */
+    qf_http_init(&h, small, sizeof(small), sizeof(small));
+    assert_int_equal(qf_http_feed(&h, resp, sizeof(resp) - 1), QF_EBODY);
+    free(big);
+}
+
+/* The driver grows like the engine; growth must happen, the result must not depend on it. */
+static void test_enospc_growth_loop(void **state)
+{
+    size_t len = 300000, n, i;
+    char *body = malloc(len), *resp;
+    struct qf_test_http_run r;
+    (void)state;
+
+    for (i = 0; i < len; i++)
+        body[i] = (char)('a' + i % 26);
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", body, len, QF_TEST_CHUNKED, NULL, &resp);
+    qf_test_http_drive(resp, n, 0, 1000, 0, QF_HTTP_BODY_MAX, &r);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.body_len, len);
+    assert_memory_equal(r.body, body, len);
+    assert_true(r.grows >= 10);
+    qf_test_http_run_free(&r);
+    qf_test_http_drive(resp, n, 0, 1, 0, QF_HTTP_BODY_MAX, &r);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.consumed, n);
+    assert_memory_equal(r.body, body, len);
+    qf_test_http_run_free(&r);
+    free(resp);
+    free(body);
+}
+
+/* ---- Malformed responses --------------------------------------------------------------- */
+
+static void test_malformed(void **state)
+{
+    static const char *const bad[] = {
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTX/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 abc OK\r\n\r\n",
+        "HTTP/1.1 099 Low\r\n\r\n",
+        "HTTP/1.1  200 OK\r\n\r\n",
+        "HTTP/11 200 OK\r\n\r\n",
+        "http/1.1 200 OK\r\n\r\n",
+        "hello world\r\n\r\n",
+        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* a TLS record on a plain socket */
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "2\r\nab\r\n0\r\n\r\n"),
+        "HTTP/1.1 200 OK\r\nX-Bad\x01Name: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+    };
+    struct expect e = {QF_EPROTO, NA, NA, NA, NULL, 0, 0};
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct qf_test_http_run r;
+        qf_test_http_drive(bad[i], strlen(bad[i]), 0, 0, 1, QF_HTTP_BODY_MAX, &r);
+        if (r.rc != QF_EPROTO)
+            fail_msg("case %zu accepted: rc %d status %d", i, r.rc, r.status);
+        qf_test_http_run_free(&r);
+        check_ways(bad[i], 1, &e);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bodies_all_framings),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_interim_responses),
+        cmocka_unit_test(test_bytes_after_response),
+        cmocka_unit_test(test_reinit_for_next_response),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_finish_edges),
+        cmocka_unit_test(test_header_cap),
+        cmocka_unit_test(test_framing_cap),
+        cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_enospc_contract),
+        cmocka_unit_test(test_enospc_growth_loop),
+        cmocka_unit_test(test_malformed),
+    };
+    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+}
