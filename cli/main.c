@@ -8,13 +8,44 @@
 
 struct run {
     struct cli_row *rows;
+    size_t *row_of; /* client index -> row of the symbol's first occurrence */
     int failed;
 };
+
+static const char *const *sort_base;
+
+static int by_symbol(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int c = strcmp(sort_base[i], sort_base[j]);
+    return c != 0 ? c : (i > j) - (i < j);
+}
+
+/* Duplicate symbols are fetched once: first[i] is the first position holding tickers[i]. */
+static size_t *first_positions(const char **tickers, size_t n)
+{
+    size_t *order = malloc(n * sizeof(*order)), *first = malloc(n * sizeof(*first));
+    if (order == NULL || first == NULL) {
+        free(order);
+        free(first);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    sort_base = tickers;
+    qsort(order, n, sizeof(*order), by_symbol);
+    for (size_t k = 0; k < n; k++) {
+        int same = k > 0 && strcmp(tickers[order[k]], tickers[order[k - 1]]) == 0;
+        first[order[k]] = same ? first[order[k - 1]] : order[k];
+    }
+    free(order);
+    return first;
+}
 
 static void on_result(const struct qf_result *r, void *udata)
 {
     struct run *run = udata;
-    struct cli_row *row = &run->rows[r->index];
+    struct cli_row *row = &run->rows[run->row_of[r->index]];
 
     row->done = 1;
     row->err = r->err;
@@ -44,7 +75,13 @@ int main(int argc, char **argv)
         cli_args_free(&a);
         return rc;
     }
-    struct run run = {.rows = calloc(a.ntickers, sizeof(*run.rows))};
+    struct run run = {.rows = calloc(a.ntickers, sizeof(*run.rows)),
+                      .row_of = malloc(a.ntickers * sizeof(size_t))};
+    size_t *first = first_positions(a.tickers, a.ntickers);
+    if (first == NULL || run.row_of == NULL) {
+        free(run.rows);
+        run.rows = NULL;
+    }
     struct qf_options o = {
         .url_template = a.url,
         .connections = a.connections,
@@ -61,11 +98,15 @@ int main(int argc, char **argv)
     if (c == NULL) {
         fprintf(stderr, "qfetch: %s\n", run.rows != NULL ? err : "out of memory");
         free(run.rows);
+        free(run.row_of);
+        free(first);
         cli_args_free(&a);
         return 2;
     }
     for (size_t i = 0; i < a.ntickers; i++) {
         run.rows[i].symbol = a.tickers[i];
+        if (first[i] != i)
+            continue;
         int idx = qf_client_add(c, a.tickers[i]);
         if (idx < 0) {
             fprintf(stderr, "qfetch: invalid symbol '%.40s%s': %s\n", a.tickers[i],
@@ -74,9 +115,12 @@ int main(int argc, char **argv)
                                      : qf_strerror(idx));
             qf_client_free(c);
             free(run.rows);
+            free(run.row_of);
+            free(first);
             cli_args_free(&a);
             return 2;
         }
+        run.row_of[idx] = i;
     }
     rc = qf_client_run(c);
     if (rc < 0)
@@ -96,6 +140,12 @@ int main(int argc, char **argv)
     }
     qf_client_free(c);
     for (size_t i = 0; i < a.ntickers; i++) {
+        struct cli_row *row = &run.rows[i], *src = &run.rows[first[i]];
+        if (first[i] != i && src->done) {
+            *row = *src;
+            row->symbol = a.tickers[i];
+            row->errmsg = src->errmsg != NULL ? strdup(src->errmsg) : NULL;
+        }
         if (!run.rows[i].done) {
             run.rows[i].err = QF_ECANCELED;
             run.rows[i].errmsg = strdup("not completed");
@@ -106,6 +156,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < a.ntickers; i++)
         free(run.rows[i].errmsg);
     free(run.rows);
+    free(run.row_of);
+    free(first);
     cli_args_free(&a);
     return rc < 0 ? 2 : run.failed ? 1 : 0;
 }

@@ -37,7 +37,7 @@ from server import chart_body, currency_for, price_for  # noqa: E402
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SERVER_PY = os.path.join(HERE, "server.py")
 SEED = os.environ.get("QF_SEED", os.path.join(HERE, "..", "..", "shared", "seed", "async_http.py"))
-DEFAULT_FIXTURES = "/work/shared/fixtures/yahoo"
+DEFAULT_FIXTURES = os.path.join(HERE, "..", "..", "shared", "fixtures", "yahoo")
 STATS_RE = re.compile(r"^qfetch: stats: conns_opened=(\d+) requests_sent=(\d+) reused=(\d+) "
                       r"tls_full=(\d+) tls_resumed=(\d+) retries=(\d+) stale_resends=(\d+) "
                       r"bytes_read=(\d+) wall_ms=(\d+(?:\.\d+)?)$", re.M)
