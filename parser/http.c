@@ -27,6 +27,8 @@ static int fail(struct qf_http *h, int err)
 
 static void reset_message(struct qf_http *h)
 {
+    h->hlen = 0; /* an interim (1xx) response's headers are not the final ones */
+    h->nheaders = 0;
     h->status = 0;
     h->retry_after_s = -1;
     h->field_id = FIELD_OTHER;
@@ -60,13 +62,36 @@ static void accumulate(char *buf, size_t cap, size_t *len, const char *at, size_
     *len = n > SIZE_MAX - *len ? SIZE_MAX : *len + n;
 }
 
+/* Captured names and values are appended as they arrive and NUL-terminated when complete;
+ * qf_http_feed() made sure the buffer has room for the whole feed. */
+static int capture(struct qf_http *h, const char *at, size_t len)
+{
+    if (h->hbuf == NULL)
+        return 0;
+    if (len + 1 > h->hcap - h->hlen)
+        return fail(h, QF_EHEADER);
+    memcpy(h->hbuf + h->hlen, at, len);
+    h->hlen += len;
+    return 0;
+}
+
+static int capture_end(struct qf_http *h)
+{
+    if (h->hbuf == NULL)
+        return 0;
+    if (h->hlen >= h->hcap)
+        return fail(h, QF_EHEADER);
+    h->hbuf[h->hlen++] = '\0';
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct qf_http *h = from(p);
     if (h->headers_done)
         return count_framing(h, len);
     accumulate(h->field, sizeof(h->field), &h->field_len, at, len);
-    return 0;
+    return capture(h, at, len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -76,7 +101,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         return count_framing(h, len);
     if (h->field_id == FIELD_RETRY_AFTER)
         accumulate(h->value, sizeof(h->value), &h->value_len, at, len);
-    return 0;
+    return capture(h, at, len);
 }
 
 static int name_is(const char *s, size_t len, const char *lower)
@@ -95,10 +120,11 @@ static int name_is(const char *s, size_t len, const char *lower)
 static int on_header_field_complete(llhttp_t *p)
 {
     struct qf_http *h = from(p);
-    if (!h->headers_done && h->field_len <= sizeof(h->field) &&
-        name_is(h->field, h->field_len, "retry-after"))
+    if (h->headers_done)
+        return 0;
+    if (h->field_len <= sizeof(h->field) && name_is(h->field, h->field_len, "retry-after"))
         h->field_id = FIELD_RETRY_AFTER;
-    return 0;
+    return capture_end(h);
 }
 
 /* delta-seconds (RFC 9110 10.2.3) only: the HTTP-date form and anything that does not fit an
@@ -135,7 +161,8 @@ static int on_header_value_complete(llhttp_t *p)
     h->field_id = FIELD_OTHER;
     h->field_len = 0;
     h->value_len = 0;
-    return 0;
+    h->nheaders++;
+    return capture_end(h);
 }
 
 static int is_interim(int status)
@@ -158,7 +185,7 @@ static int on_headers_complete(llhttp_t *p)
         return 1;
     h->headers_done = 1;
     h->header_bytes = 0;
-    if (st == 204 || st == 304)
+    if (st == 204 || st == 304 || h->no_body)
         return 1;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > h->body_max)
         return fail(h, QF_EBODY);
@@ -224,6 +251,12 @@ void qf_http_set_body(struct qf_http *h, char *body, size_t body_cap)
     h->body_cap = body_cap;
 }
 
+void qf_http_set_hbuf(struct qf_http *h, char *hbuf, size_t hcap)
+{
+    h->hbuf = hbuf;
+    h->hcap = hbuf != NULL ? hcap : 0;
+}
+
 /* Runs llhttp over buf[0..len). Returns the bytes consumed or a sticky error. */
 static ssize_t execute(struct qf_http *h, const char *buf, size_t len)
 {
@@ -249,6 +282,11 @@ ssize_t qf_http_feed(struct qf_http *h, const char *buf, size_t len)
     if (h->complete)
         return 0;
     if (len > h->body_cap - h->body_len && h->body_cap < h->body_max)
+        return QF_ENOSPC;
+    /* A feed adds at most its own bytes plus two NULs (llhttp ends an empty value only when
+     * the next line starts); captured headers never exceed the header cap. */
+    if (h->hbuf != NULL && !h->headers_done && len + 2 > h->hcap - h->hlen &&
+        h->hcap < QF_HTTP_HEADER_MAX + 2)
         return QF_ENOSPC;
     while (off < len && !h->complete) {
         size_t n = len - off;

@@ -24,6 +24,12 @@ struct qf_http {
                               final block is done: chunk extension and trailer bytes */
     char *body;            /* caller-owned */
     size_t body_len, body_cap, body_max;
+    int no_body;           /* set after init for a HEAD request: the response has no body */
+    /* Optional header capture (hbuf set after init): "name\0value\0" pairs of the final
+     * response, at most QF_HTTP_HEADER_MAX bytes; grown by the caller on QF_ENOSPC. */
+    char *hbuf;
+    size_t hlen, hcap;
+    unsigned nheaders;
     /* header match state: names of interest are short, values capped */
     int field_id;
     size_t field_len;
@@ -38,10 +44,15 @@ void qf_http_init(struct qf_http *h, char *body, size_t body_cap, size_t body_ma
 /* Installs a bigger body buffer holding the same first body_len bytes (after a grow). */
 void qf_http_set_body(struct qf_http *h, char *body, size_t body_cap);
 
+/* Turns on header capture into hbuf (non-NULL, any size: QF_ENOSPC asks for more), or installs
+ * a bigger buffer holding the same first hlen bytes. */
+void qf_http_set_hbuf(struct qf_http *h, char *hbuf, size_t hcap);
+
 /* Feeds len bytes. Returns the number consumed: len, or fewer only when the response became
  * complete (bytes after it are not part of it: the caller must not reuse the connection if
  * any remain). QF_ENOSPC: nothing consumed, grow the body to >= body_len + len (up to
- * body_max) and call again. Errors: QF_EPROTO, QF_EBODY, QF_EHEADER (sticky). */
+ * body_max), or while capturing headers the header buffer to >= hlen + len + 2 (up to
+ * QF_HTTP_HEADER_MAX + 2), and call again. Errors: QF_EPROTO, QF_EBODY, QF_EHEADER (sticky). */
 ssize_t qf_http_feed(struct qf_http *h, const char *buf, size_t len);
 
 /* The peer closed the connection. Returns 0 when that completes the response (a

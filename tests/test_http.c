@@ -569,6 +569,84 @@ static void test_malformed(void **state)
     }
 }
 
+/* Feeds resp in pieces of `step` bytes with header capture on, growing both buffers the way
+ * the engine does; returns the captured "name\0value\0" block through *hb. */
+static int drive_capture(const char *resp, size_t len, size_t step, int head, struct qf_http *h,
+                         char **hb, char **body)
+{
+    size_t hcap = 8, bcap = 0, off = 0;
+    *hb = malloc(hcap);
+    *body = NULL;
+    qf_http_init(h, NULL, 0, QF_HTTP_BODY_MAX);
+    h->no_body = head;
+    qf_http_set_hbuf(h, *hb, hcap);
+    while (off < len && !h->complete) {
+        size_t n = len - off < step ? len - off : step;
+        const char *piece = qf_test_guard_copy(resp + off, n);
+        ssize_t r;
+        while ((r = qf_http_feed(h, piece, n)) == QF_ENOSPC) {
+            if (h->hcap - h->hlen < n + 2) {
+                hcap = hcap * 2 + n + 2;
+                *hb = realloc(*hb, hcap);
+                qf_http_set_hbuf(h, *hb, hcap);
+            } else {
+                bcap = bcap * 2 + n;
+                *body = realloc(*body, bcap);
+                qf_http_set_body(h, *body, bcap);
+            }
+        }
+        qf_test_guard_free(piece);
+        if (r < 0)
+            return (int)r;
+        off += (size_t)r;
+    }
+    return 0;
+}
+
+static void test_header_capture(void **state)
+{
+    (void)state;
+    static const char resp[] = "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+                               "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               "X-Empty:\r\nSet-Cookie: a=b; Path=/\r\nContent-Length: 5\r\n\r\n"
+                               "hello";
+    static const char want[] = "Content-Type\0application/json\0X-Empty\0\0"
+                               "Set-Cookie\0a=b; Path=/\0Content-Length\0005\0";
+    size_t steps[] = {1, 2, 3, 7, sizeof(resp) - 1};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        struct qf_http h;
+        char *hb, *body;
+        assert_int_equal(drive_capture(resp, sizeof(resp) - 1, steps[i], 0, &h, &hb, &body), 0);
+        assert_true(h.complete);
+        assert_int_equal(h.status, 200);
+        assert_int_equal(h.nheaders, 4);
+        assert_int_equal(h.hlen, sizeof(want) - 1);
+        assert_memory_equal(h.hbuf, want, sizeof(want) - 1);
+        assert_int_equal(h.body_len, 5);
+        assert_memory_equal(h.body, "hello", 5);
+        free(hb);
+        free(body);
+    }
+}
+
+/* A HEAD response announces a length but carries no body: the next response follows. */
+static void test_head_no_body(void **state)
+{
+    (void)state;
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\nHTTP/1.1 200 OK";
+    for (size_t step = 1; step <= sizeof(resp) - 1; step += 5) {
+        struct qf_http h;
+        char *hb, *body;
+        assert_int_equal(drive_capture(resp, sizeof(resp) - 1, step, 1, &h, &hb, &body), 0);
+        assert_true(h.complete);
+        assert_true(h.keep_alive);
+        assert_int_equal(h.body_len, 0);
+        assert_int_equal(h.nheaders, 1);
+        free(hb);
+        free(body);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +664,8 @@ int main(void)
         cmocka_unit_test(test_enospc_contract),
         cmocka_unit_test(test_enospc_growth_loop),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_header_capture),
+        cmocka_unit_test(test_head_no_body),
     };
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }
