@@ -2,8 +2,6 @@
  * Every connection slot and its buffers are allocated here, up front; the loop then only
  * allocates a request record per qf_client_add() and grows buffers to their high-water mark. */
 #include <errno.h>
-#include <netdb.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -55,109 +53,23 @@ const char *qf_strerror(int err)
     }
 }
 
-/* "HOST:PORT:ADDR" as curl's --resolve; ADDR may be a bracketed IPv6 literal. */
-static int resolve_override(struct qf_host *h, const char *const *list, char *err,
-                            size_t errlen)
+static char *dup_str(const char *s)
 {
-    for (; list != NULL && *list != NULL; list++) {
-        const char *e = *list, *c1 = strchr(e, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (c1 == NULL || c2 == NULL || c1 == e) {
-            snprintf(err, errlen, "--resolve wants HOST:PORT:ADDR, got '%s'", e);
-            return QF_EINVAL;
-        }
-        char addr[64];
-        const char *a = c2 + 1;
-        size_t alen = strlen(a);
-        if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
-            a++;
-            alen -= 2;
-        }
-        if (alen == 0 || alen >= sizeof(addr)) {
-            snprintf(err, errlen, "--resolve: bad address in '%s'", e);
-            return QF_EINVAL;
-        }
-        memcpy(addr, a, alen);
-        addr[alen] = '\0';
-        char *end;
-        long port = strtol(c1 + 1, &end, 10);
-        if (end != c2 || port < 1 || port > 65535) {
-            snprintf(err, errlen, "--resolve: bad port in '%s'", e);
-            return QF_EINVAL;
-        }
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&h->addrs[0];
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->addrs[0];
-        memset(&h->addrs[0], 0, sizeof(h->addrs[0]));
-        int fam;
-        if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-            fam = AF_INET;
-        } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-            fam = AF_INET6;
-        } else {
-            snprintf(err, errlen, "--resolve: '%s' is not an IP address", addr);
-            return QF_EINVAL;
-        }
-        if ((size_t)(c1 - e) != strlen(h->url.host) ||
-            strncasecmp(e, h->url.host, (size_t)(c1 - e)) != 0 || port != atol(h->url.port))
-            continue;
-        if (fam == AF_INET) {
-            s4->sin_family = AF_INET;
-            s4->sin_port = htons((uint16_t)port);
-            h->addrlens[0] = sizeof(*s4);
-        } else {
-            s6->sin6_family = AF_INET6;
-            s6->sin6_port = htons((uint16_t)port);
-            h->addrlens[0] = sizeof(*s6);
-        }
-        h->naddr = 1;
-        return 1;
-    }
-    return 0;
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = qf_malloc(n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
 }
 
-/* One blocking lookup per host before the loop starts; a failure fails that host's requests. */
-static void resolve(struct qf_host *h)
+static int has_ctl(const char *s)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
-    if (rc != 0) {
-        h->fatal = QF_ERESOLVE;
-        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
-                 h->url.host, gai_strerror(rc));
-        return;
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
     }
-    for (struct addrinfo *ai = res; ai != NULL && h->naddr < QF_MAX_ADDRS; ai = ai->ai_next) {
-        memcpy(&h->addrs[h->naddr], ai->ai_addr, ai->ai_addrlen);
-        h->addrlens[h->naddr++] = ai->ai_addrlen;
-    }
-    freeaddrinfo(res);
-}
-
-static int make_headers(struct qf_host *h, const char *ua, char *err, size_t errlen)
-{
-    const struct qf_url *u = &h->url;
-    int v6 = strchr(u->host, ':') != NULL;
-    int dflt = strcmp(u->port, u->tls ? "443" : "80") == 0;
-    char hostport[300];
-
-    for (const char *p = ua; *p; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            snprintf(err, errlen, "user agent contains control characters");
-            return QF_EINVAL;
-        }
-    }
-    snprintf(hostport, sizeof(hostport), "%s%s%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "",
-             dflt ? "" : ":", dflt ? "" : u->port);
-#define HDRS_FMT                                                                               \
-    " HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                       \
-    "Connection: keep-alive\r\n\r\n"
-    int n = snprintf(NULL, 0, HDRS_FMT, hostport, ua);
-    h->hdrs = qf_malloc((size_t)n + 1);
-    if (h->hdrs == NULL)
-        return QF_ENOMEM;
-    snprintf(h->hdrs, (size_t)n + 1, HDRS_FMT, hostport, ua);
-    h->hdrs_len = (size_t)n;
     return 0;
 }
 
@@ -173,7 +85,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         o = &dflt;
     err[0] = '\0';
     if (o->connections < 0 || o->connections > 10000 || o->timeout_ms < 0 ||
-        o->connect_timeout_ms < 0 || o->retries > 100) {
+        o->connect_timeout_ms < 0 || o->retries > 100 || o->max_total_connections < 0 ||
+        o->max_total_connections > 100000) {
         snprintf(err, elen, "option out of range");
         return NULL;
     }
@@ -193,19 +106,42 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     c->rng = (uint64_t)qf_now_us() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)c;
     if (c->rng == 0)
         c->rng = 1;
+    c->max_per_host = (unsigned)(o->connections ? o->connections : QF_DEFAULT_CONNECTIONS);
+    c->nconns = o->max_total_connections ? (uint32_t)o->max_total_connections : c->max_per_host;
 
-    struct qf_host *h = &c->host;
-    if (qf_url_parse(&h->url, o->url_template ? o->url_template : QF_DEFAULT_URL, err, elen) < 0)
+    const char *ua = o->user_agent ? o->user_agent : DEFAULT_UA;
+    if (has_ctl(ua)) {
+        snprintf(err, elen, "user agent contains control characters");
         goto fail;
-    if (make_headers(h, o->user_agent ? o->user_agent : DEFAULT_UA, err, elen) < 0)
+    }
+    c->user_agent = dup_str(ua);
+    c->cacert = dup_str(o->cacert);
+    size_t nres = 0;
+    while (o->resolve != NULL && o->resolve[nres] != NULL)
+        nres++;
+    c->resolve = qf_calloc(nres + 1, sizeof(*c->resolve));
+    if (c->user_agent == NULL || (o->cacert && c->cacert == NULL) || c->resolve == NULL)
+        goto nomem;
+    for (size_t i = 0; i < nres; i++) {
+        if (qf_host_check_resolve(o->resolve[i], err, elen) < 0)
+            goto fail;
+        if ((c->resolve[i] = dup_str(o->resolve[i])) == NULL)
+            goto nomem;
+    }
+
+    struct qf_url u;
+    if (qf_url_parse(&u, o->url_template ? o->url_template : QF_DEFAULT_URL, err, elen) < 0)
         goto fail;
-    int ov = resolve_override(h, o->resolve, err, elen);
-    if (ov < 0)
-        goto fail;
-    if (ov == 0)
-        resolve(h);
-    if (h->url.tls && qf_tls_ctx_init(&c->tls, o->cacert, err, elen) < 0)
-        goto fail;
+    if (qf_host_get(c, &u, 1) == NULL) {
+        qf_url_free(&u);
+        goto nomem;
+    }
+    /* A bad CA file is a configuration error now, not a per-request failure later. */
+    if ((c->hosts[0]->url.tls || c->cacert != NULL) && !c->tls_ready) {
+        if (qf_tls_ctx_init(&c->tls, c->cacert, err, elen) < 0)
+            goto fail;
+        c->tls_ready = 1;
+    }
 
     /* Writes to a peer that has gone raise SIGPIPE inside OpenSSL's socket BIO; a library
      * must not die of it. Only the default action is replaced, never a handler of the host. */
@@ -215,26 +151,24 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         sigaction(SIGPIPE, &sa, NULL);
     }
 
-    h->max = (unsigned)(o->connections ? o->connections : QF_DEFAULT_CONNECTIONS);
-    c->nconns = h->max;
     c->conns = qf_calloc(c->nconns, sizeof(*c->conns));
     c->free_slots = qf_calloc(c->nconns, sizeof(*c->free_slots));
-    h->idle = qf_calloc(c->nconns, sizeof(*h->idle));
-    c->wcap = 4 + strlen(h->url.prefix) + 3 * QF_SYMBOL_MAX + strlen(h->url.suffix) +
-              h->hdrs_len + 1;
-    if (c->conns == NULL || c->free_slots == NULL || h->idle == NULL)
+    if (c->conns == NULL || c->free_slots == NULL)
         goto nomem;
+    size_t wcap = 4 + strlen(c->hosts[0]->url.prefix) + 3 * QF_SYMBOL_MAX +
+                  strlen(c->hosts[0]->url.suffix) + c->hosts[0]->hdrs_len + 1;
     for (uint32_t i = 0; i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
         cn->fd = -1;
         cn->slot = i;
         cn->cl = c;
-        cn->host = h;
+        cn->host = c->hosts[0];
         cn->timer.idx = -1;
         cn->timer.kind = QF_TIMER_CONN;
-        cn->wbuf = qf_malloc(c->wcap);
+        cn->wbuf = qf_malloc(wcap);
         if (cn->wbuf == NULL)
             goto nomem;
+        cn->wcap = wcap;
         c->free_slots[c->nfree++] = c->nconns - 1 - i;
     }
     if (qf_heap_reserve(&c->timers, (int)c->nconns + 64) < 0)
@@ -260,6 +194,24 @@ fail:
     return NULL;
 }
 
+static struct qf_req *req_alloc(struct qf_client *c, size_t extra)
+{
+    size_t pending = c->nadded - c->ndone;
+    if (qf_heap_reserve(&c->timers, (int)(c->nconns + pending + 1)) < 0)
+        return NULL;
+    struct qf_req *r = qf_malloc(sizeof(*r) + extra);
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->timer.idx = -1;
+    r->timer.kind = QF_TIMER_REQ;
+    r->id = -1;
+    r->retries = c->retries;
+    r->timeout_us = c->timeout_us;
+    r->method = "GET";
+    return r;
+}
+
 int qf_client_add(qf_client *c, const char *symbol)
 {
     size_t n = strlen(symbol);
@@ -274,21 +226,141 @@ int qf_client_add(qf_client *c, const char *symbol)
     int el = qf_symbol_encode(symbol, enc, sizeof(enc));
     if (el < 0)
         return QF_EINVAL;
-    size_t pending = c->nadded - c->ndone;
-    if (qf_heap_reserve(&c->timers, (int)(c->nconns + pending + 1)) < 0)
-        return QF_ENOMEM;
-    struct qf_req *r = qf_malloc(sizeof(*r) + n + 1 + (size_t)el + 1);
+    struct qf_req *r = req_alloc(c, n + 1 + (size_t)el + 1);
     if (r == NULL)
         return QF_ENOMEM;
-    memset(r, 0, sizeof(*r));
-    r->timer.idx = -1;
-    r->timer.kind = QF_TIMER_REQ;
-    r->index = c->nadded++;
+    struct qf_host *h = c->hosts[0];
+    r->is_quote = 1;
+    r->host = h;
+    r->index = c->nquotes++;
     memcpy(r->symbol, symbol, n + 1);
-    r->enc = r->symbol + n + 1;
-    memcpy(r->enc, enc, (size_t)el + 1);
-    qf_sched_push(&c->host, r, 0);
+    r->target = r->symbol + n + 1;
+    memcpy(r->target, enc, (size_t)el + 1);
+    r->prefix = h->url.prefix;
+    r->suffix = h->url.suffix;
+    r->hdrs = h->hdrs;
+    r->hdrs_len = h->hdrs_len;
+    c->nadded++;
+    qf_sched_push(h, r, 0);
     return (int)r->index;
+}
+
+/* "Name: value" with a token name and no CR/LF; reports whether it is one of ours. */
+static int header_line(const char *l, int *ours)
+{
+    static const char *const mine[] = {"user-agent", "accept", "connection"};
+    const char *colon = strchr(l, ':');
+    if (colon == NULL || colon == l || has_ctl(l))
+        return QF_EINVAL;
+    for (const char *p = l; p < colon; p++) {
+        if (strchr("!#$%&'*+-.^_`|~", *p) == NULL && !(*p >= '0' && *p <= '9') &&
+            !((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+            return QF_EINVAL;
+    }
+    size_t nl = (size_t)(colon - l);
+    if (nl == 4 && strncasecmp(l, "host", 4) == 0)
+        return QF_EINVAL; /* the URL decides the host */
+    for (int i = 0; i < 3; i++) {
+        if (nl == strlen(mine[i]) && strncasecmp(l, mine[i], nl) == 0)
+            *ours |= 1 << i;
+    }
+    return 0;
+}
+
+int qf_client_request(qf_client *c, const struct qf_request *rq)
+{
+    char err[256];
+    const char *path;
+    struct qf_url u;
+    int ours = 0;
+
+    if (rq == NULL || rq->url == NULL || rq->on_response == NULL || rq->timeout_ms < 0 ||
+        rq->retries > 100)
+        return QF_EINVAL;
+    const char *method = rq->method ? rq->method : "GET";
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return QF_EINVAL;
+    if (qf_url_origin(&u, rq->url, &path, err, sizeof(err)) < 0)
+        return QF_EINVAL;
+    size_t xlen = 0;
+    for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++) {
+        if (header_line(*hl, &ours) < 0)
+            return QF_EINVAL;
+        xlen += strlen(*hl) + 2;
+    }
+    struct qf_host *h = qf_host_get(c, &u, 0);
+    if (h == NULL)
+        return QF_ENOMEM;
+    if (c->nbyid == c->capbyid) {
+        size_t ncap = c->capbyid ? c->capbyid * 2 : 64;
+        if (ncap > INT32_MAX)
+            return QF_ENOMEM;
+        struct qf_req **v = qf_realloc(c->byid, ncap * sizeof(*v));
+        if (v == NULL)
+            return QF_ENOMEM;
+        c->byid = v;
+        c->capbyid = ncap;
+    }
+    /* target, then the header block: " HTTP/1.1\r\nHost: ...\r\n" ours, theirs, "\r\n" */
+    size_t plen = strlen(path) + (*path != '/');
+    size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
+                  xlen + 2;
+    struct qf_req *r = req_alloc(c, 1 + plen + 1 + hlen + 1);
+    if (r == NULL)
+        return QF_ENOMEM;
+    r->host = h;
+    r->symbol[0] = '\0';
+    r->target = r->symbol + 1;
+    snprintf(r->target, plen + 1, "%s%s", *path != '/' ? "/" : "", path);
+    char *hd = r->target + plen + 1;
+    int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s", h->hostport,
+                     ours & 1 ? "" : "User-Agent: ", ours & 1 ? "" : c->user_agent,
+                     ours & 1 ? "" : "\r\n", ours & 2 ? "" : "Accept: */*\r\n",
+                     ours & 4 ? "" : "Connection: keep-alive\r\n");
+    for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++)
+        n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s\r\n", *hl);
+    n += snprintf(hd + n, hlen + 1 - (size_t)n, "\r\n");
+    r->hdrs = hd;
+    r->hdrs_len = (size_t)n;
+    r->prefix = r->suffix = "";
+    r->method = method[0] == 'H' ? "HEAD" : "GET";
+    r->no_body = method[0] == 'H';
+    if (rq->timeout_ms > 0)
+        r->timeout_us = rq->timeout_ms * 1000LL;
+    if (rq->retries != 0)
+        r->retries = rq->retries < 0 ? 0 : rq->retries;
+    r->on_response = rq->on_response;
+    r->on_chunk = rq->on_chunk;
+    r->udata = rq->udata;
+    r->id = (int)c->nbyid;
+    c->byid[c->nbyid++] = r;
+    c->nadded++;
+    qf_sched_push(h, r, 0);
+    return r->id;
+}
+
+int qf_client_cancel(qf_client *c, int id)
+{
+    if (id < 0 || (size_t)id >= c->nbyid || c->byid[id] == NULL || c->in_chunk == c->byid[id])
+        return QF_EINVAL;
+    struct qf_req *r = c->byid[id];
+    switch (r->where) {
+    case QF_REQ_QUEUED:
+        qf_sched_unlink(r->host, r);
+        break;
+    case QF_REQ_WAITING:
+        qf_heap_del(&c->timers, &r->timer);
+        break;
+    case QF_REQ_ACTIVE:
+        /* The response is still on the wire: the connection cannot be reused. */
+        r->conn->req = NULL;
+        qf_conn_close(r->conn);
+        break;
+    }
+    c->byid[id] = NULL;
+    c->ndone++;
+    qf_free(r);
+    return 0;
 }
 
 int qf_client_fd(const qf_client *c)
@@ -298,11 +370,12 @@ int qf_client_fd(const qf_client *c)
 
 int qf_client_timeout_ms(const qf_client *c)
 {
-    if (c->host.qhead != NULL && !c->host.fatal &&
-        (c->host.nidle > 0 || (c->host.nopen < c->host.max && c->nfree > 0)))
-        return 0;
-    if (c->host.qhead != NULL && c->host.fatal)
-        return 0;
+    for (unsigned i = 0; i < c->nhosts; i++) {
+        const struct qf_host *h = c->hosts[i];
+        if (h->qhead != NULL &&
+            (h->fatal || !h->resolved || h->nidle > 0 || (h->nopen < h->max && c->nfree > 0)))
+            return 0;
+    }
     const struct qf_timer *t = qf_heap_top(&c->timers);
     if (t == NULL)
         return c->ndone < c->nadded ? 1000 : -1;
@@ -406,7 +479,6 @@ void qf_client_free(qf_client *c)
 {
     if (c == NULL)
         return;
-    struct qf_host *h = &c->host;
     for (uint32_t i = 0; c->conns != NULL && i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
         qf_free(cn->req);
@@ -414,28 +486,30 @@ void qf_client_free(qf_client *c)
         if (cn->state != QF_CONN_FREE)
             qf_conn_close(cn);
         qf_free(cn->wbuf);
-        if (cn->body_cap)
-            qf_free(cn->body);
+        qf_free(cn->body);
+        qf_free(cn->hbuf);
     }
     for (int i = 0; i < c->timers.n; i++) {
         struct qf_timer *t = c->timers.v[i];
         if (t->kind == QF_TIMER_REQ)
             qf_free((char *)t - offsetof(struct qf_req, timer));
     }
-    while (h->qhead != NULL) {
-        struct qf_req *r = h->qhead;
-        h->qhead = r->next;
-        qf_free(r);
-    }
+    for (unsigned i = 0; i < c->nhosts; i++)
+        qf_host_free(c->hosts[i]);
+    qf_free(c->hosts);
     qf_heap_free(&c->timers);
     qf_free(c->conns);
     qf_free(c->free_slots);
-    qf_free(h->idle);
-    qf_free(h->hdrs);
     qf_free(c->toks);
-    qf_url_free(&h->url);
-    qf_tls_cache_free(&h->cache);
-    qf_tls_ctx_free(&c->tls);
+    qf_free(c->hdrv);
+    qf_free(c->byid);
+    qf_free(c->cacert);
+    qf_free(c->user_agent);
+    for (char **e = c->resolve; e != NULL && *e != NULL; e++)
+        qf_free(*e);
+    qf_free(c->resolve);
+    if (c->tls_ready)
+        qf_tls_ctx_free(&c->tls);
     if (c->epfd >= 0)
         close(c->epfd);
     if (c->tfd >= 0)

@@ -145,34 +145,57 @@ static int start_connect(struct qf_conn *c)
     return QF_ECONNECT;
 }
 
-static void begin_attempt(struct qf_conn *c, struct qf_req *r)
+/* Formats the request once per attempt straight into the slot's buffer, which keeps its
+ * high-water size. Returns 0 or QF_ENOMEM. */
+static int format_request(struct qf_conn *c, const struct qf_req *r)
+{
+    size_t ml = strlen(r->method), pl = strlen(r->prefix), tl = strlen(r->target);
+    size_t sl = strlen(r->suffix), need = ml + 1 + pl + tl + sl + r->hdrs_len;
+
+    if (need > c->wcap) {
+        char *w = qf_realloc(c->wbuf, need);
+        if (w == NULL)
+            return QF_ENOMEM;
+        c->wbuf = w;
+        c->wcap = need;
+    }
+    char *w = c->wbuf;
+    memcpy(w, r->method, ml);
+    w[ml] = ' ';
+    w += ml + 1;
+    memcpy(w, r->prefix, pl);
+    memcpy(w + pl, r->target, tl);
+    memcpy(w + pl + tl, r->suffix, sl);
+    memcpy(w + pl + tl + sl, r->hdrs, r->hdrs_len);
+    c->wlen = need;
+    c->woff = 0;
+    return 0;
+}
+
+static int begin_attempt(struct qf_conn *c, struct qf_req *r)
 {
     struct qf_client *cl = c->cl;
 
     c->req = r;
+    r->where = QF_REQ_ACTIVE;
+    r->conn = c;
     c->got_byte = 0;
     c->write_failed = 0;
     c->t_start = r->t_start = cl->now_us;
     c->t_first = 0;
     r->attempts++;
-    if (r->attempts == 1 && cl->log != NULL)
+    if (r->attempts == 1 && cl->log != NULL && r->is_quote)
         qf_sched_log(cl, "Making request for %s price", r->symbol);
-    /* The request is formatted once per attempt straight into the slot's buffer. */
-    struct qf_url *u = &c->host->url;
-    size_t pl = strlen(u->prefix), el = strlen(r->enc), sl = strlen(u->suffix);
-    char *w = c->wbuf;
-    memcpy(w, "GET ", 4);
-    memcpy(w + 4, u->prefix, pl);
-    memcpy(w + 4 + pl, r->enc, el);
-    memcpy(w + 4 + pl + el, u->suffix, sl);
-    memcpy(w + 4 + pl + el + sl, c->host->hdrs, c->host->hdrs_len);
-    c->wlen = 4 + pl + el + sl + c->host->hdrs_len;
-    c->woff = 0;
-    if (c->body == NULL) {
-        c->body = c->rbuf; /* placeholder never written: cap 0 makes the parser ask first */
-        c->body_cap = 0;
+    qf_http_init(&c->http, c->body, c->body_cap, QF_HTTP_BODY_MAX);
+    c->http.no_body = r->no_body;
+    if (!r->is_quote) {
+        if (c->hbuf == NULL && (c->hbuf = qf_malloc(c->hcap = 1024)) == NULL)
+            return QF_ENOMEM;
+        qf_http_set_hbuf(&c->http, c->hbuf, c->hcap);
+        if (r->on_chunk != NULL)
+            c->http.body_max = SIZE_MAX; /* streamed: the buffer only ever holds one read */
     }
-    qf_http_init(&c->http, c->body_cap ? c->body : NULL, c->body_cap, QF_HTTP_BODY_MAX);
+    return format_request(c, r);
 }
 
 /* A new connection for r in a free slot. Failures become the attempt's outcome. */
@@ -185,15 +208,20 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     c->addr_i = 0;
     c->t_connected = c->t_tls = 0;
     conn_set_state(c, QF_CONN_CONNECTING);
-    begin_attempt(c, r);
+    int rc = begin_attempt(c, r);
     c->t_open = cl->now_us;
-    arm(c, cl->now_us + (cl->connect_timeout_us < cl->timeout_us ? cl->connect_timeout_us
-                                                                  : cl->timeout_us));
-    int rc = start_connect(c);
+    arm(c, cl->now_us + (cl->connect_timeout_us < r->timeout_us ? cl->connect_timeout_us
+                                                                 : r->timeout_us));
+    if (rc < 0) {
+        conn_fail(c, rc, "out of memory");
+        return;
+    }
+    rc = start_connect(c);
     if (rc == QF_ENOSPC && h->nopen > 0) {
         /* Out of fds: live with the connections we have and queue the request again. */
         h->max = h->nopen;
         r->attempts--;
+        c->req = NULL;
         qf_conn_close(c);
         qf_sched_push(h, r, 1);
         return;
@@ -211,9 +239,13 @@ void qf_conn_assign(struct qf_conn *c, struct qf_req *r)
     struct qf_client *cl = c->cl;
 
     conn_set_state(c, QF_CONN_SEND);
-    begin_attempt(c, r);
+    int rc = begin_attempt(c, r);
     c->t_open = 0;
-    arm(c, cl->now_us + cl->timeout_us);
+    arm(c, cl->now_us + r->timeout_us);
+    if (rc < 0) {
+        conn_fail(c, rc, "out of memory");
+        return;
+    }
     qf_conn_step(c, 0);
 }
 
@@ -223,7 +255,7 @@ static int after_connect(struct qf_conn *c)
 
     c->t_connected = cl->now_us;
     if (!c->host->url.tls) {
-        arm(c, c->t_start + cl->timeout_us);
+        arm(c, c->t_start + c->req->timeout_us);
         return QF_CONN_SEND;
     }
     if (qf_tls_open(&c->tls, &cl->tls, c->fd, c->host->url.host, &c->host->cache) < 0)
@@ -275,7 +307,7 @@ static int on_handshake(struct qf_conn *c)
         c->req = NULL;
         qf_conn_close(c);
         if (r != NULL)
-            qf_sched_finish(cl, r, QF_ECERT, 0, h->fatal_msg, 0, "", "", NULL);
+            qf_sched_finish(cl, r, QF_ECERT, 0, h->fatal_msg, NULL);
         return QF_CONN_FREE;
     }
     if (rc == QF_ETLS) {
@@ -284,7 +316,7 @@ static int on_handshake(struct qf_conn *c)
         c->req = NULL;
         qf_conn_close(c);
         if (r != NULL)
-            qf_sched_finish(cl, r, QF_ETLS, 0, c->errmsg, 0, "", "", NULL);
+            qf_sched_finish(cl, r, QF_ETLS, 0, c->errmsg, NULL);
         return QF_CONN_FREE;
     }
     if (rc < 0)
@@ -294,7 +326,7 @@ static int on_handshake(struct qf_conn *c)
         cl->st.tls_resumed++;
     else
         cl->st.tls_full++;
-    arm(c, c->t_start + cl->timeout_us);
+    arm(c, c->t_start + c->req->timeout_us);
     return QF_CONN_SEND;
 }
 
@@ -336,16 +368,26 @@ static int on_send(struct qf_conn *c)
     return QF_CONN_RECV;
 }
 
-/* Grows the body buffer so the parser can take len more bytes. */
+/* Grows whichever buffer the parser lacks room in to take len more bytes. */
 static int grow_body(struct qf_conn *c, size_t len)
 {
+    if (c->http.hbuf != NULL && !c->http.headers_done && c->hcap - c->http.hlen < len + 2) {
+        size_t cap = c->hcap * 2 > c->http.hlen + len + 2 ? c->hcap * 2 : c->http.hlen + len + 2;
+        char *b = qf_realloc(c->hbuf, cap);
+        if (b == NULL)
+            return QF_ENOMEM;
+        c->hbuf = b;
+        c->hcap = cap;
+        qf_http_set_hbuf(&c->http, b, cap);
+        return 0;
+    }
     size_t need = c->http.body_len + len, cap = c->body_cap ? c->body_cap : 16384;
 
     while (cap < need)
         cap *= 2;
     if (cap > QF_HTTP_BODY_MAX)
         cap = QF_HTTP_BODY_MAX;
-    char *b = qf_realloc(c->body_cap ? c->body : NULL, cap);
+    char *b = qf_realloc(c->body, cap);
     if (b == NULL)
         return QF_ENOMEM;
     c->body = b;
@@ -373,6 +415,26 @@ static int on_complete(struct qf_conn *c, int trailing)
     /* The callback may add requests; they are dispatched after this event. */
     qf_sched_response(cl, r, c);
     return QF_AGAIN;
+}
+
+/* Hands the body bytes of this read to the request's on_chunk; the buffer is then reused.
+ * Returns non-zero when the callback aborted the request (the slot is then free). */
+static int stream(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *r = c->req;
+
+    cl->in_chunk = r;
+    int stop = r->on_chunk(c->http.body, c->http.body_len, r->udata);
+    cl->in_chunk = NULL;
+    r->body_seen += c->http.body_len;
+    c->http.body_len = 0;
+    if (!stop)
+        return 0;
+    c->req = NULL;
+    qf_conn_close(c);
+    qf_sched_finish(cl, r, QF_ECANCELED, c->http.status, "aborted by on_chunk", NULL);
+    return 1;
 }
 
 /* The parser rejected the response; llhttp errors are sticky, so the connection goes too. */
@@ -445,6 +507,8 @@ static int on_recv(struct qf_conn *c)
         }
         if (used < 0)
             return parse_fail(c, (int)used);
+        if (c->req->on_chunk != NULL && c->http.body_len > 0 && stream(c) != 0)
+            return QF_CONN_FREE;
         if (c->http.complete)
             return on_complete(c, used < n);
     }
@@ -504,16 +568,16 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
 void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
+    int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
+    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE;
     const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"
                         : c->state == QF_CONN_HANDSHAKE ? "in the TLS handshake"
                         : c->got_byte                   ? "receiving the response"
                                                         : "waiting for the response";
-    int64_t limit = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE
-                        ? (cl->connect_timeout_us < cl->timeout_us ? cl->connect_timeout_us
-                                                                   : cl->timeout_us)
-                        : cl->timeout_us;
+    int64_t limit = connecting && cl->connect_timeout_us < req_us ? cl->connect_timeout_us
+                                                                   : req_us;
 
-    snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s",
-             (double)limit / 1e6, phase);
+    snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s", (double)limit / 1e6,
+             phase);
     conn_fail(c, QF_ETIMEOUT, c->errmsg);
 }

@@ -51,19 +51,41 @@ struct qf_url {
     char *suffix; /* after it, e.g. "?interval=1d" or "" */
 };
 int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen);
+/* A plain URL: fills tls/host/port (prefix, suffix NULL) and points *path at the rest. */
+int qf_url_origin(struct qf_url *u, const char *url, const char **path, char *err,
+                  size_t errlen);
 void qf_url_free(struct qf_url *u);
+
+enum qf_req_where { QF_REQ_QUEUED, QF_REQ_WAITING, QF_REQ_ACTIVE };
+
+struct qf_host;
+struct qf_conn;
 
 struct qf_req {
     struct qf_timer timer; /* backoff wait before the next attempt */
-    struct qf_req *next;
-    size_t index;
+    struct qf_req *next, *prev;
+    struct qf_host *host;
+    struct qf_conn *conn;  /* while ACTIVE */
+    enum qf_req_where where;
+    int is_quote;
+    int id;                /* general requests: key in the client's id table; quotes: -1 */
+    size_t index;          /* quotes: order of qf_client_add() */
     int attempts;          /* attempts started */
+    int retries;
     int stale_resent;      /* already re-sent once after a stale keep-alive connection */
     int want_fresh;        /* the next attempt must use a new connection */
-    int last_status;
+    int no_body;           /* HEAD */
     int64_t t_start;       /* start of the current attempt */
-    char *enc;             /* percent-encoded symbol, inside this allocation */
-    char symbol[];
+    int64_t timeout_us;
+    size_t body_seen;      /* streamed bytes so far */
+    /* The request is written as method " " prefix target suffix hdrs. */
+    const char *method, *prefix, *suffix, *hdrs;
+    size_t hdrs_len;
+    char *target;          /* quotes: the percent-encoded symbol */
+    qf_response_fn *on_response;
+    qf_chunk_fn *on_chunk;
+    void *udata;
+    char symbol[];         /* quotes: the symbol; then target (and hdrs for general requests) */
 };
 
 enum qf_conn_state {
@@ -76,7 +98,6 @@ enum qf_conn_state {
 };
 
 struct qf_client;
-struct qf_host;
 
 struct qf_conn {
     enum qf_conn_state state;
@@ -95,9 +116,11 @@ struct qf_conn {
     int64_t t_start, t_open, t_connected, t_tls, t_first; /* us; t_open 0 when reused */
     struct qf_tls tls;
     char *wbuf;
-    size_t wlen, woff;
+    size_t wlen, woff, wcap;
     char *body;
     size_t body_cap;
+    char *hbuf;            /* header capture for general requests, grown on demand */
+    size_t hcap;
     struct qf_http http;
     char errmsg[160];
     char rbuf[QF_RBUF_SIZE];
@@ -105,17 +128,19 @@ struct qf_conn {
 
 struct qf_host {
     struct qf_url url;
+    int resolved;
     struct sockaddr_storage addrs[QF_MAX_ADDRS];
     socklen_t addrlens[QF_MAX_ADDRS];
     int naddr;
-    int fatal;             /* resolution or certificate failure: fails every request */
+    int fatal;             /* resolution, TLS setup or certificate failure: fails every request */
     char fatal_msg[160];
     struct qf_tls_cache cache;
     struct qf_req *qhead, *qtail;
-    struct qf_conn **idle; /* parked connections, a stack */
+    struct qf_conn **idle; /* parked connections, a stack of at most max */
     unsigned nidle, nopen, max;
-    char *hdrs;            /* " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
+    char *hdrs;            /* quotes: " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
     size_t hdrs_len;
+    char *hostport;        /* Host header value */
 };
 
 struct qf_client {
@@ -128,16 +153,25 @@ struct qf_client {
     int64_t timeout_us, connect_timeout_us;
     int retries;
     struct qf_tls_ctx tls;
-    struct qf_host host;
+    int tls_ready;
+    char *cacert, *user_agent;
+    char **resolve;          /* copied "HOST:PORT:ADDR" entries */
+    unsigned max_per_host;
+    struct qf_host **hosts;  /* hosts[0]: the quote template's */
+    unsigned nhosts;
     struct qf_conn *conns;
     uint32_t nconns;
     uint32_t *free_slots;
     uint32_t nfree;
-    size_t wcap;
     struct qf_heap timers;
-    size_t nadded, ndone;
+    size_t nadded, ndone, nquotes;
+    struct qf_req **byid;    /* general requests by id, NULL once finished */
+    size_t nbyid, capbyid;
+    const struct qf_req *in_chunk; /* request whose on_chunk is running */
     jsmntok_t *toks;
     unsigned ntoks;
+    struct qf_header *hdrv;  /* headers handed to on_response, kept at high-water mark */
+    size_t hdrv_cap;
     int64_t now_us, t_first_step, t_last_done;
     uint64_t rng;
     struct qf_stats st;
@@ -150,15 +184,24 @@ void qf_conn_assign(struct qf_conn *c, struct qf_req *r);
 void qf_conn_timeout(struct qf_conn *c);
 void qf_conn_close(struct qf_conn *c);
 
+/* host.c */
+int qf_host_ready(struct qf_client *cl, struct qf_host *h);
+struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes);
+void qf_host_free(struct qf_host *h);
+int qf_host_check_resolve(const char *entry, char *err, size_t errlen);
+
 /* sched.c: queueing, outcomes, retries */
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front);
+void qf_sched_unlink(struct qf_host *h, struct qf_req *r);
 void qf_sched_dispatch(struct qf_client *cl);
 void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, int status,
                              const char *msg, int retry_after_s);
 void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c);
 void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
-                     const char *msg, double price, const char *price_text,
-                     const char *currency, const struct qf_conn *c);
+                     const char *msg, const struct qf_conn *c);
+void qf_sched_quote(struct qf_client *cl, struct qf_req *r, int err, int status,
+                    const char *msg, double price, const char *price_text, const char *currency,
+                    const struct qf_conn *c);
 void qf_sched_timer(struct qf_client *cl, struct qf_req *r);
 void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

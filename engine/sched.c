@@ -1,5 +1,6 @@
-/* Scheduling: the per-host request queue, handing requests to idle or new connections,
- * turning responses into quotes, retries with backoff, and result delivery. */
+/* Scheduling: per-host request queues, handing requests to idle or new connections,
+ * outcomes (quotes extracted from bodies, general responses), retries with backoff, and
+ * result delivery. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,13 +23,19 @@ void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
 
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
 {
+    r->where = QF_REQ_QUEUED;
+    r->conn = NULL;
     if (front) {
+        r->prev = NULL;
         r->next = h->qhead;
-        h->qhead = r;
-        if (h->qtail == NULL)
+        if (h->qhead != NULL)
+            h->qhead->prev = r;
+        else
             h->qtail = r;
+        h->qhead = r;
     } else {
         r->next = NULL;
+        r->prev = h->qtail;
         if (h->qtail != NULL)
             h->qtail->next = r;
         else
@@ -37,31 +44,52 @@ void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
     }
 }
 
-static struct qf_req *pop(struct qf_host *h)
+void qf_sched_unlink(struct qf_host *h, struct qf_req *r)
 {
-    struct qf_req *r = h->qhead;
-    h->qhead = r->next;
-    if (h->qhead == NULL)
-        h->qtail = NULL;
-    r->next = NULL;
-    return r;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        h->qhead = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    else
+        h->qtail = r->prev;
+    r->next = r->prev = NULL;
 }
 
-void qf_sched_dispatch(struct qf_client *cl)
+/* A free slot for host h: a free one, or one taken from another host's idle connection. */
+static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
 {
-    struct qf_host *h = &cl->host;
+    if (cl->nfree == 0) {
+        for (unsigned i = 0; i < cl->nhosts; i++) {
+            struct qf_host *o = cl->hosts[i];
+            if (o != h && o->nidle > 0) {
+                qf_conn_close(o->idle[o->nidle - 1]);
+                break;
+            }
+        }
+    }
+    return cl->nfree > 0 ? &cl->conns[cl->free_slots[--cl->nfree]] : NULL;
+}
 
+static void dispatch_host(struct qf_client *cl, struct qf_host *h)
+{
+    if (!h->resolved && h->qhead != NULL)
+        qf_host_ready(cl, h);
     while (h->qhead != NULL) {
         struct qf_req *r = h->qhead;
         if (h->fatal) {
-            pop(h);
-            qf_sched_finish(cl, r, h->fatal, 0, h->fatal_msg, 0, "", "", NULL);
+            qf_sched_unlink(h, r);
+            qf_sched_finish(cl, r, h->fatal, 0, h->fatal_msg, NULL);
         } else if (!r->want_fresh && h->nidle > 0) {
             struct qf_conn *c = h->idle[--h->nidle];
-            qf_conn_assign(c, pop(h));
-        } else if (h->nopen < h->max && cl->nfree > 0) {
-            struct qf_conn *c = &cl->conns[cl->free_slots[--cl->nfree]];
-            pop(h);
+            qf_sched_unlink(h, r);
+            qf_conn_assign(c, r);
+        } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
+            struct qf_conn *c = free_slot(cl, h);
+            if (c == NULL)
+                break;
+            qf_sched_unlink(h, r);
             r->want_fresh = 0;
             qf_conn_open(c, h, r);
         } else if (h->nidle > 0) {
@@ -72,14 +100,45 @@ void qf_sched_dispatch(struct qf_client *cl)
     }
 }
 
+void qf_sched_dispatch(struct qf_client *cl)
+{
+    for (unsigned i = 0; i < cl->nhosts; i++) {
+        if (cl->hosts[i]->qhead != NULL)
+            dispatch_host(cl, cl->hosts[i]);
+    }
+}
+
 static double span_ms(int64_t from, int64_t to)
 {
     return from != 0 && to != 0 ? (double)(to - from) / 1000.0 : -1;
 }
 
-void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
-                     const char *msg, double price, const char *price_text,
-                     const char *currency, const struct qf_conn *c)
+static void timings(const struct qf_client *cl, const struct qf_req *r, const struct qf_conn *c,
+                    double *connect_ms, double *tls_ms, double *first_ms, double *total_ms,
+                    int *reused)
+{
+    *connect_ms = *tls_ms = *first_ms = -1;
+    *reused = 0;
+    *total_ms = span_ms(r->t_start, cl->now_us);
+    if (c != NULL) {
+        *reused = c->t_open == 0;
+        *connect_ms = span_ms(c->t_start, c->t_open ? c->t_connected : 0);
+        *tls_ms = span_ms(c->t_start, c->t_open ? c->t_tls : 0);
+        *first_ms = span_ms(c->t_start, c->t_first);
+    }
+}
+
+static void done(struct qf_client *cl, struct qf_req *r)
+{
+    cl->ndone++;
+    cl->t_last_done = cl->now_us;
+    if (r->id >= 0)
+        cl->byid[r->id] = NULL;
+}
+
+void qf_sched_quote(struct qf_client *cl, struct qf_req *r, int err, int status,
+                    const char *msg, double price, const char *price_text, const char *currency,
+                    const struct qf_conn *c)
 {
     struct qf_result res = {
         .index = r->index,
@@ -91,17 +150,9 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
         .currency = currency,
         .errmsg = msg != NULL ? msg : "",
         .attempts = r->attempts,
-        .connect_ms = -1,
-        .tls_ms = -1,
-        .first_byte_ms = -1,
-        .total_ms = span_ms(r->t_start, cl->now_us),
     };
-    if (c != NULL) {
-        res.reused = c->t_open == 0;
-        res.connect_ms = span_ms(c->t_start, c->t_open ? c->t_connected : 0);
-        res.tls_ms = span_ms(c->t_start, c->t_open ? c->t_tls : 0);
-        res.first_byte_ms = span_ms(c->t_start, c->t_first);
-    }
+    timings(cl, r, c, &res.connect_ms, &res.tls_ms, &res.first_byte_ms, &res.total_ms,
+            &res.reused);
     if (cl->log != NULL) {
         if (err == 0)
             qf_sched_log(cl,
@@ -112,10 +163,66 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
         else
             qf_sched_log(cl, "Received results for %s: error: %s", r->symbol, res.errmsg);
     }
-    cl->ndone++;
-    cl->t_last_done = cl->now_us;
+    done(cl, r);
     if (cl->cb != NULL)
         cl->cb(&res, cl->udata);
+    qf_free(r);
+}
+
+/* Headers captured by the parser as "name\0value\0" pairs, as an array for the callback. */
+static size_t header_array(struct qf_client *cl, const struct qf_http *h)
+{
+    if (h->hbuf == NULL || h->nheaders == 0)
+        return 0;
+    if (h->nheaders > cl->hdrv_cap) {
+        struct qf_header *v = qf_realloc(cl->hdrv, h->nheaders * sizeof(*v));
+        if (v == NULL)
+            return 0;
+        cl->hdrv = v;
+        cl->hdrv_cap = h->nheaders;
+    }
+    const char *p = h->hbuf, *end = h->hbuf + h->hlen;
+    size_t n = 0;
+    while (n < h->nheaders && p < end) {
+        cl->hdrv[n].name = p;
+        p += strlen(p) + 1;
+        if (p >= end)
+            break;
+        cl->hdrv[n++].value = p;
+        p += strlen(p) + 1;
+    }
+    return n;
+}
+
+/* The end of a request: a quote without a price, or a general request's outcome. With a
+ * connection, its parser still holds the response (status, headers, body). */
+void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
+                     const char *msg, const struct qf_conn *c)
+{
+    if (r->is_quote) {
+        qf_sched_quote(cl, r, err, status, msg, 0, "", "", c);
+        return;
+    }
+    struct qf_response res = {
+        .id = r->id,
+        .udata = r->udata,
+        .err = err,
+        .status = status,
+        .errmsg = msg != NULL ? msg : "",
+        .attempts = r->attempts,
+    };
+    timings(cl, r, c, &res.connect_ms, &res.tls_ms, &res.first_byte_ms, &res.total_ms,
+            &res.reused);
+    if (c != NULL && c->req == NULL && err == 0) {
+        res.nheaders = header_array(cl, &c->http);
+        res.headers = res.nheaders ? cl->hdrv : NULL;
+        res.body = r->on_chunk != NULL ? NULL : c->http.body_len ? c->http.body : "";
+        res.body_len = r->on_chunk != NULL ? r->body_seen : c->http.body_len;
+    }
+    qf_sched_log(cl, "Received %s %s%s%s: %s", r->method, r->prefix, r->target, r->suffix,
+                 err == 0 ? "ok" : res.errmsg);
+    done(cl, r);
+    r->on_response(&res);
     qf_free(r);
 }
 
@@ -145,8 +252,9 @@ static int retryable(int err, int status)
 void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, int status,
                              const char *msg, int retry_after_s)
 {
-    if (!retryable(err, status) || r->attempts > cl->retries) {
-        qf_sched_finish(cl, r, err, status, msg, 0, "", "", NULL);
+    /* Streamed bytes cannot be taken back: such a request is never retried. */
+    if (!retryable(err, status) || r->attempts > r->retries || r->body_seen > 0) {
+        qf_sched_finish(cl, r, err, status, msg, NULL);
         return;
     }
     /* Exponential backoff with jitter in [d/2, d]; the server's Retry-After wins, capped so a
@@ -159,14 +267,17 @@ void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, in
         d_ms = retry_after_s * 1000LL < QF_RETRY_AFTER_CAP_MS ? retry_after_s * 1000LL
                                                               : QF_RETRY_AFTER_CAP_MS;
     cl->st.retries++;
-    qf_sched_log(cl, "%s: retrying in %lld ms after: %s", r->symbol, (long long)d_ms, msg);
-    r->last_status = status;
+    qf_sched_log(cl, "%s: retrying in %lld ms after: %s", r->is_quote ? r->symbol : r->target,
+                 (long long)d_ms, msg);
+    r->where = QF_REQ_WAITING;
+    r->conn = NULL;
     qf_heap_set(&cl->timers, &r->timer, cl->now_us + d_ms * 1000);
 }
 
 void qf_sched_timer(struct qf_client *cl, struct qf_req *r)
 {
-    qf_sched_push(&cl->host, r, 1);
+    (void)cl;
+    qf_sched_push(r->host, r, 1);
 }
 
 /* Token array shared by all connections: parsing is synchronous, so one suffices. It grows
@@ -205,7 +316,7 @@ static void text_detail(const char *body, size_t len, char *out, size_t cap)
     out[o] = '\0';
 }
 
-void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
+static void quote_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
 {
     const struct qf_http *h = &c->http;
     const char *body = h->body;
@@ -219,10 +330,10 @@ void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_c
         if (rc == 0) {
             char text[32];
             if (qf_price_format(q.price, text, sizeof(text)) < 0) {
-                qf_sched_finish(cl, r, QF_ERANGE, status, "price out of range", 0, "", "", c);
+                qf_sched_quote(cl, r, QF_ERANGE, status, "price out of range", 0, "", "", c);
                 return;
             }
-            qf_sched_finish(cl, r, 0, status, "", q.price, text, q.currency, c);
+            qf_sched_quote(cl, r, 0, status, "", q.price, text, q.currency, c);
             return;
         }
         if (rc == QF_ENOPRICE)
@@ -233,7 +344,7 @@ void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_c
             snprintf(msg, sizeof(msg), "invalid JSON in response body (%zu bytes)", len);
         else
             snprintf(msg, sizeof(msg), "%s", qf_strerror(rc));
-        qf_sched_finish(cl, r, rc, status, msg, 0, "", "", c);
+        qf_sched_quote(cl, r, rc, status, msg, 0, "", "", c);
         return;
     }
     char detail[200] = "";
@@ -242,8 +353,25 @@ void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_c
     else
         text_detail(body, len, detail, sizeof(detail));
     snprintf(msg, sizeof(msg), "HTTP %d%s%s", status, detail[0] ? ": " : "", detail);
-    if (retryable(QF_EHTTP, status) && r->attempts <= cl->retries)
+    if (retryable(QF_EHTTP, status) && r->attempts <= r->retries)
         qf_sched_attempt_failed(cl, r, QF_EHTTP, status, msg, h->retry_after_s);
     else
-        qf_sched_finish(cl, r, QF_EHTTP, status, msg, 0, "", "", c);
+        qf_sched_quote(cl, r, QF_EHTTP, status, msg, 0, "", "", c);
+}
+
+/* A complete response arrived on c (already parked or closed; c->req is NULL). */
+void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
+{
+    if (r->is_quote) {
+        quote_response(cl, r, c);
+        return;
+    }
+    int status = c->http.status;
+    if (retryable(QF_EHTTP, status) && r->attempts <= r->retries && r->body_seen == 0) {
+        char msg[32];
+        snprintf(msg, sizeof(msg), "HTTP %d", status);
+        qf_sched_attempt_failed(cl, r, QF_EHTTP, status, msg, c->http.retry_after_s);
+        return;
+    }
+    qf_sched_finish(cl, r, 0, status, "", c);
 }

@@ -41,34 +41,32 @@ static char *dup_range(const char *s, size_t n)
     return d;
 }
 
-int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen)
+/* Splits scheme://host[:port] off url into u (prefix and suffix untouched) and returns the
+ * rest (path, query), or NULL after writing the reason to err. */
+static const char *split_origin(struct qf_url *u, const char *url, char *err, size_t errlen)
 {
     const char *p;
 
-    memset(u, 0, sizeof(*u));
-    if (strncmp(tmpl, "https://", 8) == 0) {
+    if (strncmp(url, "https://", 8) == 0) {
         u->tls = 1;
-        p = tmpl + 8;
-    } else if (strncmp(tmpl, "http://", 7) == 0) {
-        p = tmpl + 7;
+        p = url + 8;
+    } else if (strncmp(url, "http://", 7) == 0) {
+        u->tls = 0;
+        p = url + 7;
     } else {
-        snprintf(err, errlen, "URL template must start with http:// or https://: %s", tmpl);
-        return QF_EINVAL;
+        snprintf(err, errlen, "URL must start with http:// or https://: %.200s", url);
+        return NULL;
     }
-    const char *ph = strstr(tmpl, "{}");
-    if (ph == NULL || strstr(ph + 2, "{}") != NULL) {
-        snprintf(err, errlen, "URL template must contain exactly one {}: %s", tmpl);
-        return QF_EINVAL;
+    for (const char *s = url; *s != '\0'; s++) {
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) {
+            snprintf(err, errlen, "URL contains spaces or control characters");
+            return NULL;
+        }
     }
     size_t auth_len = strcspn(p, "/?#");
-    if (ph < p + auth_len) {
-        snprintf(err, errlen, "URL template: {} must come after the host: %s", tmpl);
-        return QF_EINVAL;
-    }
     if (strchr(p, '#') != NULL || memchr(p, '@', auth_len) != NULL) {
-        snprintf(err, errlen, "URL template: fragments and user info are not supported: %s",
-                 tmpl);
-        return QF_EINVAL;
+        snprintf(err, errlen, "URL: fragments and user info are not supported: %.200s", url);
+        return NULL;
     }
     const char *host = p, *hend, *port = NULL;
     if (*p == '[') {
@@ -89,7 +87,7 @@ int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen)
             hend = p + auth_len;
     }
     size_t hlen = (size_t)(hend - host);
-    if (hlen == 0 || hlen >= sizeof(u->host))
+    if (hlen == 0 || hlen >= sizeof(u->host) || memchr(host, '{', hlen) != NULL)
         goto bad_host;
     memcpy(u->host, host, hlen);
     u->host[hlen] = '\0';
@@ -103,36 +101,48 @@ int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen)
     } else {
         strcpy(u->port, u->tls ? "443" : "80");
     }
-    const char *path = p + auth_len;
-    if (*path == '/') {
-        u->prefix = dup_range(path, (size_t)(ph - path));
-    } else {
-        /* "https://host?q={}" has an empty path: the request target starts with "/" */
-        size_t n = (size_t)(ph - path);
-        u->prefix = qf_malloc(n + 2);
-        if (u->prefix != NULL) {
-            u->prefix[0] = '/';
-            memcpy(u->prefix + 1, path, n);
-            u->prefix[n + 1] = '\0';
-        }
+    return p + auth_len;
+bad_host:
+    snprintf(err, errlen, "URL has an invalid host or port: %.200s", url);
+    return NULL;
+}
+
+int qf_url_origin(struct qf_url *u, const char *url, const char **path, char *err, size_t errlen)
+{
+    memset(u, 0, sizeof(*u));
+    *path = split_origin(u, url, err, errlen);
+    return *path != NULL ? 0 : QF_EINVAL;
+}
+
+int qf_url_parse(struct qf_url *u, const char *tmpl, char *err, size_t errlen)
+{
+    memset(u, 0, sizeof(*u));
+    const char *ph = strstr(tmpl, "{}");
+    if (ph == NULL || strstr(ph + 2, "{}") != NULL) {
+        snprintf(err, errlen, "URL template must contain exactly one {}: %.200s", tmpl);
+        return QF_EINVAL;
     }
+    const char *path = split_origin(u, tmpl, err, errlen);
+    if (path == NULL)
+        return QF_EINVAL;
+    if (ph < path) {
+        snprintf(err, errlen, "URL template: {} must come after the host: %.200s", tmpl);
+        return QF_EINVAL;
+    }
+    size_t n = (size_t)(ph - path);
+    /* "https://host?q={}" has an empty path: the request target starts with "/" */
+    int slash = *path != '/';
+    u->prefix = qf_malloc(n + 1 + (size_t)slash);
     u->suffix = dup_range(ph + 2, strlen(ph + 2));
     if (u->prefix == NULL || u->suffix == NULL) {
         qf_url_free(u);
         snprintf(err, errlen, "out of memory");
         return QF_ENOMEM;
     }
-    for (const char *s = tmpl; *s != '\0'; s++) {
-        if ((unsigned char)*s <= ' ' || *s == 0x7f) {
-            qf_url_free(u);
-            snprintf(err, errlen, "URL template contains spaces or control characters");
-            return QF_EINVAL;
-        }
-    }
+    u->prefix[0] = '/';
+    memcpy(u->prefix + slash, path, n);
+    u->prefix[n + (size_t)slash] = '\0';
     return 0;
-bad_host:
-    snprintf(err, errlen, "URL template has an invalid host or port: %s", tmpl);
-    return QF_EINVAL;
 }
 
 void qf_url_free(struct qf_url *u)

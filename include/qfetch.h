@@ -70,6 +70,7 @@ struct qf_options {
     const char *user_agent;     /* NULL: a current browser's */
     qf_log_fn *log;             /* optional: verbose lines (request start/end, transitions) */
     void *log_udata;
+    int max_total_connections;  /* all hosts together; 0: same as connections */
 };
 
 #define QF_DEFAULT_CONNECTIONS 8
@@ -92,9 +93,10 @@ struct qf_stats {
 qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *udata, char *errbuf,
                          size_t errlen);
 
-/* Queues one quote GET for symbol (copied). Returns its index (>= 0) or QF_EINVAL for a symbol
- * that cannot be sent (empty, longer than 64 bytes, control characters), QF_ENOMEM. May be
- * called from the result callback. */
+/* Queues one quote GET for symbol (copied) on the url_template's host. Returns its index
+ * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent
+ * (empty, longer than 64 bytes, spaces or control characters), QF_ENOMEM. May be called from
+ * any callback. */
 int qf_client_add(qf_client *c, const char *symbol);
 
 /* The epoll fd: readable when the client has I/O or a deadline to handle. */
@@ -111,8 +113,57 @@ int qf_client_run(qf_client *c);
 
 void qf_client_stats(const qf_client *c, struct qf_stats *st);
 
-/* Frees everything; pending requests are dropped without callbacks. Not from a callback. */
+/* Frees everything; pending requests are dropped without callbacks. Not from a callback.
+ * Requests: qf_client_step()/qf_client_run() deliver results; "requests left" counts both
+ * kinds. */
 void qf_client_free(qf_client *c);
+
+/* ---- General HTTP/1.1 requests (the quote API above is built on these) ---------------- */
+
+struct qf_header {
+    const char *name, *value; /* NUL-terminated, as received (names keep their case) */
+};
+
+/* Outcome of one request. Everything is borrowed: valid only during the callback. */
+struct qf_response {
+    int id;                          /* as returned by qf_client_request() */
+    void *udata;                     /* the request's udata */
+    int err;                         /* 0, or QF_E* when no complete response arrived */
+    int status;                      /* HTTP status, 0 when none arrived */
+    const char *errmsg;              /* "" on success */
+    const struct qf_header *headers; /* final response's headers, in order */
+    size_t nheaders;
+    const char *body;                /* whole body; NULL when streamed through on_chunk */
+    size_t body_len;                 /* bytes of body received in all */
+    int attempts, reused;
+    double connect_ms, tls_ms, first_byte_ms, total_ms;
+};
+
+typedef void qf_response_fn(const struct qf_response *r);
+/* Body bytes as they arrive; return non-zero to abort the request (QF_ECANCELED). */
+typedef int qf_chunk_fn(const char *data, size_t len, void *udata);
+
+struct qf_request {
+    const char *url;              /* http:// or https://, copied */
+    const char *method;           /* "GET" (NULL) or "HEAD" */
+    const char *const *headers;   /* NULL-terminated "Name: value" lines, copied; a User-Agent,
+                                     Accept or Connection given here replaces the default */
+    int timeout_ms;               /* per attempt; 0: the client's */
+    int retries;                  /* as qf_options.retries; 0: the client's */
+    qf_response_fn *on_response;  /* required: once per request, unless cancelled */
+    qf_chunk_fn *on_chunk;        /* optional: stream the body instead of buffering it */
+    void *udata;
+};
+
+/* Queues a request. Returns its id (>= 0), QF_EINVAL (bad URL, method or header line),
+ * QF_ENOMEM. The first request to a new host resolves its name, blocking (use
+ * qf_options.resolve to avoid that). May be called from any callback. Bodies are buffered up to
+ * 8 MiB (QF_EBODY past it) unless streamed. */
+int qf_client_request(qf_client *c, const struct qf_request *rq);
+
+/* Cancels a queued or running request: no callback follows. Returns 0, or QF_EINVAL when id
+ * is unknown or already finished. May be called from any callback. */
+int qf_client_cancel(qf_client *c, int id);
 
 /* Percent-encodes a symbol for a URL path: unreserved characters (A-Z a-z 0-9 - . _ ~) stay,
  * everything else becomes %XX. Returns the length written (NUL excluded) or QF_ENOSPC. */

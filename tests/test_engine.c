@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,12 +20,12 @@
 #include "engine/engine.h"
 #include "qfetch.h"
 
-static pid_t server_pid = -1;
-static int server_port;
+static pid_t server_pid = -1, plain_pid = -1;
+static int server_port, plain_port;
 static char certs[256];
 
 /* Starts server.py with extra args; waits (bounded) for its "PORT n" line. */
-static int server_start(const char *extra)
+static int server_start(const char *extra, pid_t *pidp, int *portp)
 {
     int pfd[2];
     if (pipe(pfd) < 0)
@@ -36,13 +37,13 @@ static int server_start(const char *extra)
         snprintf(key, sizeof(key), "%s/server.key", certs);
         dup2(pfd[1], 1);
         close(pfd[0]);
-        const char *argv[] = {"/usr/bin/python3", "tests/server.py", "--cert", cert, "--key",
-                              key, "--port", "0", extra, NULL};
+        const char *argv[] = {"/usr/bin/python3", "tests/server.py", "--port", "0", "--cert",
+                              cert, "--key", key, extra, NULL};
         execv(argv[0], (char **)argv);
         _exit(127);
     }
     close(pfd[1]);
-    server_pid = pid;
+    *pidp = pid;
     char line[64] = "";
     size_t n = 0;
     struct pollfd p = {.fd = pfd[0], .events = POLLIN};
@@ -53,7 +54,7 @@ static int server_start(const char *extra)
     }
     close(pfd[0]);
     line[n] = '\0';
-    if (sscanf(line, "PORT %d", &server_port) != 1)
+    if (sscanf(line, "PORT %d", portp) != 1)
         return -1;
     return 0;
 }
@@ -63,16 +64,21 @@ static int setup_server(void **state)
     (void)state;
     const char *b = getenv("QF_BUILD");
     snprintf(certs, sizeof(certs), "%s/test/certs", b ? b : "build");
-    return server_start(NULL);
+    if (server_start(NULL, &server_pid, &server_port) < 0)
+        return -1;
+    return server_start("--plain", &plain_pid, &plain_port);
 }
 
 static int teardown_server(void **state)
 {
     (void)state;
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-        server_pid = -1;
+    pid_t *pids[] = {&server_pid, &plain_pid};
+    for (int i = 0; i < 2; i++) {
+        if (*pids[i] > 0) {
+            kill(*pids[i], SIGTERM);
+            waitpid(*pids[i], NULL, 0);
+            *pids[i] = -1;
+        }
     }
     return 0;
 }
@@ -409,17 +415,166 @@ static void test_timer_heap(void **state)
     qf_heap_free(&h);
 }
 
+/* ---- general requests ---- */
+
+struct gen {
+    int n, err, status, saw_ctype, body_ok;
+    size_t body_len, streamed;
+    int chunks, abort_after;
+    char path_seen[128];
+};
+
+static void on_gen(const struct qf_response *r)
+{
+    struct gen *g = r->udata;
+    g->n++;
+    g->err = r->err;
+    g->status = r->status;
+    g->body_len = r->body_len;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (strcasecmp(r->headers[i].name, "content-type") == 0 &&
+            strstr(r->headers[i].value, "json") != NULL)
+            g->saw_ctype = 1;
+    }
+    g->body_ok = r->body != NULL && r->body_len > 10 && memcmp(r->body, "{\"chart\"", 8) == 0;
+}
+
+static int on_gen_chunk(const char *data, size_t len, void *udata)
+{
+    struct gen *g = udata;
+    (void)data;
+    g->streamed += len;
+    g->chunks++;
+    return g->abort_after && g->chunks >= g->abort_after;
+}
+
+static void child_general(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(2, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    char url[160], plain[160], headurl[160];
+    snprintf(url, sizeof(url), "https://localhost:%d/v8/finance/chart/GENA", server_port);
+    snprintf(plain, sizeof(plain), "http://127.0.0.1:%d/v8/finance/chart/BIG_GEN", plain_port);
+    snprintf(headurl, sizeof(headurl), "https://localhost:%d/v8/finance/chart/GENH", server_port);
+    const char *hdrs[] = {"X-Test: 1", "Accept: application/json", NULL};
+    struct gen g1 = {0}, g2 = {0}, g3 = {0}, g4 = {0}, g5 = {0};
+    struct qf_request rq = {.url = url, .headers = hdrs, .on_response = on_gen, .udata = &g1};
+    CHILD_CHECK(qf_client_request(c, &rq) == 0);
+    /* a second host, plain HTTP, body streamed in pieces */
+    struct qf_request rs = {.url = plain, .on_response = on_gen, .on_chunk = on_gen_chunk,
+                            .udata = &g2};
+    CHILD_CHECK(qf_client_request(c, &rs) == 1);
+    struct qf_request rh = {.url = headurl, .method = "HEAD", .on_response = on_gen, .udata = &g3};
+    CHILD_CHECK(qf_client_request(c, &rh) == 2);
+    /* an aborted stream and a cancelled queued request produce what they promise */
+    struct qf_request ra = {.url = plain, .on_response = on_gen, .on_chunk = on_gen_chunk,
+                            .udata = &g4};
+    g4.abort_after = 1;
+    CHILD_CHECK(qf_client_request(c, &ra) == 3);
+    struct qf_request rc = {.url = url, .on_response = on_gen, .udata = &g5};
+    int cid = qf_client_request(c, &rc);
+    CHILD_CHECK(qf_client_cancel(c, cid) == 0);
+    CHILD_CHECK(qf_client_cancel(c, cid) == QF_EINVAL);
+    CHILD_CHECK(qf_client_add(c, "MIXED") == 0); /* quotes share the engine */
+    CHILD_CHECK(qf_client_run(c) == 0);
+    CHILD_CHECK(g1.n == 1 && g1.err == 0 && g1.status == 200 && g1.saw_ctype && g1.body_ok);
+    CHILD_CHECK(g2.n == 1 && g2.err == 0 && g2.status == 200 && g2.body_len > 500000);
+    CHILD_CHECK(g2.streamed == g2.body_len && g2.chunks > 1);
+    /* server.py answers HEAD with 405 and a Content-Length: no body may be read after it */
+    CHILD_CHECK(g3.n == 1 && g3.err == 0 && (g3.status == 200 || g3.status == 405));
+    CHILD_CHECK(g3.body_len == 0);
+    CHILD_CHECK(g4.n == 1 && g4.err == QF_ECANCELED && g4.chunks == 1);
+    CHILD_CHECK(g5.n == 0);
+    CHILD_CHECK(t.ok == 1);
+    qf_client_free(c);
+}
+
+static void test_general_requests(void **state)
+{
+    (void)state;
+    in_child(child_general, 30);
+}
+
+/* A hung request ends at its own timeout; cancelling a running one frees its connection. */
+static void child_general_timeout_cancel(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(2, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    char hang[160], silent[160];
+    snprintf(hang, sizeof(hang), "https://localhost:%d/v8/finance/chart/HANG_G", server_port);
+    snprintf(silent, sizeof(silent), "https://localhost:%d/v8/finance/chart/SILENT_G",
+             server_port);
+    struct gen g1 = {0}, g2 = {0};
+    struct qf_request r1 = {.url = hang, .timeout_ms = 300, .retries = -1, .on_response = on_gen,
+                            .udata = &g1};
+    struct qf_request r2 = {.url = silent, .on_response = on_gen, .udata = &g2};
+    CHILD_CHECK(qf_client_request(c, &r1) == 0);
+    int id2 = qf_client_request(c, &r2);
+    CHILD_CHECK(id2 == 1);
+    int64_t t0 = qf_now_us();
+    for (int i = 0; i < 20 && qf_client_step(c) > 0; i++) {
+        struct pollfd p = {.fd = qf_client_fd(c), .events = POLLIN};
+        poll(&p, 1, 10);
+    }
+    CHILD_CHECK(qf_client_cancel(c, id2) == 0);
+    CHILD_CHECK(qf_client_run(c) == 0);
+    int64_t took_ms = (qf_now_us() - t0) / 1000;
+    CHILD_CHECK(g1.n == 1 && g1.err == QF_ETIMEOUT);
+    CHILD_CHECK(g2.n == 0);
+    CHILD_CHECK(took_ms < 3000);
+    qf_client_free(c);
+}
+
+static void test_general_timeout_cancel(void **state)
+{
+    (void)state;
+    in_child(child_general_timeout_cancel, 30);
+}
+
+static void test_request_checks(void **state)
+{
+    (void)state;
+    struct qf_options o = {.url_template = "http://127.0.0.1:9/{}"};
+    qf_client *c = qf_client_new(&o, NULL, NULL, NULL, 0);
+    assert_non_null(c);
+    struct gen g = {0};
+    const char *bad_hdr[] = {"No colon", NULL};
+    const char *inj[] = {"X: a\r\nY: b", NULL};
+    const char *host[] = {"Host: evil", NULL};
+    struct qf_request rq = {.url = "ftp://x/", .on_response = on_gen, .udata = &g};
+    assert_int_equal(qf_client_request(c, &rq), QF_EINVAL);
+    rq.url = "http://127.0.0.1:9/x";
+    rq.method = "POST";
+    assert_int_equal(qf_client_request(c, &rq), QF_EINVAL);
+    rq.method = NULL;
+    rq.headers = bad_hdr;
+    assert_int_equal(qf_client_request(c, &rq), QF_EINVAL);
+    rq.headers = inj;
+    assert_int_equal(qf_client_request(c, &rq), QF_EINVAL);
+    rq.headers = host;
+    assert_int_equal(qf_client_request(c, &rq), QF_EINVAL);
+    rq.headers = NULL;
+    rq.on_response = NULL;
+    assert_int_equal(qf_client_request(c, &rq), QF_EINVAL);
+    assert_int_equal(qf_client_cancel(c, 0), QF_EINVAL);
+    assert_int_equal(qf_client_cancel(c, -1), QF_EINVAL);
+    qf_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_bad_options),   cmocka_unit_test(test_symbol_checks),
         cmocka_unit_test(test_symbol_encode), cmocka_unit_test(test_url_parse),
-        cmocka_unit_test(test_timer_heap),
+        cmocka_unit_test(test_timer_heap),    cmocka_unit_test(test_request_checks),
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_alloc_flat),       cmocka_unit_test(test_embedded_loop),
         cmocka_unit_test(test_add_from_callback), cmocka_unit_test(test_mixed_batch),
-        cmocka_unit_test(test_free_midflight),
+        cmocka_unit_test(test_free_midflight),   cmocka_unit_test(test_general_requests),
+        cmocka_unit_test(test_general_timeout_cancel),
     };
     int failed = cmocka_run_group_tests_name("engine", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("engine_live", live, setup_server, teardown_server);
