@@ -44,7 +44,7 @@ $(BUILD)/libqfetch.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/qfetch: $(CLI_OBJ) $(BUILD)/libqfetch.a
-	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqfetch.a $(LDLIBS_SSL) $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqfetch.a $(LDLIBS_SSL) -lm $(LDFLAGS)
 
 $(BUILD)/test/%.o: tests/%.c | $(BUILD)/.deps-test
 	@mkdir -p $(@D)

@@ -24,7 +24,16 @@ void cli_usage(void)
           "      --user-agent STR      User-Agent header (default: a current browser's)\n"
           "  -f, --format FMT          table, json, csv or python (default table)\n"
           "  -v, --verbose             per-ticker progress and timings on stderr\n"
-          "      --stats               connection, TLS and retry counters on stderr\n"
+          "      --stats[=json]        counters and latency percentiles on stderr\n"
+          "      --repeat R            run the whole batch R times over the same connections\n"
+          "      --pipeline D          up to D requests in flight per connection (HTTP/1.1)\n"
+          "      --session-cache FILE  keep TLS sessions across runs in FILE (default:\n"
+          "                            $XDG_CACHE_HOME/qfetch/sessions or ~/.cache/qfetch/sessions)\n"
+          "      --no-session-cache    neither read nor write a session cache\n"
+          "      --early-data          send requests as TLS 1.3 early data when resuming (0-RTT;\n"
+          "                            a GET may then be replayed by an attacker)\n"
+          "      --tcp-fastopen        use TCP Fast Open where the kernel allows it\n"
+          "      --no-progress         no progress line on a terminal\n"
           "  -h, --help                this help\n\n"
           "Exit status: 0 all prices fetched, 1 some failed, 2 usage or configuration error.\n",
           stdout);
@@ -139,6 +148,7 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
 {
     memset(a, 0, sizeof(*a));
     a->retries = -1;
+    a->repeat = 1;
     a->resolve = calloc((size_t)argc + 1, sizeof(*a->resolve));
     if (a->resolve == NULL)
         return usage_error("%s", "out of memory");
@@ -206,6 +216,27 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             a->verbose = 1;
         } else if (strcmp(arg, "--stats") == 0) {
             a->stats = 1;
+        } else if (strcmp(arg, "--stats=json") == 0) {
+            a->stats = a->stats_json = 1;
+        } else if (strcmp(arg, "--no-progress") == 0) {
+            a->no_progress = 1;
+        } else if (strcmp(arg, "--tcp-fastopen") == 0) {
+            a->tcp_fastopen = 1;
+        } else if (strcmp(arg, "--early-data") == 0) {
+            a->early_data = 1;
+        } else if (strcmp(arg, "--no-session-cache") == 0) {
+            a->no_session_cache = 1;
+        } else if (is_opt(arg, NULL, "--session-cache", &v)) {
+            VALUE();
+            if (v[0] == '\0')
+                return usage_error("%s", "--session-cache wants a file name");
+            a->session_cache = v;
+        } else if (is_opt(arg, NULL, "--pipeline", &v)) {
+            VALUE();
+            rc = parse_int(v, "--pipeline", 1, 1000, &a->pipeline);
+        } else if (is_opt(arg, NULL, "--repeat", &v)) {
+            VALUE();
+            rc = parse_int(v, "--repeat", 1, 1000000, &a->repeat);
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             a->help = 1;
             return 0;

@@ -16,6 +16,9 @@ struct cli_args {
     int connections, timeout_ms, connect_timeout_ms, retries; /* retries -1: not given */
     enum cli_format format;
     int verbose, stats, help;
+    int stats_json, no_progress, tcp_fastopen, early_data, no_session_cache;
+    int pipeline, repeat;
+    const char *session_cache;
 };
 
 struct cli_row {

@@ -1,16 +1,106 @@
 /* qfetch CLI: a thin client of include/qfetch.h, exactly like an outside user would be. */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "qfetch.h"
 
+/* Latency samples of one phase, in ms, for percentiles. */
+struct samples {
+    double *v;
+    size_t n, cap;
+};
+
 struct run {
     struct cli_row *rows;
     size_t *row_of; /* client index -> row of the symbol's first occurrence */
+    size_t index_base; /* client indexes of this repetition start here */
     int failed;
+    struct samples total, connect, tls, first_byte;
+    /* progress line on a terminal */
+    int progress;
+    size_t done, errors, expected;
+    double t0, last_draw;
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sample(struct samples *s, double v)
+{
+    if (v < 0)
+        return;
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 256;
+        double *nv = realloc(s->v, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return;
+        s->v = nv;
+        s->cap = ncap;
+    }
+    s->v[s->n++] = v;
+}
+
+static void draw_progress(struct run *run, int final)
+{
+    double t = now_s(), el = t - run->t0;
+    if (!final && t - run->last_draw < 0.1)
+        return;
+    run->last_draw = t;
+    fprintf(stderr, "\r\033[Kqfetch: %zu/%zu done, %.0f req/s, %zu errors, %.1f s", run->done,
+            run->expected, el > 0 ? (double)run->done / el : 0.0, run->errors, el);
+    if (final)
+        fputs("\r\033[K", stderr);
+    fflush(stderr);
+}
+
+static void on_result(const struct qf_result *r, void *udata)
+{
+    struct run *run = udata;
+    struct cli_row *row = &run->rows[run->row_of[r->index - run->index_base]];
+
+    free(row->errmsg);
+    row->errmsg = NULL;
+    row->done = 1;
+    row->err = r->err;
+    row->status = r->status;
+    if (r->err == 0) {
+        snprintf(row->price, sizeof(row->price), "%s", r->price_text);
+        snprintf(row->currency, sizeof(row->currency), "%s", r->currency);
+    } else {
+        row->errmsg = strdup(r->errmsg[0] ? r->errmsg : qf_strerror(r->err));
+        run->errors++;
+    }
+    sample(&run->total, r->total_ms);
+    sample(&run->connect, r->connect_ms);
+    sample(&run->tls, r->tls_ms);
+    sample(&run->first_byte, r->first_byte_ms);
+    run->done++;
+    if (run->progress && (run->expected > 200 || now_s() - run->t0 > 2))
+        draw_progress(run, 0);
+}
+
+static void on_log(const char *line, void *udata)
+{
+    (void)udata;
+    fprintf(stderr, "%s\n", line);
+}
+
+static void on_warn(const char *line, void *udata)
+{
+    (void)udata;
+    fprintf(stderr, "qfetch: warning: %s\n", line);
+}
 
 static const char *const *sort_base;
 
@@ -42,27 +132,87 @@ static size_t *first_positions(const char **tickers, size_t n)
     return first;
 }
 
-static void on_result(const struct qf_result *r, void *udata)
+/* $XDG_CACHE_HOME/qfetch/sessions, else ~/.cache/qfetch/sessions; the folder is made 0700. */
+static char *default_session_cache(void)
 {
-    struct run *run = udata;
-    struct cli_row *row = &run->rows[run->row_of[r->index]];
-
-    row->done = 1;
-    row->err = r->err;
-    row->status = r->status;
-    if (r->err == 0) {
-        snprintf(row->price, sizeof(row->price), "%s", r->price_text);
-        snprintf(row->currency, sizeof(row->currency), "%s", r->currency);
-    } else {
-        run->failed = 1;
-        row->errmsg = strdup(r->errmsg[0] ? r->errmsg : qf_strerror(r->err));
-    }
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[4096];
+    if (xdg != NULL && xdg[0] == '/')
+        snprintf(dir, sizeof(dir), "%s/qfetch", xdg);
+    else if (home != NULL && home[0] == '/')
+        snprintf(dir, sizeof(dir), "%s/.cache/qfetch", home);
+    else
+        return NULL;
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return NULL;
+    *slash = '/';
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return NULL;
+    size_t n = strlen(dir) + sizeof("/sessions");
+    char *path = malloc(n);
+    if (path != NULL)
+        snprintf(path, n, "%s/sessions", dir);
+    return path;
 }
 
-static void on_log(const char *line, void *udata)
+static int cmp_double(const void *a, const void *b)
 {
-    (void)udata;
-    fprintf(stderr, "%s\n", line);
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted samples. */
+static double pct(const struct samples *s, double p)
+{
+    if (s->n == 0)
+        return -1;
+    size_t k = (size_t)ceil(p / 100.0 * (double)s->n);
+    return s->v[k > 0 ? k - 1 : 0];
+}
+
+static void print_phase(const char *name, struct samples *s, int json, int comma)
+{
+    qsort(s->v, s->n, sizeof(*s->v), cmp_double);
+    if (json)
+        fprintf(stderr, "%s\"%s\":{\"n\":%zu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
+                comma ? "," : "", name, s->n, pct(s, 50), pct(s, 90), pct(s, 99), pct(s, 100));
+    else if (s->n > 0)
+        fprintf(stderr, " %s p50=%.2f p90=%.2f p99=%.2f max=%.2f (n=%zu);", name, pct(s, 50),
+                pct(s, 90), pct(s, 99), pct(s, 100), s->n);
+}
+
+static void print_stats(const qf_client *c, struct run *run, int json)
+{
+    struct qf_stats st;
+    qf_client_stats(c, &st);
+    if (json) {
+        fprintf(stderr,
+                "{\"conns_opened\":%llu,\"requests_sent\":%llu,\"reused\":%llu,\"tls_full\":%llu,"
+                "\"tls_resumed\":%llu,\"retries\":%llu,\"stale_resends\":%llu,"
+                "\"bytes_read\":%llu,\"early_data\":%llu,\"wall_ms\":%.3f,\"latency_ms\":{",
+                (unsigned long long)st.conns_opened, (unsigned long long)st.requests_sent,
+                (unsigned long long)st.reused, (unsigned long long)st.tls_full,
+                (unsigned long long)st.tls_resumed, (unsigned long long)st.retries,
+                (unsigned long long)st.stale_resends, (unsigned long long)st.bytes_read,
+                (unsigned long long)st.early_data, st.wall_ms);
+    } else {
+        fprintf(stderr,
+                "qfetch: stats: conns_opened=%llu requests_sent=%llu reused=%llu tls_full=%llu "
+                "tls_resumed=%llu retries=%llu stale_resends=%llu bytes_read=%llu "
+                "wall_ms=%.1f\nqfetch: early_data=%llu; latency ms:",
+                (unsigned long long)st.conns_opened, (unsigned long long)st.requests_sent,
+                (unsigned long long)st.reused, (unsigned long long)st.tls_full,
+                (unsigned long long)st.tls_resumed, (unsigned long long)st.retries,
+                (unsigned long long)st.stale_resends, (unsigned long long)st.bytes_read,
+                st.wall_ms, (unsigned long long)st.early_data);
+    }
+    print_phase("total", &run->total, json, 0);
+    print_phase("connect", &run->connect, json, 1);
+    print_phase("tls", &run->tls, json, 1);
+    print_phase("first_byte", &run->first_byte, json, 1);
+    fputs(json ? "}}\n" : "\n", stderr);
 }
 
 int main(int argc, char **argv)
@@ -78,10 +228,9 @@ int main(int argc, char **argv)
     struct run run = {.rows = calloc(a.ntickers, sizeof(*run.rows)),
                       .row_of = malloc(a.ntickers * sizeof(size_t))};
     size_t *first = first_positions(a.tickers, a.ntickers);
-    if (first == NULL || run.row_of == NULL) {
-        free(run.rows);
-        run.rows = NULL;
-    }
+    char *sess = NULL;
+    if (!a.no_session_cache)
+        sess = a.session_cache != NULL ? strdup(a.session_cache) : default_session_cache();
     struct qf_options o = {
         .url_template = a.url,
         .connections = a.connections,
@@ -92,72 +241,96 @@ int main(int argc, char **argv)
         .retries = a.retries < 0 ? 0 : a.retries == 0 ? -1 : a.retries,
         .user_agent = a.user_agent,
         .log = a.verbose ? on_log : NULL,
+        .warn = on_warn,
+        .session_cache = sess,
+        .flags = (a.tcp_fastopen ? QF_OPT_TCP_FASTOPEN : 0u) |
+                 (a.early_data ? QF_OPT_EARLY_DATA : 0u),
+        .pipeline = a.pipeline,
     };
     char err[320];
-    qf_client *c = run.rows != NULL ? qf_client_new(&o, on_result, &run, err, sizeof(err)) : NULL;
-    if (c == NULL) {
-        fprintf(stderr, "qfetch: %s\n", run.rows != NULL ? err : "out of memory");
-        free(run.rows);
-        free(run.row_of);
-        free(first);
-        cli_args_free(&a);
-        return 2;
-    }
-    for (size_t i = 0; i < a.ntickers; i++) {
+    qf_client *c = NULL;
+    if (run.rows != NULL && run.row_of != NULL && first != NULL)
+        c = qf_client_new(&o, on_result, &run, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "out of memory");
+    rc = c != NULL ? 0 : 2;
+    if (c == NULL)
+        fprintf(stderr, "qfetch: %s\n", err);
+    size_t nuniq = 0;
+    for (size_t i = 0; c != NULL && i < a.ntickers; i++) {
         run.rows[i].symbol = a.tickers[i];
-        if (first[i] != i)
+        const char *t = a.tickers[i];
+        if (first[i] == i && strlen(t) <= 64 && strpbrk(t, " \t\r\n") == NULL) {
+            for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+                if (*p < 0x20 || *p == 0x7f)
+                    goto bad_symbol;
+            }
+            if (t[0] != '\0') {
+                nuniq++;
+                continue;
+            }
+        } else if (first[i] != i) {
             continue;
-        int idx = qf_client_add(c, a.tickers[i]);
-        if (idx < 0) {
-            fprintf(stderr, "qfetch: invalid symbol '%.40s%s': %s\n", a.tickers[i],
-                    strlen(a.tickers[i]) > 40 ? "..." : "",
-                    idx == QF_EINVAL ? "must be 1-64 bytes without spaces or control characters"
-                                     : qf_strerror(idx));
-            qf_client_free(c);
-            free(run.rows);
-            free(run.row_of);
-            free(first);
-            cli_args_free(&a);
-            return 2;
         }
-        run.row_of[idx] = i;
+    bad_symbol:
+        fprintf(stderr, "qfetch: invalid symbol '%.40s%s': %s\n", t, strlen(t) > 40 ? "..." : "",
+                "must be 1-64 bytes without spaces or control characters");
+        rc = 2;
+        break;
     }
-    rc = qf_client_run(c);
-    if (rc < 0)
-        fprintf(stderr, "qfetch: event loop failed: %s\n", qf_strerror(rc));
-    if (a.stats) {
-        struct qf_stats st;
-        qf_client_stats(c, &st);
-        fprintf(stderr,
-                "qfetch: stats: conns_opened=%llu requests_sent=%llu reused=%llu tls_full=%llu "
-                "tls_resumed=%llu retries=%llu stale_resends=%llu bytes_read=%llu "
-                "wall_ms=%.1f\n",
-                (unsigned long long)st.conns_opened, (unsigned long long)st.requests_sent,
-                (unsigned long long)st.reused, (unsigned long long)st.tls_full,
-                (unsigned long long)st.tls_resumed, (unsigned long long)st.retries,
-                (unsigned long long)st.stale_resends, (unsigned long long)st.bytes_read,
-                st.wall_ms);
+    run.progress = c != NULL && !a.no_progress && isatty(2) && !a.verbose;
+    run.t0 = now_s();
+    for (int rep = 0; rc == 0 && rep < a.repeat; rep++) {
+        run.index_base = (size_t)rep * nuniq;
+        run.expected += nuniq;
+        for (size_t i = 0; i < a.ntickers; i++) {
+            if (first[i] != i)
+                continue;
+            int idx = qf_client_add(c, a.tickers[i]);
+            if (idx < 0) {
+                fprintf(stderr, "qfetch: cannot queue '%s': %s\n", a.tickers[i],
+                        qf_strerror(idx));
+                rc = 2;
+                break;
+            }
+            run.row_of[(size_t)idx - run.index_base] = i;
+        }
+        if (rc == 0 && qf_client_run(c) < 0) {
+            fprintf(stderr, "qfetch: event loop failed\n");
+            rc = 2;
+        }
     }
+    if (run.progress)
+        draw_progress(&run, 1);
+    if (c != NULL && rc == 0 && a.stats)
+        print_stats(c, &run, a.stats_json);
     qf_client_free(c);
-    for (size_t i = 0; i < a.ntickers; i++) {
-        struct cli_row *row = &run.rows[i], *src = &run.rows[first[i]];
-        if (first[i] != i && src->done) {
-            *row = *src;
-            row->symbol = a.tickers[i];
-            row->errmsg = src->errmsg != NULL ? strdup(src->errmsg) : NULL;
+    if (rc == 0) {
+        for (size_t i = 0; i < a.ntickers; i++) {
+            struct cli_row *row = &run.rows[i], *src = &run.rows[first[i]];
+            if (first[i] != i && src->done) {
+                *row = *src;
+                row->symbol = a.tickers[i];
+                row->errmsg = src->errmsg != NULL ? strdup(src->errmsg) : NULL;
+            }
+            if (!row->done) {
+                row->err = QF_ECANCELED;
+                row->errmsg = strdup("not completed");
+            }
+            run.failed |= row->err != 0;
         }
-        if (!run.rows[i].done) {
-            run.rows[i].err = QF_ECANCELED;
-            run.rows[i].errmsg = strdup("not completed");
-            run.failed = 1;
-        }
+        cli_out_print(a.format, run.rows, a.ntickers);
     }
-    cli_out_print(a.format, run.rows, a.ntickers);
-    for (size_t i = 0; i < a.ntickers; i++)
+    for (size_t i = 0; run.rows != NULL && i < a.ntickers; i++)
         free(run.rows[i].errmsg);
     free(run.rows);
     free(run.row_of);
     free(first);
+    free(sess);
+    free(run.total.v);
+    free(run.connect.v);
+    free(run.tls.v);
+    free(run.first_byte.v);
     cli_args_free(&a);
-    return rc < 0 ? 2 : run.failed ? 1 : 0;
+    return rc != 0 ? rc : run.failed ? 1 : 0;
 }

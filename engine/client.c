@@ -86,7 +86,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     err[0] = '\0';
     if (o->connections < 0 || o->connections > 10000 || o->timeout_ms < 0 ||
         o->connect_timeout_ms < 0 || o->retries > 100 || o->max_total_connections < 0 ||
-        o->max_total_connections > 100000) {
+        o->max_total_connections > 100000 || o->pipeline < 0 || o->pipeline > 1000) {
         snprintf(err, elen, "option out of range");
         return NULL;
     }
@@ -99,7 +99,10 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     c->cb = cb;
     c->udata = udata;
     c->log = o->log;
+    c->warn = o->warn;
     c->log_udata = o->log_udata;
+    c->flags = o->flags;
+    c->pipeline = o->pipeline > 1 ? (unsigned)o->pipeline : 1;
     c->timeout_us = (o->timeout_ms ? o->timeout_ms : 10000) * 1000LL;
     c->connect_timeout_us = (o->connect_timeout_ms ? o->connect_timeout_ms : 5000) * 1000LL;
     c->retries = o->retries < 0 ? 0 : o->retries == 0 ? 2 : o->retries;
@@ -129,6 +132,11 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
             goto nomem;
     }
 
+    if (o->session_cache != NULL) {
+        if ((c->sess_path = dup_str(o->session_cache)) == NULL)
+            goto nomem;
+        qf_sess_load(c);
+    }
     struct qf_url u;
     if (qf_url_parse(&u, o->url_template ? o->url_template : QF_DEFAULT_URL, err, elen) < 0)
         goto fail;
@@ -494,6 +502,10 @@ void qf_client_free(qf_client *c)
         if (t->kind == QF_TIMER_REQ)
             qf_free((char *)t - offsetof(struct qf_req, timer));
     }
+    if (c->sess_path != NULL)
+        qf_sess_save(c);
+    qf_free(c->sess_path);
+    qf_free(c->sess_text);
     for (unsigned i = 0; i < c->nhosts; i++)
         qf_host_free(c->hosts[i]);
     qf_free(c->hosts);

@@ -28,7 +28,7 @@ static int legal(enum qf_conn_state from, enum qf_conn_state to)
     case QF_CONN_CONNECTING:
         return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_CONNECTING;
     case QF_CONN_HANDSHAKE:
-        return to == QF_CONN_SEND;
+        return to == QF_CONN_SEND || to == QF_CONN_RECV;
     case QF_CONN_SEND:
         return to == QF_CONN_RECV;
     case QF_CONN_RECV:
@@ -124,6 +124,9 @@ static int start_connect(struct qf_conn *c)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* Best effort: without kernel support the connect is an ordinary one. */
+        if (cl->flags & QF_OPT_TCP_FASTOPEN)
+            setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one));
         c->fd = fd;
         h->nopen++;
         c->gen++;
@@ -260,6 +263,9 @@ static int after_connect(struct qf_conn *c)
     }
     if (qf_tls_open(&c->tls, &cl->tls, c->fd, c->host->url.host, &c->host->cache) < 0)
         return conn_fail(c, QF_ENOMEM, "cannot create TLS session");
+    /* 0-RTT only with a resumable session that allows the whole request: a GET may be
+     * replayed by an attacker, which the user accepted with the flag. */
+    c->early = (cl->flags & QF_OPT_EARLY_DATA) && qf_tls_early_capacity(&c->tls) >= c->wlen;
     return QF_CONN_HANDSHAKE;
 }
 
@@ -289,6 +295,18 @@ static int on_connecting(struct qf_conn *c, uint32_t events)
 static int on_handshake(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
+
+    while (c->early && c->woff < c->wlen) {
+        ssize_t n = qf_tls_write_early(&c->tls, c->wbuf + c->woff, c->wlen - c->woff, c->errmsg,
+                                       sizeof(c->errmsg));
+        if (n == QF_WANT_READ || n == QF_WANT_WRITE) {
+            c->want = (int)n;
+            return QF_AGAIN;
+        }
+        if (n < 0)
+            return conn_fail(c, (int)n, c->errmsg);
+        c->woff += (size_t)n;
+    }
     int rc = qf_tls_handshake(&c->tls, c->errmsg, sizeof(c->errmsg));
 
     if (rc == QF_WANT_READ || rc == QF_WANT_WRITE) {
@@ -327,6 +345,15 @@ static int on_handshake(struct qf_conn *c)
     else
         cl->st.tls_full++;
     arm(c, c->t_start + c->req->timeout_us);
+    if (c->early) {
+        c->early = 0;
+        if (qf_tls_early_accepted(&c->tls)) {
+            cl->st.requests_sent++;
+            cl->st.early_data++;
+            return QF_CONN_RECV;
+        }
+        c->woff = 0; /* rejected: the server discarded it, send it normally */
+    }
     return QF_CONN_SEND;
 }
 

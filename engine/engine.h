@@ -107,6 +107,7 @@ struct qf_conn {
     int want;              /* QF_WANT_READ / QF_WANT_WRITE of the last TLS call */
     int addr_i;            /* address being tried */
     int write_failed;      /* send failed: read what the peer said before giving up */
+    int early;             /* the request goes out as TLS 1.3 early data */
     int got_byte;          /* a response byte arrived for the current request */
     unsigned nreq;         /* responses completed on this connection */
     struct qf_client *cl;
@@ -149,7 +150,12 @@ struct qf_client {
     qf_result_fn *cb;
     void *udata;
     qf_log_fn *log;
+    qf_log_fn *warn;
     void *log_udata;
+    char *sess_path;         /* TLS session cache file, NULL: none */
+    char *sess_text;         /* its lines as loaded */
+    unsigned flags;          /* QF_OPT_* */
+    unsigned pipeline;       /* requests in flight per connection, >= 1 */
     int64_t timeout_us, connect_timeout_us;
     int retries;
     struct qf_tls_ctx tls;
@@ -189,6 +195,11 @@ int qf_host_ready(struct qf_client *cl, struct qf_host *h);
 struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes);
 void qf_host_free(struct qf_host *h);
 int qf_host_check_resolve(const char *entry, char *err, size_t errlen);
+
+/* sesscache.c */
+void qf_sess_load(struct qf_client *cl);
+void qf_sess_apply(struct qf_client *cl, struct qf_host *h);
+void qf_sess_save(struct qf_client *cl);
 
 /* sched.c: queueing, outcomes, retries */
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front);

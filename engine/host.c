@@ -159,6 +159,8 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
         qf_host_free(h);
         return NULL;
     }
+    if (h->url.tls)
+        qf_sess_apply(cl, h);
     cl->hosts[cl->nhosts++] = h;
     return h;
 }

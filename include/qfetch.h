@@ -71,7 +71,15 @@ struct qf_options {
     qf_log_fn *log;             /* optional: verbose lines (request start/end, transitions) */
     void *log_udata;
     int max_total_connections;  /* all hosts together; 0: same as connections */
+    qf_log_fn *warn;            /* optional: warnings that are not per-request errors (log_udata) */
+    const char *session_cache;  /* optional file keeping TLS sessions across processes: read at
+                                   qf_client_new(), written at qf_client_free() (mode 0600) */
+    unsigned flags;             /* QF_OPT_* below */
+    int pipeline;               /* max requests in flight per connection; 0 or 1: no pipelining */
 };
+
+#define QF_OPT_TCP_FASTOPEN 1u /* TCP Fast Open where the kernel allows it */
+#define QF_OPT_EARLY_DATA 2u   /* send the request as TLS 1.3 early data when resuming */
 
 #define QF_DEFAULT_CONNECTIONS 8
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
@@ -85,6 +93,7 @@ struct qf_stats {
     uint64_t retries;         /* attempts beyond the first, stale re-sends excluded */
     uint64_t stale_resends;   /* requests re-sent after a kept-alive connection turned out closed */
     uint64_t bytes_read;      /* bytes received from sockets (TLS records included) */
+    uint64_t early_data;      /* requests the server accepted as TLS 1.3 early data */
     double wall_ms;           /* from the first step to the last completion */
 };
 

@@ -1448,6 +1448,9 @@ def main():
     ap.add_argument("--filter", default="")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
+    # qfetch keeps TLS sessions in $XDG_CACHE_HOME/qfetch: keep runs hermetic and away from $HOME
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="qfetch-it-cache-")
+    CLEANUP.append(lambda: shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True))
     CFG.build = os.path.abspath(args.build)
     CFG.qfetch = os.path.join(CFG.build, "qfetch")
     CFG.certs = os.path.abspath(args.certs or os.path.join(CFG.build, "test", "certs"))

@@ -6,8 +6,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -30,16 +33,25 @@ static void set_err(char *err, size_t errlen, const char *what)
     }
 }
 
-/* The cache keeps one reference; OpenSSL hands us ownership when we return 1. */
+/* Adds sess (the cache takes the reference), dropping the oldest when full. */
+static void cache_push(struct qf_tls_cache *cache, SSL_SESSION *sess)
+{
+    if (cache->n == QF_TLS_CACHE_MAX) {
+        SSL_SESSION_free(cache->sess[0]);
+        memmove(cache->sess, cache->sess + 1, (QF_TLS_CACHE_MAX - 1) * sizeof(cache->sess[0]));
+        cache->n--;
+    }
+    cache->sess[cache->n++] = sess;
+}
+
+/* OpenSSL hands us ownership when we return 1. */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct qf_tls_cache *cache = SSL_get_app_data(ssl);
 
     if (cache == NULL)
         return 0;
-    if (cache->sess != NULL)
-        SSL_SESSION_free(cache->sess);
-    cache->sess = sess;
+    cache_push(cache, sess);
     return 1;
 }
 
@@ -97,9 +109,9 @@ void qf_tls_ctx_free(struct qf_tls_ctx *t)
 
 void qf_tls_cache_free(struct qf_tls_cache *cache)
 {
-    if (cache->sess != NULL)
-        SSL_SESSION_free(cache->sess);
-    cache->sess = NULL;
+    for (int i = 0; i < cache->n; i++)
+        SSL_SESSION_free(cache->sess[i]);
+    cache->n = 0;
 }
 
 int qf_tls_open(struct qf_tls *s, struct qf_tls_ctx *t, int fd, const char *host,
@@ -123,8 +135,14 @@ int qf_tls_open(struct qf_tls *s, struct qf_tls_ctx *t, int fd, const char *host
         if (SSL_set_tlsext_host_name(s->ssl, host) != 1 || SSL_set1_host(s->ssl, host) != 1)
             goto fail;
     }
-    if (cache != NULL && cache->sess != NULL)
-        SSL_set_session(s->ssl, cache->sess);
+    if (cache != NULL && cache->n > 0) {
+        SSL_SESSION *sess = cache->sess[cache->n - 1];
+        SSL_set_session(s->ssl, sess);
+        if (SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION) {
+            cache->n--; /* single use; the SSL object holds its own reference */
+            SSL_SESSION_free(sess);
+        }
+    }
     return 0;
 fail:
     qf_tls_close(s);
@@ -216,9 +234,94 @@ ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, s
     return r == 0 ? QF_ECLOSED : r;
 }
 
+size_t qf_tls_early_capacity(const struct qf_tls *s)
+{
+    SSL_SESSION *sess = SSL_get_session(s->ssl);
+    return sess != NULL && SSL_SESSION_is_resumable(sess) ? SSL_SESSION_get_max_early_data(sess)
+                                                          : 0;
+}
+
+ssize_t qf_tls_write_early(struct qf_tls *s, const void *buf, size_t len, char *err,
+                           size_t errlen)
+{
+    size_t n = 0;
+
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_write_early_data(s->ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    int r = io_result(s, 0, err, errlen, "TLS early data failed");
+    return r == 0 ? QF_ECLOSED : r;
+}
+
+int qf_tls_early_accepted(const struct qf_tls *s)
+{
+    return SSL_get_early_data_status(s->ssl) == SSL_EARLY_DATA_ACCEPTED;
+}
+
 int qf_tls_resumed(const struct qf_tls *s)
 {
     return s->ssl != NULL && SSL_session_reused(s->ssl);
+}
+
+static long long session_expiry(const SSL_SESSION *sess)
+{
+    long long t = (long long)SSL_SESSION_get_time(sess), life = SSL_SESSION_get_timeout(sess);
+    unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(sess);
+    if (hint > 0 && (long long)hint < life)
+        life = (long long)hint;
+    return t + life;
+}
+
+int qf_tls_cache_export(const struct qf_tls_cache *cache, int i, char *out, size_t cap,
+                        long long *expires)
+{
+    if (i < 0 || i >= cache->n || !SSL_SESSION_is_resumable(cache->sess[i]))
+        return 0;
+    SSL_SESSION *sess = cache->sess[i];
+    *expires = session_expiry(sess);
+    if (*expires <= (long long)time(NULL))
+        return 0;
+    int n = i2d_SSL_SESSION(sess, NULL);
+    if (n <= 0 || n > 16384)
+        return 0;
+    if ((size_t)(4 * ((n + 2) / 3)) + 1 > cap)
+        return QF_ENOSPC;
+    unsigned char der[16384], *p = der;
+    i2d_SSL_SESSION(sess, &p);
+    return EVP_EncodeBlock((unsigned char *)out, der, n);
+}
+
+int qf_tls_cache_import(struct qf_tls_cache *cache, const char *b64, const char *host)
+{
+    unsigned char der[16384];
+    size_t len = strlen(b64);
+
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(der))
+        return QF_EINVAL;
+    int n = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len);
+    if (n <= 0)
+        return QF_EINVAL;
+    n -= (b64[len - 1] == '=') + (b64[len - 2] == '='); /* DecodeBlock counts padding */
+    const unsigned char *p = der;
+    SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, n);
+    ERR_clear_error();
+    if (sess == NULL)
+        return QF_EINVAL;
+    /* The session keeps the certificate verified when it was made: it must name this host. */
+    X509 *peer = SSL_SESSION_get0_peer(sess);
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    int ok = SSL_SESSION_is_resumable(sess) && session_expiry(sess) > (long long)time(NULL) &&
+             peer != NULL &&
+             (is_ip ? X509_check_ip_asc(peer, host, 0) == 1
+                    : X509_check_host(peer, host, strlen(host), 0, NULL) == 1);
+    if (!ok) {
+        SSL_SESSION_free(sess);
+        return QF_EINVAL;
+    }
+    cache_push(cache, sess);
+    return 0;
 }
 
 void qf_tls_close(struct qf_tls *s)

@@ -18,9 +18,13 @@ struct qf_tls_ctx {
     struct ssl_ctx_st *ctx;
 };
 
-/* One per host: the newest session ticket the server sent, for the next connection. */
+#define QF_TLS_CACHE_MAX 16
+
+/* One per host: the newest sessions the server sent, for the next connections. TLS 1.3
+ * tickets are used once each (RFC 8446 C.4); a TLS 1.2 session is shared. */
 struct qf_tls_cache {
-    struct ssl_session_st *sess;
+    struct ssl_session_st *sess[QF_TLS_CACHE_MAX];
+    int n;
 };
 
 struct qf_tls {
@@ -51,6 +55,22 @@ ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t e
 ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, size_t errlen);
 
 int qf_tls_resumed(const struct qf_tls *s);
+
+/* TLS 1.3 early data (0-RTT): how many bytes the session to be resumed allows (0: none).
+ * qf_tls_write_early() works like qf_tls_write() before the handshake; after the handshake
+ * qf_tls_early_accepted() says whether the server took them (else send them again). */
+size_t qf_tls_early_capacity(const struct qf_tls *s);
+ssize_t qf_tls_write_early(struct qf_tls *s, const void *buf, size_t len, char *err,
+                           size_t errlen);
+int qf_tls_early_accepted(const struct qf_tls *s);
+
+/* Persisting a cache across processes. Export writes session i as base64 DER text
+ * (NUL-terminated) and its expiry in Unix seconds; returns the length, 0 when there is no
+ * such session or it has expired, QF_ENOSPC. Import adds an unexpired session whose
+ * verified peer certificate names host; returns 0 or QF_EINVAL. */
+int qf_tls_cache_export(const struct qf_tls_cache *cache, int i, char *out, size_t cap,
+                        long long *expires);
+int qf_tls_cache_import(struct qf_tls_cache *cache, const char *b64, const char *host);
 
 /* Frees the session; sends close_notify only if it can without blocking. fd stays open. */
 void qf_tls_close(struct qf_tls *s);
