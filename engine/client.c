@@ -360,9 +360,15 @@ int qf_client_cancel(qf_client *c, int id)
         qf_heap_del(&c->timers, &r->timer);
         break;
     case QF_REQ_ACTIVE:
+        if (r->conn == c->stepping || r->conn->req != r) {
+            /* Its connection is mid-step, or r waits behind a pipelined request: drop r
+             * without a callback when its turn ends. */
+            r->cancelled = 1;
+            c->byid[id] = NULL;
+            return 0;
+        }
         /* The response is still on the wire: the connection cannot be reused. */
-        r->conn->req = NULL;
-        qf_conn_close(r->conn);
+        qf_conn_detach(r->conn);
         break;
     }
     c->byid[id] = NULL;
@@ -489,8 +495,11 @@ void qf_client_free(qf_client *c)
         return;
     for (uint32_t i = 0; c->conns != NULL && i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
-        qf_free(cn->req);
-        cn->req = NULL;
+        while (cn->req != NULL) {
+            struct qf_req *r = cn->req;
+            cn->req = r->next;
+            qf_free(r);
+        }
         if (cn->state != QF_CONN_FREE)
             qf_conn_close(cn);
         qf_free(cn->wbuf);

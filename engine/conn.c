@@ -80,6 +80,37 @@ void qf_conn_close(struct qf_conn *c)
     c->req = NULL;
 }
 
+/* Closes c and hands back the request being received. Requests pipelined behind it got no
+ * answer: they go back to the queue for fresh connections, not counted as attempts, and this
+ * host is not pipelined to again in this run. */
+struct qf_req *qf_conn_detach(struct qf_conn *c)
+{
+    struct qf_req *r = c->req, *rest = r != NULL ? r->next : NULL;
+
+    c->req = NULL;
+    c->ninflight = 0;
+    qf_conn_close(c);
+    if (r != NULL)
+        r->next = NULL;
+    if (rest != NULL) {
+        c->host->no_pipeline = 1;
+        struct qf_req *v[1024];
+        int n = 0;
+        for (struct qf_req *q = rest; q != NULL && n < 1024; q = q->next)
+            v[n++] = q;
+        while (n-- > 0) { /* front of the queue, in their original order */
+            struct qf_req *q = v[n];
+            q->attempts--;
+            q->want_fresh = 1;
+            if (q->cancelled)
+                qf_sched_finish(c->cl, q, QF_ECANCELED, 0, "canceled", NULL);
+            else
+                qf_sched_push(c->host, q, 1);
+        }
+    }
+    return r;
+}
+
 /* Ends the current attempt with an error. A request that failed on a reused connection before
  * any response byte met a keep-alive connection the server had already closed: re-send it once
  * on a fresh connection without counting a retry. */
@@ -92,9 +123,9 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
                 (err == QF_ECLOSED || err == QF_ETLS);
 
     if (cl->log != NULL && r != NULL)
-        qf_sched_log(cl, "%s: attempt %d failed on conn %u: %s", r->symbol, r->attempts, c->slot,
-                     msg);
-    qf_conn_close(c);
+        qf_sched_log(cl, "%s: attempt %d failed on conn %u: %s",
+                     r->is_quote ? r->symbol : r->target, r->attempts, c->slot, msg);
+    qf_conn_detach(c);
     if (r == NULL)
         return QF_CONN_FREE;
     if (stale) {
@@ -148,21 +179,22 @@ static int start_connect(struct qf_conn *c)
     return QF_ECONNECT;
 }
 
-/* Formats the request once per attempt straight into the slot's buffer, which keeps its
- * high-water size. Returns 0 or QF_ENOMEM. */
+/* Appends the request to the slot's buffer, which keeps its high-water size. 0 or
+ * QF_ENOMEM. */
 static int format_request(struct qf_conn *c, const struct qf_req *r)
 {
     size_t ml = strlen(r->method), pl = strlen(r->prefix), tl = strlen(r->target);
-    size_t sl = strlen(r->suffix), need = ml + 1 + pl + tl + sl + r->hdrs_len;
+    size_t sl = strlen(r->suffix), need = c->wlen + ml + 1 + pl + tl + sl + r->hdrs_len;
 
     if (need > c->wcap) {
-        char *w = qf_realloc(c->wbuf, need);
+        size_t cap = need > 2 * c->wcap ? need : 2 * c->wcap;
+        char *w = qf_realloc(c->wbuf, cap);
         if (w == NULL)
             return QF_ENOMEM;
         c->wbuf = w;
-        c->wcap = need;
+        c->wcap = cap;
     }
-    char *w = c->wbuf;
+    char *w = c->wbuf + c->wlen;
     memcpy(w, r->method, ml);
     w[ml] = ' ';
     w += ml + 1;
@@ -171,24 +203,17 @@ static int format_request(struct qf_conn *c, const struct qf_req *r)
     memcpy(w + pl + tl, r->suffix, sl);
     memcpy(w + pl + tl + sl, r->hdrs, r->hdrs_len);
     c->wlen = need;
-    c->woff = 0;
     return 0;
 }
 
-static int begin_attempt(struct qf_conn *c, struct qf_req *r)
+/* Prepares the parser for the response to the head request. */
+static int expect_response(struct qf_conn *c)
 {
-    struct qf_client *cl = c->cl;
+    struct qf_req *r = c->req;
 
-    c->req = r;
-    r->where = QF_REQ_ACTIVE;
-    r->conn = c;
     c->got_byte = 0;
-    c->write_failed = 0;
-    c->t_start = r->t_start = cl->now_us;
     c->t_first = 0;
-    r->attempts++;
-    if (r->attempts == 1 && cl->log != NULL && r->is_quote)
-        qf_sched_log(cl, "Making request for %s price", r->symbol);
+    c->t_start = r->t_start;
     qf_http_init(&c->http, c->body, c->body_cap, QF_HTTP_BODY_MAX);
     c->http.no_body = r->no_body;
     if (!r->is_quote) {
@@ -198,10 +223,35 @@ static int begin_attempt(struct qf_conn *c, struct qf_req *r)
         if (r->on_chunk != NULL)
             c->http.body_max = SIZE_MAX; /* streamed: the buffer only ever holds one read */
     }
-    return format_request(c, r);
+    return 0;
 }
 
-/* A new connection for r in a free slot. Failures become the attempt's outcome. */
+/* Starts an attempt for every request of the chain (one, or several when pipelining): they
+ * are written back to back and answered in order. */
+static int begin_batch(struct qf_conn *c, struct qf_req *chain)
+{
+    struct qf_client *cl = c->cl;
+    int rc = 0;
+
+    c->req = chain;
+    c->ninflight = 0;
+    c->write_failed = 0;
+    c->wlen = c->woff = 0;
+    for (struct qf_req *r = chain; r != NULL; r = r->next) {
+        r->where = QF_REQ_ACTIVE;
+        r->conn = c;
+        r->t_start = cl->now_us;
+        r->attempts++;
+        c->ninflight++;
+        if (r->attempts == 1 && cl->log != NULL && r->is_quote)
+            qf_sched_log(cl, "Making request for %s price", r->symbol);
+        if (rc == 0)
+            rc = format_request(c, r);
+    }
+    return rc < 0 ? rc : expect_response(c);
+}
+
+/* A new connection for the chain r in a free slot. Failures become the attempt's outcome. */
 void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
 {
     struct qf_client *cl = c->cl;
@@ -211,7 +261,7 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     c->addr_i = 0;
     c->t_connected = c->t_tls = 0;
     conn_set_state(c, QF_CONN_CONNECTING);
-    int rc = begin_attempt(c, r);
+    int rc = begin_batch(c, r);
     c->t_open = cl->now_us;
     arm(c, cl->now_us + (cl->connect_timeout_us < r->timeout_us ? cl->connect_timeout_us
                                                                  : r->timeout_us));
@@ -221,12 +271,19 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     }
     rc = start_connect(c);
     if (rc == QF_ENOSPC && h->nopen > 0) {
-        /* Out of fds: live with the connections we have and queue the request again. */
+        /* Out of fds: live with the connections we have and queue the requests again. */
         h->max = h->nopen;
-        r->attempts--;
+        for (struct qf_req *q = r; q != NULL; q = q->next)
+            q->attempts--;
         c->req = NULL;
+        c->ninflight = 0;
         qf_conn_close(c);
-        qf_sched_push(h, r, 1);
+        struct qf_req *v[1024];
+        int n = 0;
+        for (struct qf_req *q = r; q != NULL && n < 1024; q = q->next)
+            v[n++] = q;
+        while (n-- > 0)
+            qf_sched_push(h, v[n], 1);
         return;
     }
     if (rc < 0) {
@@ -236,13 +293,13 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     qf_conn_step(c, 0);
 }
 
-/* A parked connection takes the next request. */
+/* A parked connection takes the next request (or chain of pipelined requests). */
 void qf_conn_assign(struct qf_conn *c, struct qf_req *r)
 {
     struct qf_client *cl = c->cl;
 
     conn_set_state(c, QF_CONN_SEND);
-    int rc = begin_attempt(c, r);
+    int rc = begin_batch(c, r);
     c->t_open = 0;
     arm(c, cl->now_us + r->timeout_us);
     if (rc < 0) {
@@ -321,18 +378,14 @@ static int on_handshake(struct qf_conn *c)
             h->fatal = QF_ECERT;
             snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", c->errmsg);
         }
-        struct qf_req *r = c->req;
-        c->req = NULL;
-        qf_conn_close(c);
+        struct qf_req *r = qf_conn_detach(c);
         if (r != NULL)
             qf_sched_finish(cl, r, QF_ECERT, 0, h->fatal_msg, NULL);
         return QF_CONN_FREE;
     }
     if (rc == QF_ETLS) {
         /* A refused handshake (no common version or cipher, an alert) repeats on retry. */
-        struct qf_req *r = c->req;
-        c->req = NULL;
-        qf_conn_close(c);
+        struct qf_req *r = qf_conn_detach(c);
         if (r != NULL)
             qf_sched_finish(cl, r, QF_ETLS, 0, c->errmsg, NULL);
         return QF_CONN_FREE;
@@ -348,8 +401,8 @@ static int on_handshake(struct qf_conn *c)
     if (c->early) {
         c->early = 0;
         if (qf_tls_early_accepted(&c->tls)) {
-            cl->st.requests_sent++;
-            cl->st.early_data++;
+            cl->st.requests_sent += c->ninflight;
+            cl->st.early_data += c->ninflight;
             return QF_CONN_RECV;
         }
         c->woff = 0; /* rejected: the server discarded it, send it normally */
@@ -384,14 +437,14 @@ static int on_send(struct qf_conn *c)
             /* The peer may have answered (e.g. 429) and closed before reading everything we
              * sent: read what it said before giving up. */
             c->write_failed = 1;
-            cl->st.requests_sent++;
+            cl->st.requests_sent += c->ninflight;
             return QF_CONN_RECV;
         }
         c->woff += (size_t)n;
     }
-    cl->st.requests_sent++;
+    cl->st.requests_sent += c->ninflight;
     if (c->nreq > 0)
-        cl->st.reused++;
+        cl->st.reused += c->ninflight;
     return QF_CONN_RECV;
 }
 
@@ -423,25 +476,41 @@ static int grow_body(struct qf_conn *c, size_t len)
     return 0;
 }
 
-/* A response is complete: hand it to the scheduler, then park or close. */
-static int on_complete(struct qf_conn *c, int trailing)
+/* The head request's response is complete: hand it to the scheduler, then park or close,
+ * or go on with the next pipelined response. more_bytes: the read held bytes after it.
+ * Returns QF_CONN_RECV when another response is expected on this connection. */
+static int on_complete(struct qf_conn *c, int more_bytes)
 {
     struct qf_client *cl = c->cl;
-    struct qf_req *r = c->req;
-    int keep = c->http.keep_alive && !trailing && !c->write_failed;
+    struct qf_req *r = c->req, *next = r->next;
+    /* Bytes after the last expected response are not part of anything: never reuse. */
+    int keep = c->http.keep_alive && !c->write_failed && (next != NULL || !more_bytes);
 
     qf_heap_del(&cl->timers, &c->timer);
     c->nreq++;
-    c->req = NULL;
-    if (keep) {
+    if (!keep) {
+        qf_conn_detach(c);
+    } else if (next == NULL) {
+        c->req = NULL;
+        c->ninflight = 0;
         conn_set_state(c, QF_CONN_PARKED);
         c->host->idle[c->host->nidle++] = c;
     } else {
-        qf_conn_close(c);
+        c->req = next;
+        c->ninflight--;
     }
-    /* The callback may add requests; they are dispatched after this event. */
+    r->next = NULL;
+    /* The callback may add requests (dispatched after this event) or cancel some: those on
+     * this connection are only flagged while it is being stepped. */
     qf_sched_response(cl, r, c);
-    return QF_AGAIN;
+    if (!keep || next == NULL)
+        return QF_AGAIN;
+    if (expect_response(c) < 0) {
+        conn_fail(c, QF_ENOMEM, "out of memory");
+        return QF_CONN_FREE;
+    }
+    arm(c, cl->now_us + c->req->timeout_us);
+    return QF_CONN_RECV;
 }
 
 /* Hands the body bytes of this read to the request's on_chunk; the buffer is then reused.
@@ -458,9 +527,9 @@ static int stream(struct qf_conn *c)
     c->http.body_len = 0;
     if (!stop)
         return 0;
-    c->req = NULL;
-    qf_conn_close(c);
-    qf_sched_finish(cl, r, QF_ECANCELED, c->http.status, "aborted by on_chunk", NULL);
+    int status = c->http.status;
+    qf_conn_detach(c);
+    qf_sched_finish(cl, r, QF_ECANCELED, status, "aborted by on_chunk", NULL);
     return 1;
 }
 
@@ -474,8 +543,7 @@ static int parse_fail(struct qf_conn *c, int err)
                                            : "malformed HTTP response";
     int status = c->http.status;
 
-    c->req = NULL;
-    qf_conn_close(c);
+    qf_conn_detach(c);
     qf_sched_attempt_failed(cl, r, err, status, what, -1);
     return QF_CONN_FREE;
 }
@@ -523,21 +591,29 @@ static int on_recv(struct qf_conn *c)
             return conn_fail(c, QF_ECLOSED, c->errmsg);
         }
         cl->st.bytes_read += (uint64_t)n;
-        if (!c->got_byte) {
-            c->got_byte = 1;
-            c->t_first = cl->now_us;
+        /* One read may end a response and start the next pipelined one. */
+        for (size_t off = 0; off < (size_t)n;) {
+            if (!c->got_byte) {
+                c->got_byte = 1;
+                c->t_first = cl->now_us;
+            }
+            size_t left = (size_t)n - off;
+            ssize_t used;
+            while ((used = qf_http_feed(&c->http, c->rbuf + off, left)) == QF_ENOSPC) {
+                if (grow_body(c, left) < 0)
+                    return conn_fail(c, QF_ENOMEM, "out of memory for the response body");
+            }
+            if (used < 0)
+                return parse_fail(c, (int)used);
+            off += (size_t)used;
+            if (c->req->on_chunk != NULL && c->http.body_len > 0 && stream(c) != 0)
+                return QF_CONN_FREE;
+            if (!c->http.complete)
+                break;
+            int next = on_complete(c, off < (size_t)n);
+            if (next != QF_CONN_RECV)
+                return next;
         }
-        ssize_t used;
-        while ((used = qf_http_feed(&c->http, c->rbuf, (size_t)n)) == QF_ENOSPC) {
-            if (grow_body(c, (size_t)n) < 0)
-                return conn_fail(c, QF_ENOMEM, "out of memory for the response body");
-        }
-        if (used < 0)
-            return parse_fail(c, (int)used);
-        if (c->req->on_chunk != NULL && c->http.body_len > 0 && stream(c) != 0)
-            return QF_CONN_FREE;
-        if (c->http.complete)
-            return on_complete(c, used < n);
     }
     /* The write failed and the peer said nothing complete. */
     return conn_fail(c, QF_ECLOSED, c->errmsg);
@@ -562,7 +638,18 @@ static int on_parked(struct qf_conn *c)
     return QF_CONN_FREE;
 }
 
+static void conn_step(struct qf_conn *c, uint32_t events);
+
 void qf_conn_step(struct qf_conn *c, uint32_t events)
+{
+    const struct qf_conn *outer = c->cl->stepping;
+
+    c->cl->stepping = c;
+    conn_step(c, events);
+    c->cl->stepping = outer;
+}
+
+static void conn_step(struct qf_conn *c, uint32_t events)
 {
     for (;;) {
         int next;

@@ -74,6 +74,7 @@ struct qf_req {
     int retries;
     int stale_resent;      /* already re-sent once after a stale keep-alive connection */
     int want_fresh;        /* the next attempt must use a new connection */
+    int cancelled;         /* cancelled while its connection was busy: drop when it ends */
     int no_body;           /* HEAD */
     int64_t t_start;       /* start of the current attempt */
     int64_t timeout_us;
@@ -110,6 +111,7 @@ struct qf_conn {
     int early;             /* the request goes out as TLS 1.3 early data */
     int got_byte;          /* a response byte arrived for the current request */
     unsigned nreq;         /* responses completed on this connection */
+    unsigned ninflight;    /* requests written or to be written, answered in order */
     struct qf_client *cl;
     struct qf_host *host;
     struct qf_req *req;
@@ -134,6 +136,7 @@ struct qf_host {
     socklen_t addrlens[QF_MAX_ADDRS];
     int naddr;
     int fatal;             /* resolution, TLS setup or certificate failure: fails every request */
+    int no_pipeline;       /* a pipelined connection closed early: one request at a time */
     char fatal_msg[160];
     struct qf_tls_cache cache;
     struct qf_req *qhead, *qtail;
@@ -174,6 +177,7 @@ struct qf_client {
     struct qf_req **byid;    /* general requests by id, NULL once finished */
     size_t nbyid, capbyid;
     const struct qf_req *in_chunk; /* request whose on_chunk is running */
+    const struct qf_conn *stepping; /* connection inside qf_conn_step() */
     jsmntok_t *toks;
     unsigned ntoks;
     struct qf_header *hdrv;  /* headers handed to on_response, kept at high-water mark */
@@ -189,6 +193,7 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r);
 void qf_conn_assign(struct qf_conn *c, struct qf_req *r);
 void qf_conn_timeout(struct qf_conn *c);
 void qf_conn_close(struct qf_conn *c);
+struct qf_req *qf_conn_detach(struct qf_conn *c);
 
 /* host.c */
 int qf_host_ready(struct qf_client *cl, struct qf_host *h);

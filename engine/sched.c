@@ -72,6 +72,23 @@ static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
     return cl->nfree > 0 ? &cl->conns[cl->free_slots[--cl->nfree]] : NULL;
 }
 
+/* Takes the queue's head, and with pipelining up to depth-1 more behind it, as a chain. */
+static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
+{
+    unsigned depth = h->no_pipeline ? 1 : cl->pipeline;
+    struct qf_req *head = h->qhead, *tail = head;
+
+    qf_sched_unlink(h, head);
+    for (unsigned k = 1; k < depth && h->qhead != NULL && !h->qhead->want_fresh; k++) {
+        struct qf_req *r = h->qhead;
+        qf_sched_unlink(h, r);
+        tail->next = r;
+        tail = r;
+    }
+    tail->next = NULL;
+    return head;
+}
+
 static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
     if (!h->resolved && h->qhead != NULL)
@@ -83,15 +100,13 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
             qf_sched_finish(cl, r, h->fatal, 0, h->fatal_msg, NULL);
         } else if (!r->want_fresh && h->nidle > 0) {
             struct qf_conn *c = h->idle[--h->nidle];
-            qf_sched_unlink(h, r);
-            qf_conn_assign(c, r);
+            qf_conn_assign(c, take(cl, h));
         } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
             struct qf_conn *c = free_slot(cl, h);
             if (c == NULL)
                 break;
-            qf_sched_unlink(h, r);
             r->want_fresh = 0;
-            qf_conn_open(c, h, r);
+            qf_conn_open(c, h, take(cl, h));
         } else if (h->nidle > 0) {
             qf_conn_close(h->idle[h->nidle - 1]); /* make room for a fresh connection */
         } else {
@@ -199,6 +214,11 @@ static size_t header_array(struct qf_client *cl, const struct qf_http *h)
 void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
                      const char *msg, const struct qf_conn *c)
 {
+    if (r->cancelled) {
+        done(cl, r);
+        qf_free(r);
+        return;
+    }
     if (r->is_quote) {
         qf_sched_quote(cl, r, err, status, msg, 0, "", "", c);
         return;
