@@ -201,12 +201,12 @@ static void print_stats(const qf_client *c, struct run *run, int json)
         fprintf(stderr,
                 "qfetch: stats: conns_opened=%llu requests_sent=%llu reused=%llu tls_full=%llu "
                 "tls_resumed=%llu retries=%llu stale_resends=%llu bytes_read=%llu "
-                "wall_ms=%.1f\nqfetch: early_data=%llu; latency ms:",
+                "early_data=%llu wall_ms=%.1f\nqfetch: latency ms:",
                 (unsigned long long)st.conns_opened, (unsigned long long)st.requests_sent,
                 (unsigned long long)st.reused, (unsigned long long)st.tls_full,
                 (unsigned long long)st.tls_resumed, (unsigned long long)st.retries,
                 (unsigned long long)st.stale_resends, (unsigned long long)st.bytes_read,
-                st.wall_ms, (unsigned long long)st.early_data);
+                (unsigned long long)st.early_data, st.wall_ms);
     }
     print_phase("total", &run->total, json, 0);
     print_phase("connect", &run->connect, json, 1);

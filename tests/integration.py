@@ -40,9 +40,9 @@ SEED = os.environ.get("QF_SEED", os.path.join(HERE, "..", "..", "shared", "seed"
 DEFAULT_FIXTURES = os.path.join(HERE, "..", "..", "shared", "fixtures", "yahoo")
 STATS_RE = re.compile(r"^qfetch: stats: conns_opened=(\d+) requests_sent=(\d+) reused=(\d+) "
                       r"tls_full=(\d+) tls_resumed=(\d+) retries=(\d+) stale_resends=(\d+) "
-                      r"bytes_read=(\d+) wall_ms=(\d+(?:\.\d+)?)$", re.M)
+                      r"bytes_read=(\d+) early_data=(\d+) wall_ms=(\d+(?:\.\d+)?)$", re.M)
 STATS_KEYS = ["conns_opened", "requests_sent", "reused", "tls_full", "tls_resumed", "retries",
-              "stale_resends", "bytes_read", "wall_ms"]
+              "stale_resends", "bytes_read", "early_data", "wall_ms"]
 CENT = Decimal("0.01")
 
 
