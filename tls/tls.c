@@ -3,7 +3,9 @@
 #include "tls/tls.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -12,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "qfetch.h"
@@ -55,6 +58,29 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
+/* A hashed certificate directory is looked up lazily, one file per issuer actually needed;
+ * parsing the whole bundle costs ~20 ms of start-up, most of a short run. The bundle is the
+ * fallback when there is no such directory or SSL_CERT_FILE asks for a file. */
+static int system_store(SSL_CTX *ctx)
+{
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    if (dir == NULL)
+        dir = X509_get_default_cert_dir();
+    if (getenv(X509_get_default_cert_file_env()) == NULL && strchr(dir, ':') == NULL) {
+        DIR *d = opendir(dir);
+        int hashed = 0;
+        for (struct dirent *e; d != NULL && !hashed && (e = readdir(d)) != NULL;) {
+            size_t n = strlen(e->d_name);
+            hashed = n == 10 && e->d_name[8] == '.' && e->d_name[9] >= '0' && e->d_name[9] <= '9';
+        }
+        if (d != NULL)
+            closedir(d);
+        if (hashed)
+            return SSL_CTX_load_verify_dir(ctx, dir);
+    }
+    return SSL_CTX_set_default_verify_paths(ctx);
+}
+
 int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen)
 {
     t->ctx = SSL_CTX_new(TLS_client_method());
@@ -91,7 +117,7 @@ int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t 
             set_err(err, errlen, what);
             goto fail;
         }
-    } else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
+    } else if (system_store(t->ctx) != 1) {
         set_err(err, errlen, "cannot load the system trust store");
         goto fail;
     }
