@@ -72,12 +72,12 @@ $(BUILD)/test/certs/.done: tests/gen_certs.sh | $(BUILD)/.deps-test
 
 # Every suite of the project, then the sanitizer build of the same suites; last line N passed, M failed.
 test: deps-test check-layers
-	@$(MAKE) --no-print-directory all unit certs
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit
+	@$(MAKE) --no-print-directory all unit certs examples
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit examples
 	@$(PY) tests/run.py --build $(BUILD) --asan-build build/asan
 
 asan: deps-test
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit certs
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit certs examples
 	@$(PY) tests/run.py --build build/asan --no-valgrind
 
 demo: all certs

@@ -93,6 +93,8 @@ static int read_stdin(struct cli_args *a)
     }
     buf[len] = '\0';
     a->stdin_buf = buf;
+    if (memchr(buf, '\0', len) != NULL)
+        return usage_error("%s", "stdin holds a NUL byte: symbols must be text");
     for (char *save = NULL, *t = strtok_r(buf, " \t\r\n\v\f", &save); t != NULL;
          t = strtok_r(NULL, " \t\r\n\v\f", &save)) {
         if (add_ticker(a, t) != 0)

@@ -132,6 +132,50 @@ static size_t *first_positions(const char **tickers, size_t n)
     return first;
 }
 
+/* Well-formed UTF-8 without control characters or spaces: what may be printed back in every
+ * output format (the engine itself would percent-encode any byte). */
+static int symbol_ok(const char *t)
+{
+    const unsigned char *p = (const unsigned char *)t;
+    size_t n = strlen(t);
+
+    if (n == 0 || n > 64)
+        return 0;
+    while (*p) {
+        unsigned c = *p, len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                                            : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (len == 0 || (len == 1 && (c <= ' ' || c == 0x7f)) || (len == 2 && c < 0xC2))
+            return 0;
+        unsigned cp = len == 1 ? c : c & (0x3F >> (len - 1));
+        for (unsigned k = 1; k < len; k++) {
+            if ((p[k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0x80 && cp < 0xA0))
+            return 0;
+        p += len;
+    }
+    return 1;
+}
+
+/* The first 40 bytes of a rejected symbol, control bytes and non-ASCII as \xNN: an error
+ * line must stay one line and must not drive the terminal. */
+static void print_escaped(FILE *f, const char *t)
+{
+    size_t i = 0;
+    for (; t[i] && i < 40; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch < 0x20 || ch >= 0x7f || ch == '\\' || ch == '\'')
+            fprintf(f, "\\x%02X", ch);
+        else
+            fputc(ch, f);
+    }
+    if (t[i])
+        fputs("...", f);
+}
+
 /* $XDG_CACHE_HOME/qfetch/sessions, else ~/.cache/qfetch/sessions; the folder is made 0700. */
 static char *default_session_cache(void)
 {
@@ -174,7 +218,8 @@ static double pct(const struct samples *s, double p)
 
 static void print_phase(const char *name, struct samples *s, int json, int comma)
 {
-    qsort(s->v, s->n, sizeof(*s->v), cmp_double);
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof(*s->v), cmp_double);
     if (json)
         fprintf(stderr, "%s\"%s\":{\"n\":%zu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
                 comma ? "," : "", name, s->n, pct(s, 50), pct(s, 90), pct(s, 99), pct(s, 100));
@@ -259,24 +304,17 @@ int main(int argc, char **argv)
     size_t nuniq = 0;
     for (size_t i = 0; c != NULL && i < a.ntickers; i++) {
         run.rows[i].symbol = a.tickers[i];
-        const char *t = a.tickers[i];
-        if (first[i] == i && strlen(t) <= 64 && strpbrk(t, " \t\r\n") == NULL) {
-            for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
-                if (*p < 0x20 || *p == 0x7f)
-                    goto bad_symbol;
-            }
-            if (t[0] != '\0') {
-                nuniq++;
-                continue;
-            }
-        } else if (first[i] != i) {
+        if (first[i] != i)
             continue;
+        if (!symbol_ok(a.tickers[i])) {
+            fputs("qfetch: invalid symbol '", stderr);
+            print_escaped(stderr, a.tickers[i]);
+            fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters\n",
+                  stderr);
+            rc = 2;
+            break;
         }
-    bad_symbol:
-        fprintf(stderr, "qfetch: invalid symbol '%.40s%s': %s\n", t, strlen(t) > 40 ? "..." : "",
-                "must be 1-64 bytes without spaces or control characters");
-        rc = 2;
-        break;
+        nuniq++;
     }
     run.progress = c != NULL && !a.no_progress && isatty(2) && !a.verbose;
     run.t0 = now_s();

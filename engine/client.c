@@ -339,6 +339,7 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
         r->retries = rq->retries < 0 ? 0 : rq->retries;
     r->on_response = rq->on_response;
     r->on_chunk = rq->on_chunk;
+    r->on_head = rq->on_head;
     r->udata = rq->udata;
     r->id = (int)c->nbyid;
     c->byid[c->nbyid++] = r;

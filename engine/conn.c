@@ -212,6 +212,7 @@ static int expect_response(struct qf_conn *c)
     struct qf_req *r = c->req;
 
     c->got_byte = 0;
+    c->head_seen = 0;
     c->t_first = 0;
     c->t_start = r->t_start;
     qf_http_init(&c->http, c->body, c->body_cap, QF_HTTP_BODY_MAX);
@@ -476,6 +477,21 @@ static int grow_body(struct qf_conn *c, size_t len)
     return 0;
 }
 
+/* Bytes already waiting after the last expected response (in OpenSSL or in the socket) belong
+ * to no request: parking the connection would hand them to the next one as its answer. One
+ * non-blocking read settles it; a TLS 1.3 session ticket is consumed and is not app data. */
+static int stray_bytes(struct qf_conn *c)
+{
+    char b[64];
+
+    if (c->host->url.tls) {
+        ssize_t n = qf_tls_read(&c->tls, b, sizeof(b), NULL, 0);
+        return n != QF_WANT_READ && n != QF_WANT_WRITE;
+    }
+    ssize_t n = recv(c->fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EINTR);
+}
+
 /* The head request's response is complete: hand it to the scheduler, then park or close,
  * or go on with the next pipelined response. more_bytes: the read held bytes after it.
  * Returns QF_CONN_RECV when another response is expected on this connection. */
@@ -490,6 +506,9 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     c->nreq++;
     if (!keep) {
         qf_conn_detach(c);
+    } else if (next == NULL && stray_bytes(c)) {
+        qf_conn_detach(c);
+        keep = 0;
     } else if (next == NULL) {
         c->req = NULL;
         c->ninflight = 0;
@@ -511,6 +530,26 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     }
     arm(c, cl->now_us + c->req->timeout_us);
     return QF_CONN_RECV;
+}
+
+/* Hands status and headers to on_head before any body byte is delivered. Returns non-zero
+ * when the callback aborted the request (the slot is then free). */
+static int head(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *r = c->req;
+
+    c->head_seen = 1;
+    size_t n = qf_sched_headers(cl, &c->http);
+    cl->in_chunk = r;
+    int stop = r->on_head(c->http.status, n ? cl->hdrv : NULL, n, r->udata);
+    cl->in_chunk = NULL;
+    if (!stop)
+        return 0;
+    int status = c->http.status;
+    qf_conn_detach(c);
+    qf_sched_finish(cl, r, QF_ECANCELED, status, "aborted by on_head", NULL);
+    return 1;
 }
 
 /* Hands the body bytes of this read to the request's on_chunk; the buffer is then reused.
@@ -606,6 +645,9 @@ static int on_recv(struct qf_conn *c)
             if (used < 0)
                 return parse_fail(c, (int)used);
             off += (size_t)used;
+            if (c->req->on_head != NULL && c->http.headers_done && !c->head_seen &&
+                head(c) != 0)
+                return QF_CONN_FREE;
             if (c->req->on_chunk != NULL && c->http.body_len > 0 && stream(c) != 0)
                 return QF_CONN_FREE;
             if (!c->http.complete)

@@ -85,6 +85,7 @@ struct qf_req {
     char *target;          /* quotes: the percent-encoded symbol */
     qf_response_fn *on_response;
     qf_chunk_fn *on_chunk;
+    qf_head_fn *on_head;
     void *udata;
     char symbol[];         /* quotes: the symbol; then target (and hdrs for general requests) */
 };
@@ -109,6 +110,7 @@ struct qf_conn {
     int addr_i;            /* address being tried */
     int write_failed;      /* send failed: read what the peer said before giving up */
     int early;             /* the request goes out as TLS 1.3 early data */
+    int head_seen;         /* on_head already called for the current response */
     int got_byte;          /* a response byte arrived for the current request */
     unsigned nreq;         /* responses completed on this connection */
     unsigned ninflight;    /* requests written or to be written, answered in order */
@@ -219,6 +221,7 @@ void qf_sched_quote(struct qf_client *cl, struct qf_req *r, int err, int status,
                     const char *msg, double price, const char *price_text, const char *currency,
                     const struct qf_conn *c);
 void qf_sched_timer(struct qf_client *cl, struct qf_req *r);
+size_t qf_sched_headers(struct qf_client *cl, const struct qf_http *h);
 void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -185,7 +185,7 @@ void qf_sched_quote(struct qf_client *cl, struct qf_req *r, int err, int status,
 }
 
 /* Headers captured by the parser as "name\0value\0" pairs, as an array for the callback. */
-static size_t header_array(struct qf_client *cl, const struct qf_http *h)
+size_t qf_sched_headers(struct qf_client *cl, const struct qf_http *h)
 {
     if (h->hbuf == NULL || h->nheaders == 0)
         return 0;
@@ -234,7 +234,7 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
     timings(cl, r, c, &res.connect_ms, &res.tls_ms, &res.first_byte_ms, &res.total_ms,
             &res.reused);
     if (c != NULL && c->req == NULL && err == 0) {
-        res.nheaders = header_array(cl, &c->http);
+        res.nheaders = qf_sched_headers(cl, &c->http);
         res.headers = res.nheaders ? cl->hdrv : NULL;
         res.body = r->on_chunk != NULL ? NULL : c->http.body_len ? c->http.body : "";
         res.body_len = r->on_chunk != NULL ? r->body_seen : c->http.body_len;

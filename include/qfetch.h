@@ -12,6 +12,11 @@
 extern "C" {
 #endif
 
+#define QF_VERSION_MAJOR 0
+#define QF_VERSION_MINOR 1
+#define QF_VERSION_PATCH 0
+#define QF_VERSION "0.1.0"
+
 /* Error codes: 0 is success, failures are negative. qf_strerror() names them. */
 enum qf_err {
     QF_OK = 0,
@@ -151,6 +156,10 @@ struct qf_response {
 typedef void qf_response_fn(const struct qf_response *r);
 /* Body bytes as they arrive; return non-zero to abort the request (QF_ECANCELED). */
 typedef int qf_chunk_fn(const char *data, size_t len, void *udata);
+/* The final response's status and headers, before any body byte; non-zero aborts (as above).
+ * Called once per attempt that gets that far: a retried 503 calls it again. */
+typedef int qf_head_fn(int status, const struct qf_header *headers, size_t nheaders,
+                       void *udata);
 
 struct qf_request {
     const char *url;              /* http:// or https://, copied */
@@ -161,6 +170,7 @@ struct qf_request {
     int retries;                  /* as qf_options.retries; 0: the client's */
     qf_response_fn *on_response;  /* required: once per request, unless cancelled */
     qf_chunk_fn *on_chunk;        /* optional: stream the body instead of buffering it */
+    qf_head_fn *on_head;          /* optional: status and headers as soon as they are parsed */
     void *udata;
 };
 

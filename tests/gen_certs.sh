@@ -14,6 +14,12 @@
 #   untrusted.pem untrusted.key  signed by ca2 (not in ca.pem), SAN localhost + 127.0.0.1
 #   ca2.pem                      that second CA, kept for debugging
 #   notpem.pem                   a file that is not PEM
+#   inter.pem inter.key          intermediate CA, signed by ca (CA:TRUE, pathlen 0)
+#   chainleaf.pem chainleaf.key  signed by inter, localhost + 127.0.0.1; the file holds the leaf
+#                                only, so a server using it omits the intermediate
+#   chainfull.pem chainfull.key  the same leaf followed by inter.pem (a complete chain)
+#   ca.der                       ca.pem in DER form (a certificate that is not PEM)
+#   keyonly.pem                  a PEM file holding only a private key, no certificate
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -23,7 +29,8 @@ fi
 out=$1
 outputs="ca.pem ca.key server.pem server.key expired.pem expired.key notyet.pem notyet.key
 wronghost.pem wronghost.key selfsigned.pem selfsigned.key untrusted.pem untrusted.key ca2.pem
-notpem.pem"
+notpem.pem inter.pem inter.key chainleaf.pem chainleaf.key chainfull.pem chainfull.key ca.der
+keyonly.pem"
 
 # The stamp records which version of this script made the set: a changed recipe regenerates.
 sum=$(cksum <"$0" | cut -d' ' -f1)
@@ -120,11 +127,27 @@ openssl req -x509 -new -key selfsigned.key -out selfsigned.pem -days 825 -sha256
 
 printf 'this is not a PEM file\nit has no BEGIN line at all\n' >notpem.pem
 
+# An intermediate CA under ca, and a leaf it signs; chainfull.pem appends the intermediate.
+newkey inter.key
+openssl req -new -key inter.key -out inter.csr -subj "/CN=qfetch test intermediate CA" 2>/dev/null
+printf '%s\n' "basicConstraints = critical,CA:TRUE,pathlen:0" \
+    "keyUsage = critical,keyCertSign,cRLSign" "subjectKeyIdentifier = hash" \
+    "authorityKeyIdentifier = keyid" >inter.ext
+openssl x509 -req -in inter.csr -CA ca.pem -CAkey ca.key -set_serial 4096 -out inter.pem \
+    -days 1000 -sha256 -extfile inter.ext 2>/dev/null
+make_leaf chainleaf inter localhost "$local_san" "$now_start" "$now_end"
+cat chainleaf.pem inter.pem >chainfull.pem
+cp chainleaf.key chainfull.key
+openssl x509 -in ca.pem -outform DER -out ca.der
+cp inter.key keyonly.pem
+
 # Sanity: the good certificate verifies, the bad ones fail the way their names say.
 openssl verify -CAfile ca.pem server.pem >/dev/null
 openssl verify -CAfile ca.pem expired.pem >/dev/null 2>&1 && { echo "gen_certs: expired.pem verifies" >&2; exit 1; }
 openssl verify -CAfile ca.pem notyet.pem >/dev/null 2>&1 && { echo "gen_certs: notyet.pem verifies" >&2; exit 1; }
 openssl verify -CAfile ca.pem untrusted.pem >/dev/null 2>&1 && { echo "gen_certs: untrusted.pem verifies" >&2; exit 1; }
+openssl verify -CAfile ca.pem chainleaf.pem >/dev/null 2>&1 && { echo "gen_certs: chainleaf.pem verifies without its intermediate" >&2; exit 1; }
+openssl verify -CAfile ca.pem -untrusted inter.pem chainleaf.pem >/dev/null
 
 chmod 600 ./*.key
 for f in $outputs; do

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""`make test` driver: every cmocka binary and the integration suite, for the normal build and
-optionally the ASan/UBSan build. Streams each suite's output and ends with exactly one line
-`N passed, M failed` summing all suites; exit status 1 if M > 0 or any suite errored.
+"""`make test` driver: every cmocka binary, the integration suite and the reliability suite, for
+the normal build and optionally the ASan/UBSan build. Streams each suite's output and ends with
+exactly one line `N passed, M failed` summing all suites; exit status 1 if M > 0 or any suite
+errored. The reliability suite's slow tests (--load: 100k tickers, RSS, valgrind) run for the
+normal build only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
 
     run.py --build build [--asan-build build/asan] [--no-valgrind] [--filter SUBSTR]
 """
@@ -19,6 +21,7 @@ ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 UNIT_TIMEOUT_S = 300
 INTEGRATION_TIMEOUT_S = 900
+RELIABILITY_TIMEOUT_S = 900
 SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
 
@@ -88,17 +91,19 @@ def run_unit(build, env, label, results):
         results.append((name, p, f, errored))
 
 
-def run_integration(build, env, label, results, valgrind, certs, filt):
-    cmd = [PY, os.path.join(HERE, "integration.py"), "--build", build]
+def run_integration(build, env, label, results, valgrind, certs, filt, suite="integration"):
+    """integration.py (valgrind: --valgrind) or reliability.py (valgrind: --load)."""
+    cmd = [PY, os.path.join(HERE, suite + ".py"), "--build", build]
     if certs:
         cmd += ["--certs", certs]
     if valgrind:
-        cmd.append("--valgrind")
+        cmd.append("--valgrind" if suite == "integration" else "--load")
     if filt:
         cmd += ["--filter", filt]
-    rc, out = stream(cmd, env, INTEGRATION_TIMEOUT_S)
+    timeout = INTEGRATION_TIMEOUT_S if suite == "integration" else RELIABILITY_TIMEOUT_S
+    rc, out = stream(cmd, env, timeout)
     m = re.findall(r"^(\d+) passed, (\d+) failed\s*$", out, re.M)
-    name = "%s integration" % label
+    name = "%s %s" % (label, suite)
     if not m:
         results.append((name, 0, 1, True))
         print("run.py: %s: no summary line (exit %s): 1 failure" % (name, rc), flush=True)
@@ -124,7 +129,7 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("--asan-build")
     ap.add_argument("--no-valgrind", action="store_true")
-    ap.add_argument("--filter", default="", help="passed to integration.py")
+    ap.add_argument("--filter", default="", help="passed to integration.py and reliability.py")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     t0 = time.monotonic()
@@ -135,6 +140,11 @@ def main():
     run_unit(build, env, os.path.relpath(build, ROOT), results)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter)
+    run_integration(build, env, os.path.relpath(build, ROOT), results,
+                    not args.no_valgrind, None, args.filter, suite="reliability")
+    for suite in ("latency", "examples"):
+        run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
+                        args.filter, suite=suite)
 
     if args.asan_build:
         asan = os.path.abspath(args.asan_build)
@@ -143,6 +153,8 @@ def main():
         label = os.path.relpath(asan, ROOT)
         run_unit(asan, aenv, label, results)
         run_integration(asan, aenv, label, results, False, certs, args.filter)
+        for suite in ("reliability", "latency", "examples"):
+            run_integration(asan, aenv, label, results, False, certs, args.filter, suite=suite)
 
     print("== summary (%.0f s)" % (time.monotonic() - t0))
     for name, p, f, errored in results:

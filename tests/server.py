@@ -7,9 +7,17 @@ ssl.MemoryBIO so handshake outcomes, resumption and bytes after a failed handsha
 
     server.py --cert server.pem --key server.key [--plain] [--port 0] [--demo]
               [--close-after K] [--idle-close-ms MS [--lazy-idle-close]] [--stats-file F]
-              [--fixtures DIR] [--watch-stdin]
+              [--fixtures DIR] [--watch-stdin] [--tls-max VER] [--rcvbuf BYTES]
+              [--wait-usr1]
 
 Prints `PORT <n>` once listening; serves until SIGTERM/SIGINT (or stdin EOF with --watch-stdin).
+With --wait-usr1 it first prints `WAITING` and binds only when SIGUSR1 arrives (a restart on a
+fixed port with the interpreter already loaded). --tls-max 1.0/1.1 offers only those versions
+(with `@SECLEVEL=0` so OpenSSL 3 agrees); --rcvbuf shrinks SO_RCVBUF of accepted sockets, so the
+unread rest of a large request stays in flight (in the client's send queue) while the server is
+not reading. Fault injection for tests/reliability.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
+SLOWLORIS_, EARLY_, EARLYCLOSE_, EARLYRST_, EXTRAREC_ (their handlers say what they send); what
+they did shows in /_stats as `special_events`.
 `price_for(sym)` is importable: the price every ordinary ticker gets.
 """
 import argparse
@@ -24,6 +32,7 @@ import struct
 import sys
 import time
 import urllib.parse
+import warnings
 
 CHART_PREFIX = "/v8/finance/chart/"
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -31,6 +40,8 @@ HEADER_TIMEOUT_S = 60.0   # a request's header block must arrive within this onc
 LINGER_MAX_S = 300.0      # HANG_/SILENT_ keep a connection at most this long
 KEEPALIVE_MAX_S = 600.0   # an idle kept-alive connection is closed after this
 AFTER_FAIL_WATCH_S = 0.3  # how long to watch for bytes after a failed TLS handshake
+EARLY_PAUSE_S = 0.3       # EARLY_, EARLYCLOSE_: no reading this long after answering early
+LINGER_DRAIN_S = 3.0      # EARLYCLOSE_: lingering close reads and discards at most this long
 BASE_TIME = 1761768001    # a fixed "now" so bodies are deterministic
 
 YAHOO_404 = (b'{"chart":{"result":null,"error":{"code":"Not Found",'
@@ -246,9 +257,17 @@ class Stats:
         self.idle_closes = 0
         self.lazy_idle_closes = 0
         self.status_counts = {}
+        self.tls_versions = {}    # negotiated version -> handshakes
         self.targets = {}         # symbol -> raw request targets (last 5)
         self.headers = {}         # symbol -> last request's headers (lower-case names)
         self.failure_reasons = []
+        self.events = []          # what the fault-injecting specials did (last 50)
+
+    def event(self, **kw):
+        """Records kw (later changes to the returned dict show in /_stats too)."""
+        self.events.append(kw)
+        del self.events[:-50]
+        return kw
 
     def max_concurrent(self):
         now = time.monotonic()
@@ -282,6 +301,8 @@ class Stats:
             "targets_per_symbol": self.targets,
             "headers_per_symbol": self.headers,
             "handshake_failure_reasons": self.failure_reasons[-20:],
+            "tls_versions": self.tls_versions,
+            "special_events": self.events,
         }
 
 
@@ -309,6 +330,8 @@ class Conn:
         self.handshaken = False
         self.closed = False
         self.must_close = False
+        self.early = False        # the request line was dispatched before its header block ended
+        self.early_seen = 0       # request bytes (plaintext) received when it was dispatched
         STATS.next_id += 1
         self.id = STATS.next_id
 
@@ -323,6 +346,11 @@ class Conn:
             return await self.reader.read(65536)
         except (ConnectionError, OSError):
             return b""
+
+    def raw_write(self, data):
+        """Bytes straight onto TCP, past the TLS layer (hand-made records)."""
+        if not self.closed:
+            self.writer.write(data)
 
     async def handshake(self):
         while True:
@@ -646,6 +674,176 @@ async def _send_exact(c, status, headers, body):
     return not c.must_close
 
 
+def _json_head(c, body):
+    return c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                  [("Content-Length", str(len(body)))])
+
+
+async def h_rst_headers(c, sym):
+    """RSTHDR_: the status line and part of the header block, then RST (SO_LINGER 0)."""
+    body = chart_body(sym, repr(price_for(sym)))
+    head = _json_head(c, body)
+    cut = head.index(b"Content-Length")  # mid header block, before the framing is known
+    c.write(head[:cut])
+    await c.drain()
+    await asyncio.sleep(0.05)
+    STATS.event(sym=sym, kind="rst_headers", sent=cut)
+    c.reset()
+    return False
+
+
+def record_header(ctype, payload):
+    return bytes([ctype, 3, 3]) + len(payload).to_bytes(2, "big")
+
+
+async def h_alert(c, sym):
+    """ALERT_*: half the body, then a TLS alert, then TCP FIN without close_notify.
+
+    ALERT_     a genuine encrypted fatal alert made by the server's own OpenSSL: a forged
+               application-data record (64 random bytes) is fed into our incoming BIO; decrypting
+               it fails, so OpenSSL queues a fatal `bad_record_mac` alert (encrypted with the
+               current traffic keys) which is flushed to the client.
+    ALERTRAW_  a hand-written plaintext fatal alert record: 15 03 03 00 02 02 50 (internal_error),
+               which a TLS 1.3 peer must reject as a bad record type.
+    ALERTCN_   close_notify (SSLObject.unwrap), i.e. a clean TLS close in the middle of the body.
+    Without TLS (--plain) every variant resets the connection instead."""
+    body = chart_body(sym, repr(price_for(sym)))
+    c.write(_json_head(c, body) + body[:len(body) // 2])
+    await c.drain()
+    await asyncio.sleep(0.05)
+    if c.tls is None:
+        c.reset()
+        return False
+    if sym.startswith("ALERTCN_"):
+        STATS.event(sym=sym, kind="close_notify")
+        await c.close()
+        return False
+    if sym.startswith("ALERTRAW_"):
+        alert = record_header(21, b"\x02\x50") + b"\x02\x50"
+        reason = "hand-written plaintext alert"
+    else:
+        c.inc.write(record_header(23, b"x" * 64) + os.urandom(64))
+        reason = "no error"
+        try:
+            c.tls.read(65536)
+        except ssl.SSLError as e:
+            reason = e.reason or str(e)
+        alert = c.out.read()
+    c.raw_write(alert)
+    STATS.event(sym=sym, kind="alert", reason=reason, bytes=len(alert),
+                record_types=record_types(alert))
+    await c.drain()
+    await asyncio.sleep(0.05)
+    c.closed = True
+    c.writer.close()  # FIN, no close_notify
+    return False
+
+
+async def h_slowloris(c, sym):
+    """SLOWLORIS_: the whole response, one byte per second (bounded to 300 bytes)."""
+    body = chart_body(sym, repr(price_for(sym)))
+    data = _json_head(c, body) + body
+    sent = 0
+    for i in range(min(len(data), 300)):
+        if c.closed or c.writer.transport.is_closing():
+            break
+        c.write(data[i:i + 1])
+        sent += 1
+        await c.drain()
+        await asyncio.sleep(1.0)
+    STATS.event(sym=sym, kind="slowloris", sent=sent)
+    return False
+
+
+async def h_early(c, sym):
+    """EARLY*_: answered as soon as the request line is decrypted, before the rest of the
+    header block has arrived (a request longer than one 16 KiB TLS record, e.g. a 40 KB
+    User-Agent, makes the difference visible); the reply is written while the rest of the request
+    is still unread. On loopback the client's kernel buffers the whole request (its send buffer
+    autotunes to MBs), so its write() returns; --rcvbuf only keeps the rest in flight longer.
+
+    EARLY_       200 with keep-alive; no reading for EARLY_PAUSE_S, then the rest of the request
+                 is read and the connection is reused for the next request.
+    EARLYCLOSE_  200 with Connection: close, no reading for EARLY_PAUSE_S, close_notify and FIN;
+                 then a lingering close: the rest is read and discarded until the client closes.
+    EARLYRST_    200 with Connection: close, then 50 ms later an abortive close (RST) with the
+                 rest of the request unread."""
+    body = chart_body(sym, repr(price_for(sym)))
+    before = c.early_seen
+    close = not sym.startswith("EARLY_")
+    transport = c.writer.transport
+    transport.pause_reading()
+    c.write(c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                   [("Content-Length", str(len(body)))], close=close) + body)
+    await c.drain()
+    ev = STATS.event(sym=sym, kind="early", early=c.early, before=before)
+    if sym.startswith("EARLYRST_"):
+        await asyncio.sleep(0.05)
+        c.reset()
+        return False
+    await asyncio.sleep(EARLY_PAUSE_S)
+    transport.resume_reading()
+    if sym.startswith("EARLYCLOSE_"):
+        if c.tls is not None:
+            try:
+                c.tls.unwrap()
+            except (ssl.SSLError, ValueError):
+                pass
+            c._flush_tls()
+        if transport.can_write_eof():
+            transport.write_eof()
+    # Read the rest of the header block (or, for a lingering close, everything until EOF).
+    deadline = time.monotonic() + (LINGER_DRAIN_S if close else HEADER_TIMEOUT_S)
+    total = before
+    while time.monotonic() < deadline:
+        if c.early and not close:
+            end = c.buf.find(b"\r\n\r\n")
+            if end >= 0 or c.buf.startswith(b"\r\n"):
+                cut = end + 4 if end >= 0 else 2
+                total += cut
+                del c.buf[:cut]
+                c.early = False
+                break
+        try:
+            # A lingering close discards raw TCP bytes: the TLS session is shut down.
+            data = await asyncio.wait_for(c._raw_read() if close else c.read(),
+                                          max(0.01, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            break
+        if not data:
+            break
+        if close:
+            ev["lingering_raw_bytes"] = ev.get("lingering_raw_bytes", 0) + len(data)
+        else:
+            c.buf += data
+    if not close:
+        ev["total"] = total
+    if close:
+        c.closed = True
+        transport.abort()
+        return False
+    return not c.must_close
+
+
+async def h_extra_record(c, sym):
+    """EXTRAREC_: like EXTRA_, but the stray second response is its own TLS record, written
+    right after the real response (one TCP write); a record-at-a-time reader sees the real
+    response end exactly at a read boundary."""
+    body = chart_body(sym, repr(price_for(sym)))
+    fake = chart_body("EXTRA_FAKE", "0.01")
+    garbage = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json;charset=utf-8\r\n"
+               b"Content-Length: " + str(len(fake)).encode() + b"\r\n\r\n" + fake)
+    if c.tls is None:
+        c.write(_json_head(c, body) + body + garbage)
+    else:
+        c.tls.write(_json_head(c, body) + body)  # record(s) 1
+        c.tls.write(garbage)                     # record 2: the stray response
+        c._flush_tls()
+    STATS.event(sym=sym, kind="extra_record")
+    await c.drain()
+    return not c.must_close
+
+
 async def h_demo(c, sym):
     price, itype, exch, full, long_name, short_name = DEMO[sym]
     body = chart_body(sym, price, itype=itype, exch=exch, full_exch=full, long_name=long_name,
@@ -661,6 +859,10 @@ SPECIALS = [
     ("STRPRICE_", h_strprice), ("DECOY_", h_decoy), ("TRUNC_", h_trunc), ("HANG_", h_hang),
     ("SILENT_", h_silent), ("RST_", h_rst), ("EXTRA_", h_extra), ("BIG_", h_big),
     ("SLOW_", h_slow), ("FIX_", h_fixture),
+    # fault injection (tests/reliability.py)
+    ("RSTHDR_", h_rst_headers), ("ALERT_", h_alert), ("ALERTRAW_", h_alert),
+    ("ALERTCN_", h_alert), ("SLOWLORIS_", h_slowloris), ("EARLY_", h_early),
+    ("EARLYCLOSE_", h_early), ("EARLYRST_", h_early), ("EXTRAREC_", h_extra_record),
 ]
 
 
@@ -682,10 +884,24 @@ class Server:
         if not args.plain:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ctx.load_cert_chain(args.cert, args.key)
+            if args.tls_max:
+                self.limit_tls(args.tls_max)
         self.hits = {}  # symbol -> requests seen, for first-time behaviours (never reset)
         self.tasks = set()
         self.fixtures = {}
         self.fixdir = args.fixtures
+
+    def limit_tls(self, ver):
+        """Offer nothing newer than ver; below 1.2, also the old versions OpenSSL 3 disables at
+        its default security level (SHA-1 handshake signatures need @SECLEVEL=0)."""
+        names = {"1.0": "TLSv1", "1.1": "TLSv1_1", "1.2": "TLSv1_2", "1.3": "TLSv1_3"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            top = getattr(ssl.TLSVersion, names[ver])
+            if ver in ("1.0", "1.1"):
+                self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                self.ctx.minimum_version = ssl.TLSVersion.TLSv1
+            self.ctx.maximum_version = top
 
     def fixture(self, stem):
         """(status, headers, body, chunked) for a captured Yahoo response, or None."""
@@ -742,6 +958,8 @@ class Server:
                     await self.watch_after_failure(c)
                     return
                 STATS.tls_handshakes += 1
+                ver = c.tls.version() or "?"
+                STATS.tls_versions[ver] = STATS.tls_versions.get(ver, 0) + 1
                 c.resumed = bool(c.tls.session_reused)
                 STATS.tls_resumed += int(c.resumed)
             await self.serve(c)
@@ -777,6 +995,9 @@ class Server:
             end = c.buf.find(b"\r\n\r\n")
             if end >= 0:
                 break
+            early = self.early_request_line(c)
+            if early is not None:
+                return early
             if len(c.buf) > 65536:
                 raise Closed("header block too large")
             waiting_idle = not c.buf and deadline is None
@@ -798,6 +1019,7 @@ class Server:
             c.buf += data
             deadline = deadline or time.monotonic() + HEADER_TIMEOUT_S
         head = bytes(c.buf[:end]).decode("latin-1")
+        c.early, c.early_seen = False, end + 4
         del c.buf[:end + 4]
         lines = head.split("\r\n")
         parts = lines[0].split(" ")
@@ -815,6 +1037,20 @@ class Server:
             c.buf += data
         del c.buf[:n]
         return parts[0], parts[1], parts[2], headers
+
+    @staticmethod
+    def early_request_line(c):
+        """EARLY*_ requests are dispatched once their request line is complete (headers: {})."""
+        nl = c.buf.find(b"\r\n")
+        if nl < 0 or c.control or not c.buf.startswith(b"GET " + CHART_PREFIX.encode() + b"EARLY"):
+            return None
+        parts = bytes(c.buf[:nl]).decode("latin-1").split(" ")
+        sym = parts[1][len(CHART_PREFIX):] if len(parts) == 3 else ""
+        if not sym.startswith(("EARLY_", "EARLYCLOSE_", "EARLYRST_")):
+            return None
+        c.early, c.early_seen = True, len(c.buf)
+        del c.buf[:nl + 2]
+        return parts[0], parts[1], parts[2], {}
 
     async def serve(self, c):
         args = self.args
@@ -855,6 +1091,8 @@ class Server:
         if c.handshaken:
             STATS.tls_handshakes -= 1
             STATS.tls_resumed -= int(c.resumed)
+            ver = c.tls.version() or "?"
+            STATS.tls_versions[ver] = STATS.tls_versions.get(ver, 1) - 1
 
     async def dispatch(self, c, method, target, path, headers):
         if c.control:
@@ -905,7 +1143,27 @@ async def amain(args):
                 loop.remove_reader(fd)
                 stop.set()
         loop.add_reader(fd, on_stdin)
-    server = await asyncio.start_server(srv.on_client, "127.0.0.1", args.port, backlog=1024)
+    if args.wait_usr1:
+        go = asyncio.Event()
+        loop.add_signal_handler(signal.SIGUSR1, go.set)
+        print("WAITING", flush=True)
+        waiter = asyncio.ensure_future(go.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
+        if stop.is_set():
+            return
+    if args.rcvbuf:
+        # Set before listen() so accepted sockets inherit it (and the window scale matches).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+        sock.bind(("127.0.0.1", args.port))
+        sock.listen(1024)
+        server = await asyncio.start_server(srv.on_client, sock=sock)
+    else:
+        server = await asyncio.start_server(srv.on_client, "127.0.0.1", args.port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     print("PORT %d" % port, flush=True)
     await stop.wait()
@@ -937,6 +1195,13 @@ def main(argv=None):
     ap.add_argument("--stats-file", help="write the stats JSON here on exit")
     ap.add_argument("--fixtures", help="directory of captured Yahoo bodies served as FIX_<name>")
     ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches EOF")
+    ap.add_argument("--tls-max", choices=["1.0", "1.1", "1.2", "1.3"],
+                    help="newest TLS version offered (1.0/1.1 also enable the old versions)")
+    ap.add_argument("--rcvbuf", type=int, default=0, metavar="BYTES",
+                    help="SO_RCVBUF of accepted sockets (small: the unread rest of a big "
+                         "request stays in flight)")
+    ap.add_argument("--wait-usr1", action="store_true",
+                    help="print WAITING and bind only after SIGUSR1")
     args = ap.parse_args(argv)
     if not args.plain and not (args.cert and args.key):
         ap.error("--cert and --key are required unless --plain")

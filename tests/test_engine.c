@@ -418,7 +418,7 @@ static void test_timer_heap(void **state)
 /* ---- general requests ---- */
 
 struct gen {
-    int n, err, status, saw_ctype, body_ok;
+    int n, err, status, saw_ctype, body_ok, heads, head_status, chunks_at_head, abort_head;
     size_t body_len, streamed;
     int chunks, abort_after;
     char path_seen[128];
@@ -437,6 +437,19 @@ static void on_gen(const struct qf_response *r)
             g->saw_ctype = 1;
     }
     g->body_ok = r->body != NULL && r->body_len > 10 && memcmp(r->body, "{\"chart\"", 8) == 0;
+}
+
+static int on_gen_head(int status, const struct qf_header *h, size_t n, void *udata)
+{
+    struct gen *g = udata;
+    g->heads++;
+    g->head_status = status;
+    g->chunks_at_head = g->chunks;
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(h[i].name, "content-type") == 0 && strstr(h[i].value, "json") != NULL)
+            g->saw_ctype = 1;
+    }
+    return g->abort_head;
 }
 
 static int on_gen_chunk(const char *data, size_t len, void *udata)
@@ -463,7 +476,7 @@ static void child_general(void)
     CHILD_CHECK(qf_client_request(c, &rq) == 0);
     /* a second host, plain HTTP, body streamed in pieces */
     struct qf_request rs = {.url = plain, .on_response = on_gen, .on_chunk = on_gen_chunk,
-                            .udata = &g2};
+                            .on_head = on_gen_head, .udata = &g2};
     CHILD_CHECK(qf_client_request(c, &rs) == 1);
     struct qf_request rh = {.url = headurl, .method = "HEAD", .on_response = on_gen, .udata = &g3};
     CHILD_CHECK(qf_client_request(c, &rh) == 2);
@@ -474,13 +487,19 @@ static void child_general(void)
     CHILD_CHECK(qf_client_request(c, &ra) == 3);
     struct qf_request rc = {.url = url, .on_response = on_gen, .udata = &g5};
     int cid = qf_client_request(c, &rc);
+    struct gen g6 = {.abort_head = 1};
+    struct qf_request rb = {.url = url, .on_response = on_gen, .on_head = on_gen_head,
+                            .udata = &g6};
     CHILD_CHECK(qf_client_cancel(c, cid) == 0);
     CHILD_CHECK(qf_client_cancel(c, cid) == QF_EINVAL);
+    CHILD_CHECK(qf_client_request(c, &rb) == cid + 1);
     CHILD_CHECK(qf_client_add(c, "MIXED") == 0); /* quotes share the engine */
     CHILD_CHECK(qf_client_run(c) == 0);
     CHILD_CHECK(g1.n == 1 && g1.err == 0 && g1.status == 200 && g1.saw_ctype && g1.body_ok);
     CHILD_CHECK(g2.n == 1 && g2.err == 0 && g2.status == 200 && g2.body_len > 500000);
     CHILD_CHECK(g2.streamed == g2.body_len && g2.chunks > 1);
+    CHILD_CHECK(g2.heads == 1 && g2.head_status == 200 && g2.chunks_at_head == 0);
+    CHILD_CHECK(g6.heads == 1 && g6.n == 1 && g6.err == QF_ECANCELED && g6.status == 200);
     /* server.py answers HEAD with 405 and a Content-Length: no body may be read after it */
     CHILD_CHECK(g3.n == 1 && g3.err == 0 && (g3.status == 200 || g3.status == 405));
     CHILD_CHECK(g3.body_len == 0);
