@@ -26,6 +26,9 @@ SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
 
 
+BENCH_TIMEOUT_S = 600
+
+
 def stream(cmd, env, timeout):
     """Runs cmd (cwd = repo root), echoing its merged output; returns (rc or None, text)."""
     print("== %s" % " ".join(cmd), flush=True)
@@ -115,6 +118,14 @@ def run_integration(build, env, label, results, valgrind, certs, filt, suite="in
     results.append((name, p, f, errored))
 
 
+def run_bench_quick(env, results):
+    """`make bench-quick`: the benchmark harness end to end on a small workload, so it cannot
+    rot; one test, failed when any contender gives a wrong answer or the harness breaks."""
+    rc, out = stream(["make", "--no-print-directory", "-C", ROOT, "bench-quick"], env,
+                     BENCH_TIMEOUT_S)
+    results.append(("bench-quick", 1 if rc == 0 else 0, 0 if rc == 0 else 1, False))
+
+
 def certs_for(build, fallback):
     own = os.path.join(build, "test", "certs")
     if os.path.isfile(os.path.join(own, "ca.pem")):
@@ -145,6 +156,9 @@ def main():
     for suite in ("latency", "examples"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
+
+    if not args.no_valgrind:
+        run_bench_quick(env, results)
 
     if args.asan_build:
         asan = os.path.abspath(args.asan_build)

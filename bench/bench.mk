@@ -1,0 +1,37 @@
+# Benchmarks (issue 4), included by the top Makefile. Owned by bench/.
+#   make bench        full comparison against curl, libcurl, wrk and the Python original;
+#                     writes bench/RESULTS.md and bench/*.png and refreshes README's Benchmarks
+#   make bench-quick  a subset in seconds (CI): fails when any contender gives a wrong answer
+#   make bench-parse  the parser microbenchmark alone
+BENCH_BIN    = $(BUILD)/bench/curl_multi $(BUILD)/bench/parse_bench $(BUILD)/bench/measure
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+BENCH_ARGS  ?=
+
+.PHONY: bench bench-quick bench-parse bench-bin deps-bench
+deps-bench: $(BUILD)/.deps-bench
+bench-bin: $(BENCH_BIN)
+
+$(BUILD)/bench/%.o: bench/%.c | $(BUILD)/.deps-bench
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(CURL_CFLAGS) -c $< -o $@
+
+$(BUILD)/bench/curl_multi: $(BUILD)/bench/curl_multi.o $(BUILD)/libqfetch.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CURL_LIBS) $(LDLIBS_SSL) -lm $(LDFLAGS)
+
+$(BUILD)/bench/parse_bench: $(BUILD)/bench/parse_bench.o $(BUILD)/libqfetch.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_SSL) -lm $(LDFLAGS)
+
+$(BUILD)/bench/measure: $(BUILD)/bench/measure.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)
+
+bench: deps-bench
+	@$(MAKE) --no-print-directory all certs bench-bin
+	$(PY) bench/run.py --build $(BUILD) --readme $(BENCH_ARGS)
+
+bench-quick: deps-bench
+	@$(MAKE) --no-print-directory all certs bench-bin
+	$(PY) bench/run.py --build $(BUILD) --quick $(BENCH_ARGS)
+
+bench-parse: bench-bin
+	$(BUILD)/bench/parse_bench
