@@ -477,25 +477,32 @@ static int grow_body(struct qf_conn *c, size_t len)
     return 0;
 }
 
-/* Bytes already waiting after the last expected response (in OpenSSL or in the socket) belong
- * to no request: parking the connection would hand them to the next one as its answer. One
- * non-blocking read settles it; a TLS 1.3 session ticket is consumed and is not app data. */
-static int stray_bytes(struct qf_conn *c)
+/* Bytes already waiting after the last expected response belong to no request: parking the
+ * connection would hand them to the next one as its answer. With read-ahead OpenSSL takes all
+ * the socket held in one read, so only its buffer needs a look (a session ticket there is
+ * consumed by the read and is not app data); a plain read that did not fill the buffer left
+ * the socket empty. Bytes arriving later wake the parked connection, which then closes. */
+static int stray_bytes(struct qf_conn *c, int filled)
 {
     char b[64];
 
     if (c->host->url.tls) {
+        if (!qf_tls_pending(&c->tls))
+            return 0;
         ssize_t n = qf_tls_read(&c->tls, b, sizeof(b), NULL, 0);
         return n != QF_WANT_READ && n != QF_WANT_WRITE;
     }
+    if (!filled)
+        return 0;
     ssize_t n = recv(c->fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n >= 0 || (errno != EAGAIN && errno != EINTR);
 }
 
 /* The head request's response is complete: hand it to the scheduler, then park or close,
- * or go on with the next pipelined response. more_bytes: the read held bytes after it.
+ * or go on with the next pipelined response. more_bytes: the read held bytes after it;
+ * filled: that read filled the buffer, so the socket may hold more.
  * Returns QF_CONN_RECV when another response is expected on this connection. */
-static int on_complete(struct qf_conn *c, int more_bytes)
+static int on_complete(struct qf_conn *c, int more_bytes, int filled)
 {
     struct qf_client *cl = c->cl;
     struct qf_req *r = c->req, *next = r->next;
@@ -506,7 +513,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     c->nreq++;
     if (!keep) {
         qf_conn_detach(c);
-    } else if (next == NULL && stray_bytes(c)) {
+    } else if (next == NULL && stray_bytes(c, filled)) {
         qf_conn_detach(c);
         keep = 0;
     } else if (next == NULL) {
@@ -619,7 +626,7 @@ static int on_recv(struct qf_conn *c)
         if (n == 0) {
             if (qf_http_finish(&c->http) == 0) {
                 c->http.keep_alive = 0;
-                return on_complete(c, 0);
+                return on_complete(c, 0, 0);
             }
             if (c->got_byte)
                 snprintf(c->errmsg, sizeof(c->errmsg),
@@ -652,7 +659,7 @@ static int on_recv(struct qf_conn *c)
                 return QF_CONN_FREE;
             if (!c->http.complete)
                 break;
-            int next = on_complete(c, off < (size_t)n);
+            int next = on_complete(c, off < (size_t)n, (size_t)n == sizeof(c->rbuf));
             if (next != QF_CONN_RECV)
                 return next;
         }

@@ -3,6 +3,7 @@
  * never searches for key text, so decoys elsewhere in the document cannot be picked.
  * This file holds the only jsmn implementation in the program (JSMN_STRICT). */
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS /* as parser/json.h */
 #include <jsmn.h>
 
 #include "parser/json.h"
@@ -125,21 +126,54 @@ static int close_valid(const struct doc *d, int i)
     return c != ',' && c != ':';
 }
 
+/* Bracket nesting, tracked in the same token pass: tokens come in document order and each
+ * counts its direct children, so a stack of pending child counts knows every token's depth.
+ * A key is a level of that stack (its value is its child) but not a bracket level. */
+struct nest {
+    int pending[2 * QF_JSON_DEPTH_MAX + 2];
+    int bracket[2 * QF_JSON_DEPTH_MAX + 2];
+    int sp, depth;
+};
+
+static int nest_push(struct nest *s, const jsmntok_t *t)
+{
+    int is_container = t->type == JSMN_OBJECT || t->type == JSMN_ARRAY;
+
+    if (s->sp > 0)
+        s->pending[s->sp - 1]--;
+    if (is_container && s->depth + 1 > QF_JSON_DEPTH_MAX)
+        return 0;
+    if (t->size > 0) {
+        if (s->sp == (int)(sizeof(s->pending) / sizeof(s->pending[0])))
+            return 0;
+        s->pending[s->sp] = t->size;
+        s->bracket[s->sp++] = is_container;
+        s->depth += is_container;
+    }
+    while (s->sp > 0 && s->pending[s->sp - 1] == 0)
+        s->depth -= s->bracket[--s->sp];
+    return 1;
+}
+
 /* Root spans the body apart from blanks; each gap between tokens is blank or the right
- * separator; objects hold exactly as many keys as they have children. O(len) in total,
- * so a 100k-token body costs one more linear pass and no recursion. */
+ * separator; objects hold exactly as many keys as they have children; nesting stays within
+ * QF_JSON_DEPTH_MAX. O(len) in total, so a 100k-token body costs one more linear pass and no
+ * recursion. */
 static int doc_valid(const struct doc *d)
 {
     long keys = 0, children = 0;
+    struct nest nest;
     int i, at;
 
+    nest.sp = nest.depth = 0;
     if (prev_char(d, tok_open(d, 0), &at) != '\0')
         return 0;
     for (i = tok_close(d, 0); (size_t)i < d->len; i++)
         if (!is_ws(d->js[i]))
             return 0;
     for (i = 0; i < d->n; i++) {
-        if (!leaf_valid(d, i) || !close_valid(d, i) || (i > 0 && !separator_valid(d, i)))
+        if (!leaf_valid(d, i) || !close_valid(d, i) || (i > 0 && !separator_valid(d, i)) ||
+            !nest_push(&nest, &d->t[i]))
             return 0;
         if (d->t[i].type == JSMN_OBJECT)
             children += d->t[i].size;
@@ -352,33 +386,6 @@ static int extract_price(const struct doc *d, int meta, double *price)
     return qf_price_parse(d->js + t->start, (size_t)(t->end - t->start), price);
 }
 
-/* jsmn closes a container by scanning back over its whole subtree, so parsing costs
- * O(tokens x depth): "[[[[...]]]]" in an 8 MiB body would stall the event loop for minutes.
- * Yahoo nests about 7 deep; deeper bodies are refused before jsmn sees them. */
-static int depth_ok(const char *js, size_t len)
-{
-    size_t i;
-    int depth = 0, in_str = 0;
-
-    for (i = 0; i < len; i++) {
-        char c = js[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > QF_JSON_DEPTH_MAX)
-                return 0;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return 1;
-}
-
 static int tokenize(const char *body, size_t len, jsmntok_t *toks, unsigned ntoks)
 {
     jsmn_parser p;
@@ -400,7 +407,7 @@ int qf_json_extract(const char *body, size_t len, jsmntok_t *toks, unsigned ntok
     int meta;
 
     memset(q, 0, sizeof(*q));
-    if (len > INT_MAX || !depth_ok(body, len)) /* jsmn's token offsets are int */
+    if (len > INT_MAX) /* jsmn's token offsets are int */
         return QF_EJSON;
     d.n = tokenize(body, len, toks, ntoks);
     if (d.n < 0)

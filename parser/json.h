@@ -6,8 +6,13 @@
 
 #include <stddef.h>
 
-#define QF_JSON_DEPTH_MAX 64 /* deeper nesting is QF_EJSON: jsmn's cost grows with depth */
+#define QF_JSON_DEPTH_MAX 64 /* deeper bracket nesting is QF_EJSON (Yahoo nests about 7) */
 
+/* Parent links make closing a container O(depth) instead of a scan back over its whole
+ * subtree; they change jsmntok's layout, so every includer must see the same define. */
+#ifndef JSMN_PARENT_LINKS
+#define JSMN_PARENT_LINKS
+#endif
 #define JSMN_HEADER
 #include <jsmn.h>
 #undef JSMN_HEADER

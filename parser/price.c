@@ -86,10 +86,40 @@ static int split_number(const char *s, size_t len, struct numparts *p)
     return i == len;
 }
 
+/* Grammar only, on every number of every body: one forward pass, no bookkeeping. */
 int qf_price_is_number(const char *s, size_t len)
 {
-    struct numparts p;
-    return split_number(s, len, &p);
+    const char *p = s, *end = s + len;
+
+    if (p < end && *p == '-')
+        p++;
+    if (p == end || !is_digit(*p))
+        return 0;
+    if (*p++ == '0') {
+        if (p < end && is_digit(*p))
+            return 0;
+    } else {
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    if (p < end && *p == '.') {
+        const char *f = ++p;
+        while (p < end && is_digit(*p))
+            p++;
+        if (p == f)
+            return 0;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        const char *x = p;
+        while (p < end && is_digit(*p))
+            p++;
+        if (p == x)
+            return 0;
+    }
+    return p == end;
 }
 
 /* Rewrites the number as "[-]DIGITSeN" without a decimal point: strtod's radix character

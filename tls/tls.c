@@ -96,6 +96,9 @@ int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t 
     /* SSL_write is retried with the same buffer after WANT_*; idle connections give back
      * their record buffers. */
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* Without read-ahead every record costs two read()s (header, then body); reads drain
+     * until WANT_READ anyway, so buffered records are never stranded. */
+    SSL_CTX_set_read_ahead(t->ctx, 1);
     SSL_CTX_set_session_cache_mode(t->ctx,
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);
@@ -283,6 +286,11 @@ ssize_t qf_tls_write_early(struct qf_tls *s, const void *buf, size_t len, char *
 int qf_tls_early_accepted(const struct qf_tls *s)
 {
     return SSL_get_early_data_status(s->ssl) == SSL_EARLY_DATA_ACCEPTED;
+}
+
+int qf_tls_pending(const struct qf_tls *s)
+{
+    return SSL_has_pending(s->ssl);
 }
 
 int qf_tls_resumed(const struct qf_tls *s)

@@ -56,6 +56,9 @@ ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, s
 
 int qf_tls_resumed(const struct qf_tls *s);
 
+/* OpenSSL holds bytes read from the fd (records, processed or not) that no read returned. */
+int qf_tls_pending(const struct qf_tls *s);
+
 /* TLS 1.3 early data (0-RTT): how many bytes the session to be resumed allows (0: none).
  * qf_tls_write_early() works like qf_tls_write() before the handshake; after the handshake
  * qf_tls_early_accepted() says whether the server took them (else send them again). */
