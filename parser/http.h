@@ -32,6 +32,7 @@ struct qf_http {
     unsigned nheaders;
     /* header match state: names of interest are short, values capped */
     int field_id;
+    char field_last;       /* last byte of the name so far */
     size_t field_len;
     char field[16];
     size_t value_len;

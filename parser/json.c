@@ -102,7 +102,9 @@ static int separator_valid(const struct doc *d, int i)
 
     switch (c) {
     case ':':
-        return d->t[i - 1].type == JSMN_STRING && d->t[i - 1].size == 1 && !is_key;
+        /* the ':' must follow the key's closing quote: jsmn lets "a"::1 through */
+        return d->t[i - 1].type == JSMN_STRING && d->t[i - 1].size == 1 && !is_key &&
+               prev_char(d, at, &at2) == '"' && at2 == d->t[i - 1].end;
     case '{':
         return is_key;
     case '[':
