@@ -74,7 +74,8 @@ $(BUILD)/test/certs/.done: tests/gen_certs.sh | $(BUILD)/.deps-test
 test: deps-test check-layers
 	@$(MAKE) --no-print-directory all unit certs examples
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit examples
-	@$(PY) tests/run.py --build $(BUILD) --asan-build build/asan
+	@$(MAKE) --no-print-directory BUILD=build/clang CC=clang all unit examples
+	@$(PY) tests/run.py --build $(BUILD) --asan-build build/asan --clang-build build/clang
 
 asan: deps-test
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit certs examples

@@ -139,6 +139,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", required=True)
     ap.add_argument("--asan-build")
+    ap.add_argument("--clang-build", help="a clang build whose cmocka binaries run too")
     ap.add_argument("--no-valgrind", action="store_true")
     ap.add_argument("--filter", default="", help="passed to integration.py and reliability.py")
     args = ap.parse_args()
@@ -157,6 +158,9 @@ def main():
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
+    if args.clang_build:
+        cb = os.path.abspath(args.clang_build)
+        run_unit(cb, dict(env, QF_BUILD=build), os.path.relpath(cb, ROOT), results)
     if not args.no_valgrind:
         run_bench_quick(env, results)
 
