@@ -95,7 +95,8 @@ static const char *split_origin(struct qf_url *u, const char *url, char *err, si
         size_t plen = (size_t)(p + auth_len - port);
         char *end;
         long v = strtol(port, &end, 10);
-        if (plen == 0 || plen > 5 || end != p + auth_len || v < 1 || v > 65535)
+        if (plen == 0 || plen > 5 || end != p + auth_len || v < 1 || v > 65535 ||
+            strspn(port, "0123456789") != plen)
             goto bad_host;
         snprintf(u->port, sizeof(u->port), "%ld", v);
     } else {

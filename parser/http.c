@@ -91,8 +91,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     if (h->headers_done)
         return count_framing(h, len);
     accumulate(h->field, sizeof(h->field), &h->field_len, at, len);
-    if (len > 0)
-        h->field_last = at[len - 1];
+    if (memchr(at, ' ', len) != NULL || memchr(at, '\t', len) != NULL)
+        h->field_blank = 1;
     return capture(h, at, len);
 }
 
@@ -124,9 +124,10 @@ static int on_header_field_complete(llhttp_t *p)
     struct qf_http *h = from(p);
     if (h->headers_done)
         return 0;
-    /* llhttp 8.1 lets "Name : value" through in responses with the blank in the name; RFC
-     * 9112 5.1 forbids it, and a name that does not match what it says is refused. */
-    if (h->field_last == ' ' || h->field_last == '\t')
+    /* llhttp 8.1 lets "Name : value" and "Content Length: 5" through in responses with the
+     * blank in the name; RFC 9112 5.1 forbids it, and a name that is not what it seems (a
+     * length that frames nothing, a Retry-After that is ignored) is refused. */
+    if (h->field_blank)
         return fail(h, QF_EPROTO);
     if (h->field_len <= sizeof(h->field) && name_is(h->field, h->field_len, "retry-after"))
         h->field_id = FIELD_RETRY_AFTER;
@@ -166,6 +167,7 @@ static int on_header_value_complete(llhttp_t *p)
             h->value_len <= sizeof(h->value) ? parse_delta_seconds(h->value, h->value_len) : -1;
     h->field_id = FIELD_OTHER;
     h->field_len = 0;
+    h->field_blank = 0;
     h->value_len = 0;
     h->nheaders++;
     return capture_end(h);

@@ -32,7 +32,7 @@ struct qf_http {
     unsigned nheaders;
     /* header match state: names of interest are short, values capped */
     int field_id;
-    char field_last;       /* last byte of the name so far */
+    int field_blank;       /* the name holds a blank: RFC 9112 5.1 forbids it */
     size_t field_len;
     char field[16];
     size_t value_len;

@@ -1220,8 +1220,14 @@ def die_with_parent():
 
 
 class Nginx:
-    def __init__(self, symbols):
-        self.dir = tempfile.mkdtemp(prefix="qfetch-nginx-")
+    """nginx on 127.0.0.1 with the test certificate. By default it serves a generated file
+    per symbol; `locations` replaces the server's location blocks, `log` the access log format,
+    `http_extra` adds http-level directives."""
+
+    def __init__(self, symbols=(), locations="location / { }", workers=1, http_extra="",
+                 log="'$connection $connection_requests $status \"$request_uri\"'",
+                 prefix="qfetch-nginx-", session_cache=True):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
         CLEANUP.append(self.stop)
         root = os.path.join(self.dir, "root", "v8", "finance", "chart")
         os.makedirs(root)
@@ -1236,30 +1242,31 @@ class Nginx:
         user = "user root;\n" if os.geteuid() == 0 else ""
         conf = f"""{user}daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     types {{ }}
     default_type application/json;
-    log_format qf '$connection $connection_requests $status "$request_uri"';
+    log_format qf {log};
     access_log {d}/access.log qf;
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    keepalive_requests 100000;
+    keepalive_requests 1000000;
     keepalive_timeout 60s;
-    ssl_session_cache shared:qf:1m;
+    {"ssl_session_cache shared:qf:1m;" if session_cache else ""}
+{http_extra}
     server {{
         listen 127.0.0.1:{self.port} ssl;
         server_name localhost;
         ssl_certificate {cert("server.pem")};
         ssl_certificate_key {cert("server.key")};
         root {d}/root;
-        location / {{ }}
+        {locations}
     }}
 }}
 """

@@ -756,74 +756,29 @@ def duplicates_fetched_once():
           % counts)
 
 
-class TemplateNginx:
+class TemplateNginx(I.Nginx):
     """nginx answering GET /v8/finance/chart/T<d+><dd> with a Yahoo-shaped body whose price is
     <d+>.<dd> (return 200 with the regex captures): 100,000 distinct, checkable prices, no files.
     Access log: `$connection $request_uri`."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="qfetch-rel-nginx-")
-        I.CLEANUP.append(self.stop)
         body = chart_body("T@SYM@", "@PRICE@").decode()
         check(not set("'$\\") & set(body), "body template needs nginx escaping")
         body = body.replace("@SYM@", "$1$2").replace("@PRICE@", "$1.$2")
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        d = self.dir
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        conf = f"""{user}daemon off;
-master_process on;
-worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    types {{ }}
-    default_type application/json;
-    log_format qf '$connection $request_uri';
-    access_log {d}/access.log qf buffer=256k;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    ssl_session_cache shared:qfrel:1m;
-    server {{
-        listen 127.0.0.1:{self.port} ssl;
-        server_name localhost;
-        ssl_certificate {cert("server.pem")};
-        ssl_certificate_key {cert("server.key")};
-        location ~ "^/v8/finance/chart/T([1-9][0-9]*)([0-9][0-9])$" {{
-            return 200 '{body}';
-        }}
-        location / {{ return 404 '{{"chart":{{"result":null,"error":{{"code":"Not Found"}}}}}}'; }}
-    }}
-}}
-"""
-        self.conf = os.path.join(d, "nginx.conf")
+        locations = """location ~ "^/v8/finance/chart/T([1-9][0-9]*)([0-9][0-9])$" {
+            return 200 '%s';
+        }
+        location / { return 404 '{"chart":{"result":null,"error":{"code":"Not Found"}}}'; }""" \
+            % body
+        super().__init__(locations=locations, workers=2, log="'$connection $request_uri'",
+                         prefix="qfetch-rel-nginx-")
+        # buffered access log: access() reopens it to flush
+        with open(self.conf) as f:
+            conf = f.read().replace("qf;\n", "qf buffer=256k;\n", 1)
         with open(self.conf, "w") as f:
             f.write(conf)
-        self.errf = open(os.path.join(d, "stderr.log"), "wb")
-        self.proc = subprocess.Popen(["nginx", "-e", os.path.join(d, "error.log"), "-c",
-                                      self.conf, "-p", d], stdin=subprocess.DEVNULL,
-                                     stdout=self.errf, stderr=self.errf,
-                                     preexec_fn=I.die_with_parent)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        if self.proc.poll() is not None or time.monotonic() >= deadline:
-            err = open(os.path.join(d, "error.log")).read()[-500:]
-            self.stop()
-            raise Fail("nginx did not start: %s" % err)
-        self.url = "https://localhost:%d/v8/finance/chart/{}" % self.port
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
 
     def access(self):
         """(connection, uri) rows; reopens the log so buffered lines are flushed first."""
@@ -838,16 +793,6 @@ http {{
 
     def clear_log(self):
         open(os.path.join(self.dir, "access.log"), "w").close()
-
-    def stop(self):
-        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _LOAD = {}

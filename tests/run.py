@@ -118,6 +118,20 @@ def run_integration(build, env, label, results, valgrind, certs, filt, suite="in
     results.append((name, p, f, errored))
 
 
+def run_fuzz(env, results):
+    """`make fuzz`: each libFuzzer target for FUZZ_SECONDS (60 unless set) under ASan+UBSan;
+    one test per target, failed by any crash, leak or timeout."""
+    secs = os.environ.get("FUZZ_SECONDS", "60")
+    rc, out = stream(["make", "--no-print-directory", "-C", ROOT, "fuzz", "FUZZ_SECONDS=" + secs],
+                     env, BENCH_TIMEOUT_S)
+    lines = re.findall(r"^(fuzz_\w+): \d+ execs, .*?(\d+) crashes", out, re.M)
+    ok = sum(1 for _, n in lines if n == "0")
+    bad = len(lines) - ok
+    if rc != 0 and bad == 0:
+        bad = 1
+    results.append(("fuzz (%ss per target)" % secs, ok, bad, rc != 0 and not lines))
+
+
 def run_bench_quick(env, results):
     """`make bench-quick`: the benchmark harness end to end on a small workload, so it cannot
     rot; one test, failed when any contender gives a wrong answer or the harness breaks."""
@@ -162,6 +176,7 @@ def main():
         cb = os.path.abspath(args.clang_build)
         run_unit(cb, dict(env, QF_BUILD=build), os.path.relpath(cb, ROOT), results)
     if not args.no_valgrind:
+        run_fuzz(env, results)
         run_bench_quick(env, results)
 
     if args.asan_build:

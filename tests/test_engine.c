@@ -374,7 +374,7 @@ static void test_url_parse(void **state)
     assert_string_equal(u.prefix, "/?s=");
     qf_url_free(&u);
     const char *bad[] = {"https://{}/x", "https://h/{}/{}", "https://h/x", "https://h:0/{}",
-                         "https://h:99999/{}", "https://h:x/{}", "https:///{}", "https://u@h/{}",
+                         "https://h:99999/{}", "https://h:x/{}", "https://h:+80/{}", "https:///{}", "https://u@h/{}",
                          "https://h/a b/{}", "https://h/#{}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(qf_url_parse(&u, bad[i], err, sizeof(err)), QF_EINVAL);

@@ -1,0 +1,34 @@
+/* Invariant checks shared by the libFuzzer targets (tests/fuzz/fuzz_*.c) and the replay suite
+ * (tests/test_fuzz_regress.c). Each runs one input through a path of qfetch and returns 0, or
+ * 1 after writing the first broken invariant to why: the fuzzer aborts with it, the unit test
+ * fails with it. Over-reads, leaks and undefined behaviour are left to the sanitizers: every
+ * buffer handed to the code under test is allocated at its exact size. */
+#ifndef QF_TESTS_FUZZ_CHECK_H
+#define QF_TESTS_FUZZ_CHECK_H
+
+#include <stddef.h>
+
+/* Response path: raw bytes -> qf_http (whole, and again in pieces) -> body -> qf_json_extract
+ * (token array grown from small, and at the contract's bound) -> qf_price_format.
+ * Input layout:
+ *   byte 0, bits 0-3: K, the number of piece-size bytes after byte 1 (K = 0: one byte at a time)
+ *           bit 4: the peer closes after the last byte (qf_http_finish)
+ *           bit 5: body_max is QF_FUZZ_SMALL_BODY_MAX instead of QF_HTTP_BODY_MAX
+ *           bit 6: the split feed grows buffers exactly to the contract's minimum, not doubling
+ *           bit 7: the token array starts at 1 token instead of 16
+ *   byte 1, bit 0: capture the headers (qf_http_set_hbuf, starting from an 8-byte buffer)
+ *           bit 1: the request was HEAD (no_body)
+ *           bits 2-7: unused
+ *   bytes 2..K+1: piece sizes, used in turn: b < 128 gives b + 1 bytes, else (b - 127) * 256
+ *   the rest: the response bytes as they come off the socket. */
+#define QF_FUZZ_SMALL_BODY_MAX 1024
+int qf_fuzz_check_response(const unsigned char *data, size_t len, char *why, size_t whylen);
+
+/* CLI path: argv -> cli_args_parse -> each ticker through qf_symbol_encode, the URL template
+ * through the engine's template parser, and (when parsing succeeded) rows made from the
+ * tickers through every output format, json and csv read back.
+ * Input layout: bytes 0-1 (little endian) modulo (rest + 1) = S; the last S bytes are stdin
+ * (for '-t -'), the bytes before them are argv[1..], separated by NUL bytes. */
+int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t whylen);
+
+#endif

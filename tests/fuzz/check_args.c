@@ -1,0 +1,467 @@
+/* Command-line invariants; input layout in check.h. cli/ prints usage errors to stderr and
+ * tables to stdout: both are pointed at /dev/null (or a memory stream that is read back) for
+ * the call only, so libFuzzer's and cmocka's own output is untouched. */
+#include "tests/fuzz/check.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "engine/engine.h"
+#include "parser/price.h"
+#include "qfetch.h"
+#include "tests/fuzz/oracle.h"
+
+#define ROWS_MAX 64 /* rows printed per input: enough for every layout, cheap per run */
+
+struct ctx {
+    char *why;
+    size_t whylen;
+};
+
+__attribute__((format(printf, 3, 4))) static int violation(struct ctx *c, int line, const char *fmt,
+                                                           ...)
+{
+    va_list ap;
+    int n = snprintf(c->why, c->whylen, "check_args.c:%d: ", line);
+
+    if (n >= 0 && (size_t)n < c->whylen) {
+        va_start(ap, fmt);
+        vsnprintf(c->why + n, c->whylen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return 1;
+}
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return violation(c, __LINE__, __VA_ARGS__);                                            \
+    } while (0)
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static FILE *devnull(void)
+{
+    static FILE *f;
+    if (f == NULL && (f = fopen("/dev/null", "w")) == NULL)
+        abort();
+    return f;
+}
+
+/* fd 0 becomes a memfd holding the given bytes; returns the saved fd to put back. stdio's
+ * buffer and EOF flag are dropped so that every input starts clean. */
+static int stdin_from(const unsigned char *p, size_t n)
+{
+    static int mfd = -1;
+    int saved = dup(0);
+
+    if (mfd < 0 && (mfd = memfd_create("qf-fuzz-stdin", MFD_CLOEXEC)) < 0)
+        abort();
+    if (ftruncate(mfd, 0) != 0 || (n > 0 && pwrite(mfd, p, n, 0) != (ssize_t)n) ||
+        lseek(mfd, 0, SEEK_SET) != 0 || dup2(mfd, 0) != 0)
+        abort();
+    __fpurge(stdin);
+    clearerr(stdin);
+    return saved;
+}
+
+static void stdin_restore(int saved)
+{
+    __fpurge(stdin);
+    clearerr(stdin);
+    if (saved >= 0) {
+        dup2(saved, 0);
+        close(saved);
+    } else {
+        close(0);
+    }
+}
+
+static int is_unreserved(unsigned char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+static int hexv(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* Encoded text: only unreserved characters and %XX (upper-case hex), decoding back to t; a
+ * buffer one byte short of the result must give QF_ENOSPC. */
+static int check_symbol(struct ctx *c, const char *t)
+{
+    size_t n = strlen(t), cap = 3 * n + 1, i, k = 0;
+    char *out = xmalloc(cap), *tight;
+    int r = qf_symbol_encode(t, out, cap), bad = 0, r2;
+
+    if (r < 0 || (size_t)r >= cap || strlen(out) != (size_t)r) {
+        free(out);
+        CHECK(0, "qf_symbol_encode('%s') returned %d for cap %zu", t, r, cap);
+    }
+    for (i = 0; i < (size_t)r && !bad; k++) {
+        unsigned char ch = (unsigned char)out[i];
+        if (is_unreserved(ch)) {
+            bad = (unsigned char)t[k] != ch;
+            i++;
+        } else {
+            bad = ch != '%' || i + 2 >= (size_t)r || hexv(out[i + 1]) < 0 || hexv(out[i + 2]) < 0 ||
+                  (unsigned char)t[k] != hexv(out[i + 1]) * 16 + hexv(out[i + 2]) ||
+                  is_unreserved((unsigned char)t[k]);
+            i += 3;
+        }
+    }
+    bad = bad || k != n;
+    tight = xmalloc((size_t)r);
+    r2 = qf_symbol_encode(t, tight, (size_t)r);
+    free(tight);
+    if (bad)
+        violation(c, __LINE__, "qf_symbol_encode('%s') = '%s' is not its unreserved/%%XX form", t,
+                  out);
+    free(out);
+    if (bad)
+        return 1;
+    CHECK(r2 == QF_ENOSPC, "qf_symbol_encode with cap %d returned %d, want QF_ENOSPC", r, r2);
+    return 0;
+}
+
+/* The engine's template parser on whatever -u gave: a clean refusal, or a host taken from
+ * the authority and a prefix/suffix that rebuild the path around the one "{}". */
+static int check_url(struct ctx *c, const char *tmpl)
+{
+    struct qf_url u;
+    char err[256];
+    int r = qf_url_parse(&u, tmpl, err, sizeof(err)), bad;
+
+    CHECK(r == 0 || r == QF_EINVAL, "qf_url_parse returned %d", r);
+    if (r != 0) {
+        CHECK(u.prefix == NULL && u.suffix == NULL, "qf_url_parse failed but kept allocations");
+        CHECK(err[0] != '\0', "qf_url_parse failed without a message");
+        return 0;
+    }
+    const char *auth = tmpl + (u.tls ? 8 : 7), *path = auth + strcspn(auth, "/?#");
+    const char *ph = strstr(tmpl, "{}");
+    size_t hl = strlen(u.host), pl = strlen(u.prefix), lead = path[0] != '/';
+    long port = strtol(u.port, NULL, 10);
+    bad = strncmp(tmpl, u.tls ? "https://" : "http://", u.tls ? 8 : 7) != 0 || ph == NULL ||
+          ph < path || hl == 0 || memmem(auth, (size_t)(path - auth), u.host, hl) == NULL ||
+          port < 1 || port > 65535 || strcmp(u.suffix, ph + 2) != 0 || u.prefix[0] != '/' ||
+          pl != lead + (size_t)(ph - path) || memcmp(u.prefix + lead, path, pl - lead) != 0;
+    if (bad)
+        violation(c, __LINE__,
+                  "qf_url_parse('%s') gave host '%s' port '%s' prefix '%s' suffix '%s'", tmpl,
+                  u.host, u.port, u.prefix, u.suffix);
+    qf_url_free(&u);
+    return bad;
+}
+
+static uint64_t fnv(const char *s, size_t salt)
+{
+    uint64_t h = 1469598103934665603ull ^ salt;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* A symbol the engine takes (qf_client_add): 1-64 bytes, no blanks or control characters. */
+static int engine_takes(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *t; t++)
+        if ((unsigned char)*t <= ' ' || *t == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Any magnitude from 2^-60 to 2^100 (the formatter refuses >= 1e26 and NaN), either sign. */
+static double made_up_price(uint64_t h)
+{
+    uint64_t bits = (h & 0x800fffffffffffffull) | (uint64_t)(1023 - 60 + (h >> 52) % 160) << 52;
+    double v;
+    memcpy(&v, &bits, sizeof(v));
+    return v;
+}
+
+/* Runs cli_out_print with stdout captured; *out is malloc'd and NUL-terminated. */
+static size_t capture(enum cli_format f, const struct cli_row *rows, size_t n, char **out)
+{
+    FILE *saved_out = stdout, *saved_err = stderr, *m;
+    size_t len = 0;
+
+    *out = NULL;
+    if ((m = open_memstream(out, &len)) == NULL)
+        abort();
+    stdout = m;
+    stderr = devnull();
+    cli_out_print(f, rows, n);
+    stdout = saved_out;
+    stderr = saved_err;
+    fclose(m);
+    return len;
+}
+
+static int str_is(const char *js, struct qf_oracle_val v, const char *want)
+{
+    size_t n = strlen(want);
+    char *got = xmalloc(v.len + 1);
+    int ok = v.type == QF_ORACLE_STRING && qf_oracle_json_string(js, v, got, v.len + 1, 0) == n &&
+             memcmp(got, want, n) == 0;
+    free(got);
+    return ok;
+}
+
+static int text_is(const char *js, struct qf_oracle_val v, enum qf_oracle_type type,
+                   const char *want)
+{
+    return v.type == type && v.len == strlen(want) && memcmp(js + v.at, want, v.len) == 0;
+}
+
+static int check_json_out(struct ctx *c, const struct cli_row *rows, size_t n, int utf8)
+{
+    char *js, num[32];
+    size_t len = capture(CLI_JSON, rows, n, &js), at = 0;
+    struct qf_oracle_val root, e;
+    int v = qf_oracle_json_parse(js, len, 8, utf8, &root, &at), bad = 0;
+    size_t i;
+
+    bad = v != 1 || root.type != QF_ORACLE_ARRAY || qf_oracle_json_count(js, root) != n;
+    for (i = 0; i < n && !bad; i++) {
+        const struct cli_row *r = &rows[i];
+        e = qf_oracle_json_index(js, root, i);
+        bad = !str_is(js, qf_oracle_json_get(js, e, "ticker"), r->symbol);
+        if (!bad && r->err == 0) {
+            struct qf_oracle_val cur = qf_oracle_json_get(js, e, "currency");
+            bad = !text_is(js, qf_oracle_json_get(js, e, "price"), QF_ORACLE_NUMBER, r->price) ||
+                  (r->currency[0] ? !str_is(js, cur, r->currency)
+                                  : !text_is(js, cur, QF_ORACLE_NULL, "null"));
+        } else if (!bad) {
+            snprintf(num, sizeof(num), "%d", r->status);
+            bad = !str_is(js, qf_oracle_json_get(js, e, "error"), r->errmsg) ||
+                  !text_is(js, qf_oracle_json_get(js, e, "status"), QF_ORACLE_NUMBER, num);
+        }
+    }
+    if (bad)
+        violation(c, __LINE__, "json output %s at row %zu (reader at %zu): %.200s",
+                  v == 1 ? "does not match the rows" : "is not valid JSON", i, at, js);
+    free(js);
+    return bad;
+}
+
+/* One RFC 4180 field at *p (quoted or not); returns it malloc'd, advances past it. */
+static char *csv_read_field(const char **p, const char *end)
+{
+    const char *s = *p;
+    char *f = xmalloc((size_t)(end - s) + 1);
+    size_t n = 0;
+
+    if (s < end && *s == '"') {
+        for (s++; s < end; s++) {
+            if (*s == '"' && (s + 1 >= end || s[1] != '"'))
+                break;
+            if (*s == '"')
+                s++;
+            f[n++] = *s;
+        }
+        if (s < end)
+            s++;
+    } else {
+        while (s < end && *s != ',' && *s != '\r' && *s != '\n' && *s != '"')
+            f[n++] = *s++;
+    }
+    f[n] = '\0';
+    *p = s;
+    return f;
+}
+
+/* Reads one record of 5 fields ending in \r\n; 0 on a malformed record. */
+static int csv_record(const char **p, const char *end, char *fields[5])
+{
+    int k;
+    for (k = 0; k < 5; k++)
+        fields[k] = NULL;
+    for (k = 0; k < 5; k++) {
+        fields[k] = csv_read_field(p, end);
+        if (k < 4) {
+            if (*p >= end || **p != ',')
+                return 0;
+            (*p)++;
+        }
+    }
+    if (end - *p < 2 || (*p)[0] != '\r' || (*p)[1] != '\n')
+        return 0;
+    *p += 2;
+    return 1;
+}
+
+static int check_csv_out(struct ctx *c, const struct cli_row *rows, size_t n)
+{
+    char *out, *f[5], num[32];
+    size_t len = capture(CLI_CSV, rows, n, &out), i;
+    const char *p = out, *end = out + len;
+    int bad = !csv_record(&p, end, f) || strcmp(f[0], "ticker") || strcmp(f[1], "price") ||
+              strcmp(f[2], "currency") || strcmp(f[3], "status") || strcmp(f[4], "error");
+
+    for (int k = 0; k < 5; k++)
+        free(f[k]);
+    for (i = 0; i < n && !bad; i++) {
+        const struct cli_row *r = &rows[i];
+        snprintf(num, sizeof(num), "%d", r->status);
+        bad = !csv_record(&p, end, f) || strcmp(f[0], r->symbol) ||
+              strcmp(f[1], r->err == 0 ? r->price : "") ||
+              strcmp(f[2], r->err == 0 ? r->currency : "") || strcmp(f[3], num) ||
+              strcmp(f[4], r->err == 0 ? "" : r->errmsg);
+        for (int k = 0; k < 5; k++)
+            free(f[k]);
+    }
+    bad = bad || p != end;
+    if (bad)
+        violation(c, __LINE__, "csv output does not read back at row %zu: %.200s", i, out);
+    free(out);
+    return bad;
+}
+
+static int check_other_out(struct ctx *c, const struct cli_row *rows, size_t n)
+{
+    char *out;
+    size_t len = capture(CLI_TABLE, rows, n, &out);
+    free(out);
+    len = capture(CLI_PYTHON, rows, n, &out);
+    int ok = len >= 3 && out[0] == '[' && memcmp(out + len - 2, "]\n", 2) == 0;
+    free(out);
+    CHECK(ok, "python output is not one bracketed list");
+    return 0;
+}
+
+/* Rows as cli/main.c builds them for symbols the engine took; prices and errors made up from
+ * the tickers so that every field sees fuzzed bytes. */
+static int check_output(struct ctx *c, const struct cli_args *a)
+{
+    struct cli_row rows[ROWS_MAX];
+    size_t n = 0, i;
+    int utf8 = 1, bad;
+
+    memset(rows, 0, sizeof(rows));
+    for (i = 0; i < a->ntickers && n < ROWS_MAX; i++) {
+        const char *t = a->tickers[i], *other = a->tickers[(i + 1) % a->ntickers];
+        uint64_t h = fnv(t, i);
+        struct cli_row *r = &rows[n];
+        if (!engine_takes(t))
+            continue;
+        r->symbol = t;
+        r->done = 1;
+        r->err = (h & 3) == 0 ? QF_EHTTP : 0;
+        r->status = r->err ? (int)(h >> 8) % 600 : 200;
+        if (qf_price_format(made_up_price(h), r->price, sizeof(r->price)) < 0)
+            snprintf(r->price, sizeof(r->price), "0.00");
+        snprintf(r->currency, sizeof(r->currency), "%s", other);
+        r->errmsg = strdup(a->tickers[(i + 2) % a->ntickers]);
+        if (r->errmsg == NULL)
+            abort();
+        utf8 = utf8 && qf_oracle_utf8_valid(t, strlen(t)) &&
+               qf_oracle_utf8_valid(r->currency, strlen(r->currency)) &&
+               qf_oracle_utf8_valid(r->errmsg, strlen(r->errmsg));
+        n++;
+    }
+    bad = check_json_out(c, rows, n, utf8) || check_csv_out(c, rows, n) ||
+          check_other_out(c, rows, n);
+    for (i = 0; i < n; i++)
+        free(rows[i].errmsg);
+    return bad;
+}
+
+static int check_parsed(struct ctx *c, const struct cli_args *a, int argc, size_t in_len)
+{
+    CHECK(a->ntickers > 0 && a->tickers != NULL, "accepted with no tickers");
+    CHECK(a->resolve != NULL && a->nresolve < (size_t)argc && a->resolve[a->nresolve] == NULL,
+          "resolve list not NULL-terminated (%zu entries)", a->nresolve);
+    CHECK(a->connections >= 0 && a->connections <= 10000, "connections %d", a->connections);
+    CHECK(a->timeout_ms >= 0 && a->timeout_ms <= 86400000, "timeout_ms %d", a->timeout_ms);
+    CHECK(a->connect_timeout_ms >= 0 && a->connect_timeout_ms <= 86400000, "connect_timeout_ms %d",
+          a->connect_timeout_ms);
+    CHECK(a->retries >= -1 && a->retries <= 100, "retries %d", a->retries);
+    CHECK(a->format <= CLI_PYTHON, "format %d", (int)a->format);
+    CHECK(a->pipeline >= 0 && a->pipeline <= 1000, "pipeline %d", a->pipeline);
+    CHECK(a->repeat >= 1 && a->repeat <= 1000000, "repeat %d", a->repeat);
+    CHECK(a->session_cache == NULL || a->session_cache[0] != '\0', "empty --session-cache");
+    CHECK(!a->stats_json || a->stats, "--stats=json without stats");
+    for (size_t i = 0; i < a->ntickers; i++) {
+        const char *t = a->tickers[i];
+        CHECK(t != NULL, "ticker %zu is NULL", i);
+        uintptr_t at = (uintptr_t)t, from = (uintptr_t)a->stdin_buf;
+        if (a->stdin_buf != NULL && at >= from && at <= from + in_len)
+            CHECK(t[0] != '\0' && strpbrk(t, " \t\r\n\v\f") == NULL,
+                  "stdin ticker %zu '%s' is empty or holds a blank", i, t);
+        if (check_symbol(c, t))
+            return 1;
+    }
+    if (a->url != NULL && check_url(c, a->url))
+        return 1;
+    return check_output(c, a);
+}
+
+int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t whylen)
+{
+    struct ctx cx = {why, whylen}, *c = &cx;
+    struct cli_args a;
+    size_t rest, in_len, alen, i, k;
+    int argc = 1, rc, bad = 0, saved;
+
+    why[0] = '\0';
+    if (len < 2)
+        return 0;
+    rest = len - 2;
+    in_len = ((size_t)data[0] | (size_t)data[1] << 8) % (rest + 1);
+    alen = rest - in_len;
+    const char *args = (const char *)data + 2;
+    if (alen > 0) {
+        argc = 2;
+        for (i = 0; i < alen; i++)
+            argc += args[i] == '\0';
+    }
+    /* Each argument in its own exact-size allocation: reading past its NUL is caught. */
+    char **argv = xmalloc(((size_t)argc + 1) * sizeof(*argv));
+    argv[0] = strdup("qfetch");
+    for (i = 0, k = 1; alen > 0 && k < (size_t)argc; k++) {
+        size_t n = strnlen(args + i, alen - i);
+        argv[k] = xmalloc(n + 1);
+        memcpy(argv[k], args + i, n);
+        argv[k][n] = '\0';
+        i += n + 1;
+    }
+    argv[argc] = NULL;
+
+    FILE *saved_out = stdout, *saved_err = stderr;
+    saved = stdin_from(data + 2 + alen, in_len);
+    stdout = devnull();
+    stderr = devnull();
+    rc = cli_args_parse(&a, argc, argv);
+    stdout = saved_out;
+    stderr = saved_err;
+    stdin_restore(saved);
+
+    if (rc != 0 && rc != 2)
+        bad = violation(c, __LINE__, "cli_args_parse returned %d", rc);
+    else if (rc == 0 && !a.help)
+        bad = check_parsed(c, &a, argc, in_len);
+    cli_args_free(&a);
+    for (k = 0; k < (size_t)argc; k++)
+        free(argv[k]);
+    free(argv);
+    return bad;
+}

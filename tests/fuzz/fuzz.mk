@@ -1,0 +1,51 @@
+# libFuzzer targets, built with clang into $(BUILD)/fuzz/ (our sources and llhttp's generated C
+# compiled again with the fuzzer and sanitizer flags: gcc objects are never reused).
+#   make fuzz [FUZZ_SECONDS=60]   each target in turn on a fresh copy of its corpus
+#   make fuzz-quick               the same, 5 s each
+# Crash, leak and timeout inputs land in $(BUILD)/fuzz/artifacts/; tests/fuzz/run.py prints
+# one summary line per target and fails when any target found something.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR      = $(BUILD)/fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) -O1 -g $(WARN) -MMD -MP \
+                $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CFLAGS)
+FUZZ_LLHTTP   = $(FUZZ_DIR)/llhttp/llhttp.o $(FUZZ_DIR)/llhttp/api.o $(FUZZ_DIR)/llhttp/http.o
+FUZZ_RESPONSE_OBJ = $(addprefix $(FUZZ_DIR)/,tests/fuzz/fuzz_response.o \
+    tests/fuzz/check_response.o tests/fuzz/oracle.o parser/http.o parser/json.o parser/price.o) \
+    $(FUZZ_LLHTTP)
+FUZZ_ARGS_OBJ = $(addprefix $(FUZZ_DIR)/,tests/fuzz/fuzz_args.o tests/fuzz/check_args.o \
+    tests/fuzz/oracle.o cli/args.o cli/out.o engine/url.o engine/alloc.o parser/price.o)
+FUZZ_BINS     = $(FUZZ_DIR)/fuzz_response $(FUZZ_DIR)/fuzz_args
+
+.PHONY: fuzz fuzz-quick fuzz-build
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@$(PY) tests/fuzz/run.py --build $(BUILD) --seconds $(FUZZ_SECONDS) fuzz_response fuzz_args
+
+fuzz-quick:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+
+$(FUZZ_DIR)/%.o: %.c | $(BUILD)/.deps-test
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/.deps-test
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -I$(LLHTTP_INC) -O1 -g -w $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+	    -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_response: $(FUZZ_RESPONSE_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lm $(LDFLAGS)
+
+$(FUZZ_DIR)/fuzz_args: $(FUZZ_ARGS_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lm $(LDFLAGS)
+
+# tests/test_fuzz_regress.c replays the corpora through the same checks under `make test` (gcc,
+# and the asan build). $^ lists these objects after libqfetch.a, so the archive is named again
+# after them.
+FUZZ_REGRESS_OBJ = $(BUILD)/test/fuzz/check_response.o $(BUILD)/test/fuzz/check_args.o \
+    $(BUILD)/test/fuzz/oracle.o $(BUILD)/cli/args.o $(BUILD)/cli/out.o
+$(BUILD)/test/test_fuzz_regress: $(FUZZ_REGRESS_OBJ)
+$(BUILD)/test/test_fuzz_regress: private override LDFLAGS += $(BUILD)/libqfetch.a -lm
