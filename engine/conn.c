@@ -80,6 +80,27 @@ void qf_conn_close(struct qf_conn *c)
     c->req = NULL;
 }
 
+/* Puts a chain of requests that got no answer back at the front of the host's queue, in their
+ * order, not counted as attempts; fresh: they must go to a new connection. */
+static void requeue_front(struct qf_client *cl, struct qf_host *h, struct qf_req *chain,
+                          int fresh)
+{
+    struct qf_req *v[1024]; /* --pipeline is at most 1000 */
+    int n = 0;
+
+    for (struct qf_req *q = chain; q != NULL && n < 1024; q = q->next)
+        v[n++] = q;
+    while (n-- > 0) {
+        struct qf_req *q = v[n];
+        q->attempts--;
+        q->want_fresh |= fresh;
+        if (q->cancelled)
+            qf_sched_finish(cl, q, QF_ECANCELED, 0, "canceled", NULL);
+        else
+            qf_sched_push(h, q, 1);
+    }
+}
+
 /* Closes c and hands back the request being received. Requests pipelined behind it got no
  * answer: they go back to the queue for fresh connections, not counted as attempts, and this
  * host is not pipelined to again in this run. */
@@ -94,19 +115,7 @@ struct qf_req *qf_conn_detach(struct qf_conn *c)
         r->next = NULL;
     if (rest != NULL) {
         c->host->no_pipeline = 1;
-        struct qf_req *v[1024];
-        int n = 0;
-        for (struct qf_req *q = rest; q != NULL && n < 1024; q = q->next)
-            v[n++] = q;
-        while (n-- > 0) { /* front of the queue, in their original order */
-            struct qf_req *q = v[n];
-            q->attempts--;
-            q->want_fresh = 1;
-            if (q->cancelled)
-                qf_sched_finish(c->cl, q, QF_ECANCELED, 0, "canceled", NULL);
-            else
-                qf_sched_push(c->host, q, 1);
-        }
+        requeue_front(c->cl, c->host, rest, 1);
     }
     return r;
 }
@@ -274,17 +283,10 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     if (rc == QF_ENOSPC && h->nopen > 0) {
         /* Out of fds: live with the connections we have and queue the requests again. */
         h->max = h->nopen;
-        for (struct qf_req *q = r; q != NULL; q = q->next)
-            q->attempts--;
         c->req = NULL;
         c->ninflight = 0;
         qf_conn_close(c);
-        struct qf_req *v[1024];
-        int n = 0;
-        for (struct qf_req *q = r; q != NULL && n < 1024; q = q->next)
-            v[n++] = q;
-        while (n-- > 0)
-            qf_sched_push(h, v[n], 1);
+        requeue_front(cl, h, r, 0);
         return;
     }
     if (rc < 0) {
