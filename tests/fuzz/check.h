@@ -6,7 +6,48 @@
 #ifndef QF_TESTS_FUZZ_CHECK_H
 #define QF_TESTS_FUZZ_CHECK_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Scaffolding of the two check files: CHECK(cond, fmt, ...) returns 1 from the check function
+ * after writing "file:line: message" to c->why. */
+struct ctx {
+    char *why;
+    size_t whylen;
+};
+
+__attribute__((format(printf, 4, 5))) static inline int violation(struct ctx *c,
+                                                                  const char *file, int line,
+                                                                  const char *fmt, ...)
+{
+    va_list ap;
+    const char *base = strrchr(file, '/');
+    int n = snprintf(c->why, c->whylen, "%s:%d: ", base != NULL ? base + 1 : file, line);
+
+    if (n >= 0 && (size_t)n < c->whylen) {
+        va_start(ap, fmt);
+        vsnprintf(c->why + n, c->whylen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return 1;
+}
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            return violation(c, __FILE__, __LINE__, __VA_ARGS__);                              \
+    } while (0)
+
+static inline void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        abort();
+    return p;
+}
 
 /* Response path: raw bytes -> qf_http (whole, and again in pieces) -> body -> qf_json_extract
  * (token array grown from small, and at the contract's bound) -> qf_price_format.

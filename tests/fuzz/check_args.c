@@ -20,39 +20,6 @@
 
 #define ROWS_MAX 64 /* rows printed per input: enough for every layout, cheap per run */
 
-struct ctx {
-    char *why;
-    size_t whylen;
-};
-
-__attribute__((format(printf, 3, 4))) static int violation(struct ctx *c, int line, const char *fmt,
-                                                           ...)
-{
-    va_list ap;
-    int n = snprintf(c->why, c->whylen, "check_args.c:%d: ", line);
-
-    if (n >= 0 && (size_t)n < c->whylen) {
-        va_start(ap, fmt);
-        vsnprintf(c->why + n, c->whylen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            return violation(c, __LINE__, __VA_ARGS__);                                            \
-    } while (0)
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
 static FILE *devnull(void)
 {
     static FILE *f;
@@ -130,7 +97,7 @@ static int check_symbol(struct ctx *c, const char *t)
     r2 = qf_symbol_encode(t, tight, (size_t)r);
     free(tight);
     if (bad)
-        violation(c, __LINE__, "qf_symbol_encode('%s') = '%s' is not its unreserved/%%XX form", t,
+        violation(c, __FILE__, __LINE__, "qf_symbol_encode('%s') = '%s' is not its unreserved/%%XX form", t,
                   out);
     free(out);
     if (bad)
@@ -162,7 +129,7 @@ static int check_url(struct ctx *c, const char *tmpl)
           port < 1 || port > 65535 || strcmp(u.suffix, ph + 2) != 0 || u.prefix[0] != '/' ||
           pl != lead + (size_t)(ph - path) || memcmp(u.prefix + lead, path, pl - lead) != 0;
     if (bad)
-        violation(c, __LINE__,
+        violation(c, __FILE__, __LINE__,
                   "qf_url_parse('%s') gave host '%s' port '%s' prefix '%s' suffix '%s'", tmpl,
                   u.host, u.port, u.prefix, u.suffix);
     qf_url_free(&u);
@@ -257,7 +224,7 @@ static int check_json_out(struct ctx *c, const struct cli_row *rows, size_t n, i
         }
     }
     if (bad)
-        violation(c, __LINE__, "json output %s at row %zu (reader at %zu): %.200s",
+        violation(c, __FILE__, __LINE__, "json output %s at row %zu (reader at %zu): %.200s",
                   v == 1 ? "does not match the rows" : "is not valid JSON", i, at, js);
     free(js);
     return bad;
@@ -331,7 +298,7 @@ static int check_csv_out(struct ctx *c, const struct cli_row *rows, size_t n)
     }
     bad = bad || p != end;
     if (bad)
-        violation(c, __LINE__, "csv output does not read back at row %zu: %.200s", i, out);
+        violation(c, __FILE__, __LINE__, "csv output does not read back at row %zu: %.200s", i, out);
     free(out);
     return bad;
 }
@@ -456,7 +423,7 @@ int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t 
     stdin_restore(saved);
 
     if (rc != 0 && rc != 2)
-        bad = violation(c, __LINE__, "cli_args_parse returned %d", rc);
+        bad = violation(c, __FILE__, __LINE__, "cli_args_parse returned %d", rc);
     else if (rc == 0 && !a.help)
         bad = check_parsed(c, &a, argc, in_len);
     cli_args_free(&a);

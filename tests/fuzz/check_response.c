@@ -20,39 +20,6 @@
 #define PRICE_TEXT_MAX 400 /* parser/json.h: longer price numbers are QF_EJSON */
 #define TOKS_START 16
 
-struct ctx {
-    char *why;
-    size_t whylen;
-};
-
-__attribute__((format(printf, 3, 4))) static int violation(struct ctx *c, int line, const char *fmt,
-                                                           ...)
-{
-    va_list ap;
-    int n = snprintf(c->why, c->whylen, "check_response.c:%d: ", line);
-
-    if (n >= 0 && (size_t)n < c->whylen) {
-        va_start(ap, fmt);
-        vsnprintf(c->why + n, c->whylen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            return violation(c, __LINE__, __VA_ARGS__);                                            \
-    } while (0)
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
 #define HBUF_START 8
 
 struct plan {
