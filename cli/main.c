@@ -1,6 +1,7 @@
 /* qfetch CLI: a thin client of include/qfetch.h, exactly like an outside user would be. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,27 +233,22 @@ static void print_stats(const qf_client *c, struct run *run, int json)
 {
     struct qf_stats st;
     qf_client_stats(c, &st);
-    if (json) {
-        fprintf(stderr,
-                "{\"conns_opened\":%llu,\"requests_sent\":%llu,\"reused\":%llu,\"tls_full\":%llu,"
-                "\"tls_resumed\":%llu,\"retries\":%llu,\"stale_resends\":%llu,"
-                "\"bytes_read\":%llu,\"early_data\":%llu,\"wall_ms\":%.3f,\"latency_ms\":{",
-                (unsigned long long)st.conns_opened, (unsigned long long)st.requests_sent,
-                (unsigned long long)st.reused, (unsigned long long)st.tls_full,
-                (unsigned long long)st.tls_resumed, (unsigned long long)st.retries,
-                (unsigned long long)st.stale_resends, (unsigned long long)st.bytes_read,
-                (unsigned long long)st.early_data, st.wall_ms);
-    } else {
-        fprintf(stderr,
-                "qfetch: stats: conns_opened=%llu requests_sent=%llu reused=%llu tls_full=%llu "
-                "tls_resumed=%llu retries=%llu stale_resends=%llu bytes_read=%llu "
-                "early_data=%llu wall_ms=%.1f\nqfetch: latency ms:",
-                (unsigned long long)st.conns_opened, (unsigned long long)st.requests_sent,
-                (unsigned long long)st.reused, (unsigned long long)st.tls_full,
-                (unsigned long long)st.tls_resumed, (unsigned long long)st.retries,
-                (unsigned long long)st.stale_resends, (unsigned long long)st.bytes_read,
-                (unsigned long long)st.early_data, st.wall_ms);
-    }
+    const struct {
+        const char *name;
+        uint64_t v;
+    } counters[] = {
+        {"conns_opened", st.conns_opened}, {"requests_sent", st.requests_sent},
+        {"reused", st.reused},             {"tls_full", st.tls_full},
+        {"tls_resumed", st.tls_resumed},   {"retries", st.retries},
+        {"stale_resends", st.stale_resends}, {"bytes_read", st.bytes_read},
+        {"early_data", st.early_data},
+    };
+    fputs(json ? "{" : "qfetch: stats:", stderr);
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        fprintf(stderr, json ? "\"%s\":%llu," : " %s=%llu", counters[i].name,
+                (unsigned long long)counters[i].v);
+    fprintf(stderr, json ? "\"wall_ms\":%.3f,\"latency_ms\":{" : " wall_ms=%.1f\nqfetch: latency ms:",
+            st.wall_ms);
     print_phase("total", &run->total, json, 0);
     print_phase("connect", &run->connect, json, 1);
     print_phase("tls", &run->tls, json, 1);
