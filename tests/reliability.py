@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -1162,72 +1161,18 @@ def main():
     ap.add_argument("--filter", default="")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
-    I.CFG.build = os.path.abspath(args.build)
-    I.CFG.qfetch = os.path.join(I.CFG.build, "qfetch")
-    I.CFG.certs = os.path.abspath(args.certs or os.path.join(I.CFG.build, "test", "certs"))
+    I.setup(args, "qfetch-rel-cache-")
     I.CFG.fixtures = None
     CFG.load = args.load
-    # qfetch keeps TLS sessions in $XDG_CACHE_HOME/qfetch: keep runs hermetic, away from $HOME.
-    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="qfetch-rel-cache-")
-    I.CLEANUP.append(lambda: shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True))
     selected = [t for t in TESTS if args.filter in t.__name__
                 and (CFG.load or not getattr(t, "load_only", False))]
     if args.list:
         for t in selected:
             print(t.__name__)
         return 0
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-
-    passed = failed = 0
     t_all = time.monotonic()
-    try:
-        pre = []
-        if not os.access(I.CFG.qfetch, os.X_OK):
-            pre.append("%s is not an executable (run make)" % I.CFG.qfetch)
-        for name in ("ca.pem", "chainleaf.pem", "chainfull.pem", "ca.der", "keyonly.pem"):
-            if not os.path.isfile(cert(name)):
-                pre.append("%s missing (run make certs)" % cert(name))
-        if pre:
-            for t in selected:
-                print("FAIL %s: %s" % (t.__name__, "; ".join(pre)), flush=True)
-            failed = len(selected)
-            selected = []
-        for t in selected:
-            del I.LAST_RUNS[:]
-            del I.NOTES[:]
-            t0 = time.monotonic()
-            try:
-                t()
-                passed += 1
-                extra = ("; " + "; ".join(I.NOTES)) if I.NOTES else ""
-                print("ok %s  # %.1fs%s" % (t.__name__, time.monotonic() - t0, extra), flush=True)
-            except Fail as e:
-                failed += 1
-                print("FAIL %s: %s" % (t.__name__, e), flush=True)
-            except Exception as e:  # a bug in the test or an unexpected condition
-                failed += 1
-                print("FAIL %s: %s: %s" % (t.__name__, type(e).__name__, e), flush=True)
-                print(I.tail(traceback.format_exc(), 8), flush=True)
-            else:
-                continue
-            if I.LAST_RUNS:
-                r = I.LAST_RUNS[-1]
-                print("    $ %s" % " ".join(r.cmd)[:400], flush=True)
-                print("    exit %s after %.2fs; stderr tail:" % (r.rc, r.elapsed), flush=True)
-                if r.err.strip():
-                    print(I.tail(r.err), flush=True)
-    except KeyboardInterrupt:
-        failed += 1
-        print("FAIL interrupted", flush=True)
-    finally:
-        for fn in reversed(I.CLEANUP):
-            try:
-                fn()
-            except Exception:
-                pass
+    passed, failed = I.run_selected(selected, certs=("ca.pem", "chainleaf.pem", "chainfull.pem",
+                                                     "ca.der", "keyonly.pem"))
     print("# reliability suite: %.1fs" % (time.monotonic() - t_all), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     return 1 if failed else 0
