@@ -181,7 +181,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     }
     if (qf_heap_reserve(&c->timers, (int)c->nconns + 64) < 0)
         goto nomem;
-    c->ntoks = 2048; /* a typical chart body needs a few hundred to a few thousand */
+    c->ntoks = 256; /* only meta is tokenized: Yahoo's needs about 100 */
     if ((c->toks = qf_calloc(c->ntoks, sizeof(*c->toks))) == NULL)
         goto nomem;
     if ((c->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||

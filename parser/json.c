@@ -1,7 +1,8 @@
-/* Quote extraction over jsmn: tokenize the whole body into the caller's token array, check
- * what jsmn's strict mode leaves unchecked, then walk the tree by path. Never allocates and
- * never searches for key text, so decoys elsewhere in the document cannot be picked.
- * This file holds the only jsmn implementation in the program (JSMN_STRICT). */
+/* Quote extraction: one validating scan over the whole body finds, by path, the objects the
+ * answer comes from; jsmn tokenizes only those into the caller's token array, and the walk
+ * reads them by key. Never allocates and never searches for key text, so decoys elsewhere in
+ * the document cannot be picked. This file holds the only jsmn implementation in the program
+ * (JSMN_STRICT). */
 #define JSMN_STRICT
 #define JSMN_PARENT_LINKS /* as parser/json.h */
 #include <jsmn.h>
@@ -23,20 +24,10 @@ struct doc {
     int n;
 };
 
-static int is_ws(char c)
+static int tok_is(const struct doc *d, int i, const char *lit)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* First byte of token i in the text: string tokens start after their opening quote. */
-static int tok_open(const struct doc *d, int i)
-{
-    return d->t[i].type == JSMN_STRING ? d->t[i].start - 1 : d->t[i].start;
-}
-
-static int tok_close(const struct doc *d, int i)
-{
-    return d->t[i].type == JSMN_STRING ? d->t[i].end + 1 : d->t[i].end;
+    size_t n = strlen(lit);
+    return (size_t)(d->t[i].end - d->t[i].start) == n && memcmp(d->js + d->t[i].start, lit, n) == 0;
 }
 
 /* Index after token i's subtree. jsmn has no parent links, but each token counts its direct
@@ -52,137 +43,220 @@ static int skip(const struct doc *d, int i)
     return i;
 }
 
-/* Last non-blank byte before position pos, or '\0' at the start of the text. */
-static char prev_char(const struct doc *d, int pos, int *at)
-{
-    while (pos > 0 && is_ws(d->js[pos - 1]))
-        pos--;
-    *at = pos - 1;
-    return pos > 0 ? d->js[pos - 1] : '\0';
-}
+/* ---- The scan: validates the whole body in one pass and finds the objects we read ------
+ * jsmn tokenizes only the objects the answer comes from (meta, or the error object): the
+ * bar arrays after meta are most of a body and were 80% of the JSON cost. The scan is the
+ * JSON grammar (RFC 8259, bytes >= 0x80 unchecked, as before), so a body jsmn never sees
+ * is still rejected exactly when it is not JSON. */
 
-static int tok_is(const struct doc *d, int i, const char *lit)
-{
-    size_t n = strlen(lit);
-    return (size_t)(d->t[i].end - d->t[i].start) == n && memcmp(d->js + d->t[i].start, lit, n) == 0;
-}
-
-/* jsmn's strict mode still accepts "tru", "1.2.3" and raw control bytes in strings. */
-static int leaf_valid(const struct doc *d, int i)
-{
-    const jsmntok_t *t = &d->t[i];
-    int k;
-
-    switch (t->type) {
-    case JSMN_OBJECT:
-    case JSMN_ARRAY:
-        return 1;
-    case JSMN_PRIMITIVE:
-        return t->size == 0 &&
-               (tok_is(d, i, "true") || tok_is(d, i, "false") || tok_is(d, i, "null") ||
-                qf_price_is_number(d->js + t->start, (size_t)(t->end - t->start)));
-    case JSMN_STRING:
-        for (k = t->start; k < t->end; k++)
-            if ((unsigned char)d->js[k] < 0x20)
-                return 0;
-        return t->size <= 1;
-    default:
-        return 0;
-    }
-}
-
-/* jsmn does not look at separators: "[1 2]", "[1,,2]" and "{"a","b":1}" tokenize fine.
- * Every non-root token must follow '{', '[', ',' or ':'; ':' only right after its key; a
- * ',' only after a value; '{' only before a key. */
-static int separator_valid(const struct doc *d, int i)
-{
-    int at, at2;
-    int is_key = d->t[i].type == JSMN_STRING && d->t[i].size == 1;
-    char c = prev_char(d, tok_open(d, i), &at), c2;
-
-    switch (c) {
-    case ':':
-        /* the ':' must follow the key's closing quote: jsmn lets "a"::1 through */
-        return d->t[i - 1].type == JSMN_STRING && d->t[i - 1].size == 1 && !is_key &&
-               prev_char(d, at, &at2) == '"' && at2 == d->t[i - 1].end;
-    case '{':
-        return is_key;
-    case '[':
-        return !is_key;
-    case ',':
-        c2 = prev_char(d, at, &at2);
-        return c2 != ',' && c2 != ':' && c2 != '{' && c2 != '[' && c2 != '\0';
-    default:
-        return 0;
-    }
-}
-
-/* A container must not end in ',' or ':' ("[1,]", "{"a":}"). */
-static int close_valid(const struct doc *d, int i)
-{
-    int at;
-    char c;
-    if (d->t[i].type != JSMN_OBJECT && d->t[i].type != JSMN_ARRAY)
-        return 1;
-    c = prev_char(d, d->t[i].end - 1, &at);
-    return c != ',' && c != ':';
-}
-
-/* Bracket nesting, tracked in the same token pass: tokens come in document order and each
- * counts its direct children, so a stack of pending child counts knows every token's depth.
- * A key is a level of that stack (its value is its child) but not a bracket level. */
-struct nest {
-    int pending[2 * QF_JSON_DEPTH_MAX + 2];
-    int bracket[2 * QF_JSON_DEPTH_MAX + 2];
-    int sp, depth;
+/* Paths the scan follows; a key leads to a node only at its FIRST occurrence. */
+enum node {
+    N_NONE,
+    N_ROOT,
+    N_CHART,
+    N_RESULT,
+    N_RESULT0,
+    N_META,
+    N_CHART_ERR,
+    N_FINANCE,
+    N_FINANCE_ERR,
+    N_COUNT
 };
 
-static int nest_push(struct nest *s, const jsmntok_t *t)
-{
-    int is_container = t->type == JSMN_OBJECT || t->type == JSMN_ARRAY;
+struct span {
+    size_t at, len; /* an object's text, braces included; len 0: absent or not an object */
+};
 
-    if (s->sp > 0)
-        s->pending[s->sp - 1]--;
-    if (is_container && s->depth + 1 > QF_JSON_DEPTH_MAX)
-        return 0;
-    if (t->size > 0) {
-        if (s->sp == (int)(sizeof(s->pending) / sizeof(s->pending[0])))
-            return 0;
-        s->pending[s->sp] = t->size;
-        s->bracket[s->sp++] = is_container;
-        s->depth += is_container;
-    }
-    while (s->sp > 0 && s->pending[s->sp - 1] == 0)
-        s->depth -= s->bracket[--s->sp];
-    return 1;
+struct scan {
+    const char *s;
+    unsigned seen;              /* nodes entered, as bits */
+    struct span found[N_COUNT]; /* N_META, N_CHART_ERR, N_FINANCE_ERR */
+};
+
+/* Byte classes. The scan works on local pointers, never on struct fields: a char access may
+ * alias any object, so a position kept in memory would be reloaded after every byte. */
+enum { C_WS = 1, C_STOP = 2, C_DIGIT = 4 }; /* C_STOP: a string scan stops ('"', '\\', < 0x20) */
+/* clang-format off */
+static const unsigned char cls[256] = {
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 2, 2, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    [' '] = C_WS, ['"'] = C_STOP, ['\\'] = C_STOP,
+    ['0'] = C_DIGIT, C_DIGIT, C_DIGIT, C_DIGIT, C_DIGIT, C_DIGIT, C_DIGIT, C_DIGIT, C_DIGIT,
+    C_DIGIT,
+};
+/* clang-format on */
+
+typedef const unsigned char *pos_t;
+
+static pos_t skip_ws(pos_t p, pos_t end)
+{
+    while (p < end && (cls[*p] & C_WS))
+        p++;
+    return p;
 }
 
-/* Root spans the body apart from blanks; each gap between tokens is blank or the right
- * separator; objects hold exactly as many keys as they have children; nesting stays within
- * QF_JSON_DEPTH_MAX. O(len) in total, so a 100k-token body costs one more linear pass and no
- * recursion. */
-static int doc_valid(const struct doc *d)
+static int is_hex(unsigned char c)
 {
-    long keys = 0, children = 0;
-    struct nest nest;
-    int i, at;
+    return (cls[c] & C_DIGIT) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
-    nest.sp = nest.depth = 0;
-    if (prev_char(d, tok_open(d, 0), &at) != '\0')
-        return 0;
-    for (i = tok_close(d, 0); (size_t)i < d->len; i++)
-        if (!is_ws(d->js[i]))
-            return 0;
-    for (i = 0; i < d->n; i++) {
-        if (!leaf_valid(d, i) || !close_valid(d, i) || (i > 0 && !separator_valid(d, i)) ||
-            !nest_push(&nest, &d->t[i]))
-            return 0;
-        if (d->t[i].type == JSMN_OBJECT)
-            children += d->t[i].size;
-        else if (d->t[i].type == JSMN_STRING && d->t[i].size == 1)
-            keys++;
+/* A string starting at its opening quote p: returns the byte after the closing quote, or
+ * NULL when it is not a valid string. */
+static pos_t scan_string(pos_t p, pos_t end)
+{
+    for (p++;; p++) {
+        while (p < end && !(cls[*p] & C_STOP))
+            p++;
+        if (p >= end || *p < 0x20)
+            return NULL;
+        if (*p == '"')
+            return p + 1;
+        if (++p >= end) /* after a backslash */
+            return NULL;
+        if (*p == 'u') {
+            if (end - p < 5 || !is_hex(p[1]) || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]))
+                return NULL;
+            p += 4;
+        } else if (memchr("\"\\/bfnrt", *p, 8) == NULL) {
+            return NULL;
+        }
     }
-    return keys == children;
+}
+
+static pos_t scan_digits(pos_t p, pos_t end)
+{
+    pos_t d = p;
+    while (p < end && (cls[*p] & C_DIGIT))
+        p++;
+    return p > d ? p : NULL;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? ; what may follow is the caller's check. */
+static pos_t scan_number(pos_t p, pos_t end)
+{
+    if (*p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if ((p = scan_digits(p, end)) == NULL)
+        return NULL;
+    if (p < end && *p == '.' && (p = scan_digits(p + 1, end)) == NULL)
+        return NULL;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        return scan_digits(p, end);
+    }
+    return p;
+}
+
+static pos_t scan_literal(pos_t p, pos_t end)
+{
+    static const char *const lit[] = {"true", "false", "null"};
+    const char *l = lit[*p == 't' ? 0 : *p == 'f' ? 1 : 2];
+    size_t n = strlen(l);
+
+    return (size_t)(end - p) >= n && memcmp(p, l, n) == 0 ? p + n : NULL;
+}
+
+/* The node a member of `parent` leads to, given its key k[0..n) without the quotes. */
+static enum node member_node(struct scan *sc, enum node parent, pos_t k, size_t n)
+{
+    enum node to = N_NONE;
+
+#define KEY(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, n) == 0)
+    if (parent == N_ROOT)
+        to = KEY("chart") ? N_CHART : KEY("finance") ? N_FINANCE : N_NONE;
+    else if (parent == N_CHART)
+        to = KEY("result") ? N_RESULT : KEY("error") ? N_CHART_ERR : N_NONE;
+    else if (parent == N_RESULT0)
+        to = KEY("meta") ? N_META : N_NONE;
+    else if (parent == N_FINANCE)
+        to = KEY("error") ? N_FINANCE_ERR : N_NONE;
+#undef KEY
+    if (to == N_NONE || (sc->seen & (1u << to)))
+        return N_NONE;
+    sc->seen |= 1u << to;
+    return to;
+}
+
+/* One iterative pass over the grammar with an explicit stack of open containers, so depth
+ * costs no recursion and is capped at QF_JSON_DEPTH_MAX. Returns 1 for one valid JSON text
+ * with nothing but blanks around it. */
+static int scan_doc(struct scan *sc, size_t len)
+{
+    struct {
+        unsigned char is_obj, node;
+        pos_t at;
+    } st[QF_JSON_DEPTH_MAX];
+    int sp = 0;
+    enum node node = N_ROOT; /* of the value about to be read */
+    pos_t base = (pos_t)sc->s, p = skip_ws(base, base + len), end = base + len, k;
+    unsigned char c;
+
+value:
+    if (p >= end)
+        return 0;
+    c = *p;
+    if (c == '{' || c == '[') {
+        if (sp == QF_JSON_DEPTH_MAX)
+            return 0;
+        st[sp].is_obj = c == '{';
+        st[sp].node = (unsigned char)node;
+        st[sp++].at = p;
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == c + 2) { /* '}' or ']' */
+            p++;
+            goto close;
+        }
+        if (c == '{')
+            goto key;
+        node = node == N_RESULT ? N_RESULT0 : N_NONE; /* element 0 */
+        goto value;
+    }
+    if (c == '"')
+        p = scan_string(p, end);
+    else if (cls[c] & C_DIGIT || c == '-')
+        p = scan_number(p, end);
+    else if (c == 't' || c == 'f' || c == 'n')
+        p = scan_literal(p, end);
+    else
+        return 0;
+    if (p == NULL)
+        return 0;
+next:
+    p = skip_ws(p, end);
+    if (sp == 0)
+        return p == end;
+    if (p >= end)
+        return 0;
+    c = *p++;
+    if (c == ',') {
+        p = skip_ws(p, end);
+        if (st[sp - 1].is_obj)
+            goto key;
+        node = N_NONE;
+        goto value;
+    }
+    if (c != (st[sp - 1].is_obj ? '}' : ']'))
+        return 0;
+close: /* the container on top ended just before p */
+    sp--;
+    if (st[sp].is_obj &&
+        (st[sp].node == N_META || st[sp].node == N_CHART_ERR || st[sp].node == N_FINANCE_ERR)) {
+        sc->found[st[sp].node].at = (size_t)(st[sp].at - base);
+        sc->found[st[sp].node].len = (size_t)(p - st[sp].at);
+    }
+    goto next;
+key:
+    if (p >= end || *p != '"' || (k = scan_string(p, end)) == NULL)
+        return 0;
+    node = member_node(sc, (enum node)st[sp - 1].node, p + 1, (size_t)(k - p - 2));
+    p = skip_ws(k, end);
+    if (p >= end || *p != ':')
+        return 0;
+    p = skip_ws(p + 1, end);
+    goto value;
 }
 
 static int key_eq(const struct doc *d, int i, const char *name)
@@ -205,13 +279,6 @@ static int obj_get(const struct doc *d, int obj, const char *name)
         i = skip(d, i);
     }
     return NOT_FOUND;
-}
-
-static int arr_first(const struct doc *d, int arr)
-{
-    if (arr < 0 || arr >= d->n || d->t[arr].type != JSMN_ARRAY || d->t[arr].size < 1)
-        return NOT_FOUND;
-    return arr + 1 < d->n ? arr + 1 : NOT_FOUND;
 }
 
 static int hexval(char c)
@@ -366,12 +433,8 @@ static void copy_string(const struct doc *d, int i, char *out, size_t cap, int w
 
 static void extract_error(const struct doc *d, struct qf_quote *q)
 {
-    int err = obj_get(d, obj_get(d, 0, "chart"), "error");
-
-    if (err < 0 || d->t[err].type != JSMN_OBJECT)
-        err = obj_get(d, obj_get(d, 0, "finance"), "error");
-    copy_string(d, obj_get(d, err, "code"), q->err_code, sizeof(q->err_code), 0);
-    copy_string(d, obj_get(d, err, "description"), q->err_desc, sizeof(q->err_desc), 0);
+    copy_string(d, obj_get(d, 0, "code"), q->err_code, sizeof(q->err_code), 0);
+    copy_string(d, obj_get(d, 0, "description"), q->err_desc, sizeof(q->err_desc), 0);
 }
 
 /* The price must be a number token: null, booleans and strings ("189.84") are no price. */
@@ -388,36 +451,49 @@ static int extract_price(const struct doc *d, int meta, double *price)
     return qf_price_parse(d->js + t->start, (size_t)(t->end - t->start), price);
 }
 
-static int tokenize(const char *body, size_t len, jsmntok_t *toks, unsigned ntoks)
+/* Tokenizes one object the scan found (already valid JSON) into d. */
+static int tokenize(struct doc *d, const char *body, struct span sp, jsmntok_t *toks,
+                    unsigned ntoks)
 {
     jsmn_parser p;
     int r;
 
+    d->js = body + sp.at, d->len = sp.len, d->t = toks;
     jsmn_init(&p);
-    r = jsmn_parse(&p, body, len, toks, ntoks);
+    r = jsmn_parse(&p, d->js, d->len, toks, ntoks);
     if (r == JSMN_ERROR_NOMEM)
         return QF_ENOSPC;
-    if (r <= 0)
-        return QF_EJSON;
-    return r;
+    if (r <= 0 || toks[0].type != JSMN_OBJECT)
+        return QF_EJSON; /* cannot happen after the scan */
+    d->n = r;
+    return 0;
 }
 
 int qf_json_extract(const char *body, size_t len, jsmntok_t *toks, unsigned ntoks,
                     struct qf_quote *q)
 {
-    struct doc d = {body, len, toks, 0};
-    int meta;
+    struct scan sc;
+    struct span err;
+    struct doc d;
+    int rc;
 
     memset(q, 0, sizeof(*q));
     if (len > INT_MAX) /* jsmn's token offsets are int */
         return QF_EJSON;
-    d.n = tokenize(body, len, toks, ntoks);
-    if (d.n < 0)
-        return d.n;
-    if (!doc_valid(&d))
+    memset(&sc, 0, sizeof(sc));
+    sc.s = body;
+    if (!scan_doc(&sc, len))
         return QF_EJSON;
-    extract_error(&d, q);
-    meta = obj_get(&d, arr_first(&d, obj_get(&d, obj_get(&d, 0, "chart"), "result")), "meta");
-    copy_string(&d, obj_get(&d, meta, "currency"), q->currency, sizeof(q->currency), 1);
-    return extract_price(&d, meta, &q->price);
+    err = sc.found[N_CHART_ERR].len ? sc.found[N_CHART_ERR] : sc.found[N_FINANCE_ERR];
+    if (err.len) {
+        if ((rc = tokenize(&d, body, err, toks, ntoks)) < 0)
+            return rc;
+        extract_error(&d, q);
+    }
+    if (!sc.found[N_META].len)
+        return QF_ENOPRICE;
+    if ((rc = tokenize(&d, body, sc.found[N_META], toks, ntoks)) < 0)
+        return rc;
+    copy_string(&d, obj_get(&d, 0, "currency"), q->currency, sizeof(q->currency), 1);
+    return extract_price(&d, 0, &q->price);
 }

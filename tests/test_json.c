@@ -457,8 +457,9 @@ static char *append(char *buf, size_t *n, size_t *cap, const char *s)
     return buf;
 }
 
-/* 120k numbers in bar arrays before meta, plus nesting close to the limit: the token array
- * grows from 16 by doubling (QF_ENOSPC each time), and the walk skips the big subtrees. */
+/* 120k numbers in bar arrays before meta, plus nesting close to the limit: the scan validates
+ * them all, but only meta is tokenized, so the token array grows from 16 (QF_ENOSPC each time)
+ * to what meta needs and no further. */
 static void test_large_body(void **state)
 {
     char *b = NULL, num[32];
@@ -483,7 +484,7 @@ static void test_large_body(void **state)
     g = qf_test_guard_copy(b, n);
     rc = qf_test_json_extract(g, n, 16, &q, &ntoks);
     assert_int_equal(rc, 0);
-    assert_true(ntoks >= 120000);
+    assert_true(ntoks >= 64 && ntoks <= 256);
     assert_true(q.price == 189.84);
     assert_string_equal(q.currency, "USD");
     qf_test_guard_free(g);
