@@ -494,9 +494,14 @@ end
             m = re.search(r"conns_opened=(\d+).*?requests_sent=(\d+)", r.err)
             if m:
                 r.extra = {"conns": int(m.group(1)), "sent": int(m.group(2))}
-            m = re.search(r"tls_resumed=(\d+)", r.err)
-            if m and int(m.group(1)) > 0 and "conns" in r.extra:
-                r.extra["conns"] = "%d/%dr" % (r.extra["conns"], int(m.group(1)))
+            m = re.search(r"conns_unused=(\d+).*?tls_resumed=(\d+)", r.err)
+            if m and "conns" in r.extra:
+                conns = str(r.extra["conns"])
+                if int(m.group(2)) > 0:
+                    conns += "/%dr" % int(m.group(2))
+                if int(m.group(1)) > 0:
+                    conns += "/%du" % int(m.group(1))
+                r.extra["conns"] = conns
             rows = list(csv.reader(io.StringIO(r.out)))
             if not rows or rows[0][:2] != ["ticker", "price"]:
                 return "no CSV header (rc %d): %s" % (r.rc, r.err.strip()[-200:])
@@ -1034,12 +1039,14 @@ end
                   "It parses no JSON." % WRK_SECONDS,
                   "- qfetch runs with `--no-session-cache`: curl keeps no TLS sessions across "
                   "processes, so every contender starts cold. The `qfetch+sessions` row in (a) "
-                  "uses a session file primed before the runs (TLS 1.3 resumption); `conns` shows "
-                  "it as opened/resumed.",
+                  "uses a session file primed before the runs (TLS 1.3 resumption).",
                   "- The Python original ignores K (httpx pools up to 100 connections), so it "
                   "runs once per N and protocol, in the K=8 rows (K=64 for scenario c).",
                   "- `conns`: connections opened: qfetch `--stats`, curl's `%{num_connects}` and "
-                  "the libcurl program's `CURLINFO_NUM_CONNECTS`, summed over transfers.",
+                  "the libcurl program's `CURLINFO_NUM_CONNECTS`, summed over transfers. For "
+                  "qfetch `8/2r/6u` reads: 8 connected, 2 of them resumed a TLS session, 6 closed "
+                  "unused before any handshake (on loopback the others' measured speed made them "
+                  "not worth a handshake; see README, Design notes).",
                   "- Instructions: `valgrind --tool=callgrind`, whole process, N=1,000, K=8, TLS; "
                   "system calls: `perf trace -s` (or `strace -c -f` without perf), same workload, "
                   "the top six per request after the total.",

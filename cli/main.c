@@ -237,10 +237,15 @@ static void print_stats(const qf_client *c, struct run *run, int json)
         const char *name;
         uint64_t v;
     } counters[] = {
-        {"conns_opened", st.conns_opened}, {"requests_sent", st.requests_sent},
-        {"reused", st.reused},             {"tls_full", st.tls_full},
-        {"tls_resumed", st.tls_resumed},   {"retries", st.retries},
-        {"stale_resends", st.stale_resends}, {"bytes_read", st.bytes_read},
+        {"conns_opened", st.conns_opened},
+        {"conns_unused", st.conns_unused},
+        {"requests_sent", st.requests_sent},
+        {"reused", st.reused},
+        {"tls_full", st.tls_full},
+        {"tls_resumed", st.tls_resumed},
+        {"retries", st.retries},
+        {"stale_resends", st.stale_resends},
+        {"bytes_read", st.bytes_read},
         {"early_data", st.early_data},
     };
     fputs(json ? "{" : "qfetch: stats:", stderr);

@@ -387,8 +387,8 @@ int qf_client_timeout_ms(const qf_client *c)
 {
     for (unsigned i = 0; i < c->nhosts; i++) {
         const struct qf_host *h = c->hosts[i];
-        if (h->qhead != NULL &&
-            (h->fatal || !h->resolved || h->nidle > 0 || (h->nopen < h->max && c->nfree > 0)))
+        if (h->qhead != NULL && (h->fatal || !h->resolved || h->nidle > 0 ||
+                                 (h->nopen < qf_sched_want(h) && c->nfree > 0)))
             return 0;
     }
     const struct qf_timer *t = qf_heap_top(&c->timers);

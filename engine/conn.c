@@ -14,8 +14,8 @@
 
 #include "engine/engine.h"
 
-static const char *const state_name[] = {"free", "connecting", "handshake", "send", "recv",
-                                         "parked"};
+static const char *const state_name[] = {"free", "connecting", "held",  "handshake",
+                                         "send", "recv",       "parked"};
 
 /* Legal transitions; anything else is a programming error. */
 static int legal(enum qf_conn_state from, enum qf_conn_state to)
@@ -26,7 +26,10 @@ static int legal(enum qf_conn_state from, enum qf_conn_state to)
     case QF_CONN_FREE:
         return to == QF_CONN_CONNECTING;
     case QF_CONN_CONNECTING:
-        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_CONNECTING;
+        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_CONNECTING ||
+               to == QF_CONN_HELD;
+    case QF_CONN_HELD:
+        return to == QF_CONN_HANDSHAKE;
     case QF_CONN_HANDSHAKE:
         return to == QF_CONN_SEND || to == QF_CONN_RECV;
     case QF_CONN_SEND:
@@ -44,6 +47,8 @@ static void conn_set_state(struct qf_conn *c, enum qf_conn_state to)
     assert(legal(c->state, to));
     if (c->cl->log != NULL && c->state != to)
         qf_sched_log(c->cl, "conn %u: %s -> %s", c->slot, state_name[c->state], state_name[to]);
+    /* past the connect: handshaking or in use */
+    c->host->nstarted += (to >= QF_CONN_HANDSHAKE) - (c->state >= QF_CONN_HANDSHAKE);
     c->state = to;
 }
 
@@ -304,6 +309,8 @@ void qf_conn_assign(struct qf_conn *c, struct qf_req *r)
     conn_set_state(c, QF_CONN_SEND);
     int rc = begin_batch(c, r);
     c->t_open = 0;
+    if (c->host->serve_us == 0)
+        c->t_sent = qf_now_us(); /* for measure_serve() */
     arm(c, cl->now_us + r->timeout_us);
     if (rc < 0) {
         conn_fail(c, rc, "out of memory");
@@ -312,21 +319,105 @@ void qf_conn_assign(struct qf_conn *c, struct qf_req *r)
     qf_conn_step(c, 0);
 }
 
-static int after_connect(struct qf_conn *c)
+/* Closes a connected but unused connection: its requests go back to the front of the queue,
+ * not counted as attempts, for the connections that are busy anyway. */
+static int spare(struct qf_conn *c)
+{
+    struct qf_req *chain = c->req;
+
+    c->cl->st.conns_unused++;
+    c->req = NULL;
+    c->ninflight = 0;
+    qf_conn_close(c);
+    requeue_front(c->cl, c->host, chain, 0);
+    return QF_CONN_FREE;
+}
+
+static int start_tls(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
 
-    c->t_connected = cl->now_us;
-    if (!c->host->url.tls) {
-        arm(c, c->t_start + c->req->timeout_us);
-        return QF_CONN_SEND;
-    }
     if (qf_tls_open(&c->tls, &cl->tls, c->fd, c->host->url.host, &c->host->cache) < 0)
         return conn_fail(c, QF_ENOMEM, "cannot create TLS session");
     /* 0-RTT only with a resumable session that allows the whole request: a GET may be
      * replayed by an attacker, which the user accepted with the flag. */
     c->early = (cl->flags & QF_OPT_EARLY_DATA) && qf_tls_early_capacity(&c->tls) >= c->wlen;
     return QF_CONN_HANDSHAKE;
+}
+
+/* The handshake of a held connection: started with the connect's deadline back, or skipped
+ * when the host's other connections are enough (qf_sched_want) or it cannot be used. */
+static int unhold(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_host *h = c->host;
+
+    if (h->fatal || (h->nstarted > 0 && h->nstarted >= qf_sched_want(h)))
+        return spare(c);
+    arm(c, c->t_open + (cl->connect_timeout_us < c->req->timeout_us ? cl->connect_timeout_us
+                                                                    : c->req->timeout_us));
+    return start_tls(c);
+}
+
+static int after_connect(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_host *h = c->host;
+
+    c->t_connected = cl->now_us;
+    if (!h->url.tls) {
+        arm(c, c->t_start + c->req->timeout_us);
+        return QF_CONN_SEND;
+    }
+    /* A Fast Open connect returns at once: no round trip to learn from. */
+    if (h->rtt_us == 0 && !(cl->flags & QF_OPT_TCP_FASTOPEN))
+        h->rtt_us = c->t_connected - c->t_open > 0 ? c->t_connected - c->t_open : 1;
+    /* Another connection is already handshaking and the round trip is short next to a
+     * handshake: wait for that connection's first answer before spending one more handshake
+     * on this host; but no longer than a handshake's time past its request (a slow server
+     * makes parallel connections worth it) and never more than QF_HOLD_MAX_US. */
+    if (h->nstarted > 0 && h->serve_us == 0 && h->rtt_us > 0 && h->rtt_us < QF_HANDSHAKE_US) {
+        arm(c, cl->now_us + QF_HOLD_MAX_US);
+        return QF_CONN_HELD;
+    }
+    if (h->nstarted > 0 && h->nstarted >= qf_sched_want(h))
+        return spare(c);
+    return start_tls(c);
+}
+
+/* The held connections of host h wait until at_us at most. */
+static void shorten_holds(struct qf_client *cl, struct qf_host *h, int64_t at_us)
+{
+    for (uint32_t i = 0; i < cl->nconns; i++) {
+        struct qf_conn *o = &cl->conns[i];
+        if (o->state == QF_CONN_HELD && o->host == h && o->timer.at_us > at_us)
+            arm(o, at_us);
+    }
+}
+
+/* The server's time is measured: the held connections are started or closed by what
+ * qf_sched_want() now says. */
+static void release_held(struct qf_client *cl, struct qf_host *h)
+{
+    for (uint32_t i = 0; i < cl->nconns; i++) {
+        struct qf_conn *o = &cl->conns[i];
+        if (o->state == QF_CONN_HELD && o->host == h) {
+            int next = unhold(o);
+            if (next != QF_CONN_FREE) {
+                conn_set_state(o, (enum qf_conn_state)next);
+                qf_conn_step(o, 0);
+            }
+        }
+    }
+}
+
+/* A held connection: an error or a close from the server ends the wait (the handshake then
+ * reports it); anything else waits for the timer or the first response. */
+static int on_held(struct qf_conn *c, uint32_t events)
+{
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
+        return QF_AGAIN;
+    return unhold(c);
 }
 
 static int on_connecting(struct qf_conn *c, uint32_t events)
@@ -396,6 +487,8 @@ static int on_handshake(struct qf_conn *c)
     if (rc < 0)
         return conn_fail(c, rc, c->errmsg);
     c->t_tls = cl->now_us;
+    if (c->host->serve_us == 0) /* its first answer is due about a handshake from now */
+        shorten_holds(cl, c->host, cl->now_us + 2 * QF_HANDSHAKE_US);
     if (qf_tls_resumed(&c->tls))
         cl->st.tls_resumed++;
     else
@@ -500,6 +593,25 @@ static int stray_bytes(struct qf_conn *c, int filled)
     return n >= 0 || (errno != EAGAIN && errno != EINTR);
 }
 
+/* Measures the server's time per request for qf_sched_want(), with a fresh clock: the loop's
+ * may not have moved since the request went out. A connection's first answer also carries
+ * the server's end of the handshake, so a second answer is awaited when requests are
+ * queued (held connections wait at most a handshake's time more for it). */
+static void measure_serve(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_host *h = c->host;
+    int64_t now_us = qf_now_us(), serve_us;
+
+    if (c->nreq == 0 && h->nqueued > 0) {
+        shorten_holds(cl, h, now_us + QF_HANDSHAKE_US);
+        return;
+    }
+    serve_us = now_us - (c->nreq == 0 ? c->t_tls : c->t_sent);
+    h->serve_us = serve_us > 0 ? serve_us : 1;
+    release_held(cl, h);
+}
+
 /* The head request's response is complete: hand it to the scheduler, then park or close,
  * or go on with the next pipelined response. more_bytes: the read held bytes after it;
  * filled: that read filled the buffer, so the socket may hold more.
@@ -512,6 +624,8 @@ static int on_complete(struct qf_conn *c, int more_bytes, int filled)
     int keep = c->http.keep_alive && !c->write_failed && (next != NULL || !more_bytes);
 
     qf_heap_del(&cl->timers, &c->timer);
+    if (c->host->serve_us == 0 && c->t_tls != 0)
+        measure_serve(c);
     c->nreq++;
     if (!keep) {
         qf_conn_detach(c);
@@ -708,6 +822,9 @@ static void conn_step(struct qf_conn *c, uint32_t events)
         case QF_CONN_CONNECTING:
             next = on_connecting(c, events);
             break;
+        case QF_CONN_HELD:
+            next = on_held(c, events);
+            break;
         case QF_CONN_HANDSHAKE:
             next = on_handshake(c);
             break;
@@ -733,6 +850,15 @@ static void conn_step(struct qf_conn *c, uint32_t events)
 void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
+
+    if (c->state == QF_CONN_HELD) { /* waited a handshake's time: the server is not quick */
+        int next = unhold(c);
+        if (next != QF_CONN_FREE) {
+            conn_set_state(c, (enum qf_conn_state)next);
+            qf_conn_step(c, 0);
+        }
+        return;
+    }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
     int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE;
     const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"

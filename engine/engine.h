@@ -17,6 +17,10 @@
 #define QF_SYMBOL_MAX 64
 #define QF_MAX_ADDRS 8
 #define QF_RETRY_AFTER_CAP_MS 5000
+/* What a full TLS handshake costs the two ends in CPU, about (ECDHE on both, an ECDSA sign and
+ * a certificate chain check): the price of one more connection beyond its round trip. */
+#define QF_HANDSHAKE_US 1000
+#define QF_HOLD_MAX_US 10000 /* longest a connected QF_CONN_HELD connection waits */
 
 /* alloc.c: every engine allocation goes through here so tests can count them. */
 void *qf_malloc(size_t n);
@@ -93,6 +97,7 @@ struct qf_req {
 enum qf_conn_state {
     QF_CONN_FREE,       /* slot unused, no fd */
     QF_CONN_CONNECTING, /* non-blocking connect() in flight */
+    QF_CONN_HELD,       /* connected; the TLS handshake waits to learn if the host needs it */
     QF_CONN_HANDSHAKE,  /* TLS handshake, direction in want */
     QF_CONN_SEND,       /* request bytes left in wbuf */
     QF_CONN_RECV,       /* feeding the response parser */
@@ -119,6 +124,7 @@ struct qf_conn {
     struct qf_req *req;
     struct qf_timer timer;
     int64_t t_start, t_open, t_connected, t_tls, t_first; /* us; t_open 0 when reused */
+    int64_t t_sent;        /* a reused connection's request, while the host's serve_us is 0 */
     struct qf_tls tls;
     char *wbuf;
     size_t wlen, woff, wcap;
@@ -142,8 +148,12 @@ struct qf_host {
     char fatal_msg[160];
     struct qf_tls_cache cache;
     struct qf_req *qhead, *qtail;
+    unsigned nqueued;
     struct qf_conn **idle; /* parked connections, a stack of at most max */
     unsigned nidle, nopen, max;
+    unsigned nstarted;     /* connections past the connect, in handshake or in use */
+    int64_t rtt_us;        /* the first connect's duration, 0 until measured */
+    int64_t serve_us;      /* the first response's time after the handshake, 0 until measured */
     char *hdrs;            /* quotes: " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
     size_t hdrs_len;
     char *hostport;        /* Host header value */
@@ -212,6 +222,7 @@ void qf_sess_save(struct qf_client *cl);
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front);
 void qf_sched_unlink(struct qf_host *h, struct qf_req *r);
 void qf_sched_dispatch(struct qf_client *cl);
+unsigned qf_sched_want(const struct qf_host *h);
 void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, int status,
                              const char *msg, int retry_after_s);
 void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c);

@@ -23,6 +23,7 @@ void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
 
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
 {
+    h->nqueued++;
     r->where = QF_REQ_QUEUED;
     r->conn = NULL;
     if (front) {
@@ -46,6 +47,7 @@ void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
 
 void qf_sched_unlink(struct qf_host *h, struct qf_req *r)
 {
+    h->nqueued--;
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
@@ -55,6 +57,22 @@ void qf_sched_unlink(struct qf_host *h, struct qf_req *r)
     else
         h->qtail = r->prev;
     r->next = r->prev = NULL;
+}
+
+/* How many connections host h is worth. Until the first connect has measured the round trip
+ * and the first response the server's time, all that are allowed: across a real network the
+ * parallel handshakes are what make a batch fast. After that, one more TLS connection costs
+ * a round trip and a handshake's CPU at both ends, and is worth it only when the requests in
+ * hand would keep the others busy longer than that (on loopback 9 requests keep one
+ * connection busy for less than one handshake). */
+unsigned qf_sched_want(const struct qf_host *h)
+{
+    if (!h->url.tls || h->rtt_us == 0 || h->serve_us == 0)
+        return h->max;
+    int64_t work = (int64_t)(h->nqueued + h->nopen) * h->serve_us;
+    int64_t cost = h->rtt_us + QF_HANDSHAKE_US;
+    int64_t want = (work + cost - 1) / cost;
+    return want < 1 ? 1 : want > (int64_t)h->max ? h->max : (unsigned)want;
 }
 
 /* A free slot for host h: a free one, or one taken from another host's idle connection. */
@@ -101,7 +119,7 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
         } else if (!r->want_fresh && h->nidle > 0) {
             struct qf_conn *c = h->idle[--h->nidle];
             qf_conn_assign(c, take(cl, h));
-        } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
+        } else if (h->nopen < qf_sched_want(h) && (cl->nfree > 0 || cl->nhosts > 1)) {
             struct qf_conn *c = free_slot(cl, h);
             if (c == NULL)
                 break;

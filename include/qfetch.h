@@ -99,6 +99,7 @@ struct qf_stats {
     uint64_t stale_resends;   /* requests re-sent after a kept-alive connection turned out closed */
     uint64_t bytes_read;      /* bytes received from sockets (TLS records included) */
     uint64_t early_data;      /* requests the server accepted as TLS 1.3 early data */
+    uint64_t conns_unused;    /* connected, then closed before a handshake: the others sufficed */
     double wall_ms;           /* from the first step to the last completion */
 };
 

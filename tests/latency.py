@@ -53,7 +53,10 @@ def session_resumes_across_runs():
     r1 = it.qf(tick, "-c", "4", *cache_env(path), srv=srv)
     it.expect_rc(r1, 0)
     s1 = stats(r1)
-    check(s1["tls_full"] == 4 and s1["tls_resumed"] == 0, "first run: %s" % s1)
+    # Connections held back behind the first may resume its fresh tickets, or close unused.
+    check(s1["tls_full"] >= 1 and
+          s1["tls_full"] + s1["tls_resumed"] + s1["conns_unused"] == s1["conns_opened"] == 4,
+          "first run: %s" % s1)
     check(os.path.isfile(path), "no cache file written")
     mode = os.stat(path).st_mode & 0o777
     check(mode == 0o600, "cache file mode %o" % mode)
@@ -61,9 +64,10 @@ def session_resumes_across_runs():
     r2 = it.qf(tick, "-c", "4", *cache_env(path), srv=srv)
     it.expect_rc(r2, 0)
     s2 = stats(r2)
-    check(s2["tls_resumed"] == 4 and s2["tls_full"] == 0, "second run: %s" % s2)
+    check(s2["tls_resumed"] >= 1 and s2["tls_full"] == 0, "second run: %s" % s2)
     after = srv.stats()["tls_resumed"]
-    check(after - before == 4, "server saw %d resumed handshakes, want 4" % (after - before))
+    check(after - before == s2["tls_resumed"], "server saw %d resumed handshakes, want %d"
+          % (after - before, s2["tls_resumed"]))
     for t in tick:
         it.expect_ok(r2, t)
 
