@@ -92,10 +92,15 @@ int qf_host_ready(struct qf_client *cl, struct qf_host *h)
             return 0;
         }
     }
+    /* An address literal needs no lookup; AI_ADDRCONFIG alone would cost a netlink query. */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
+    if (rc == EAI_NONAME) {
+        hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+        rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
+    }
     if (rc != 0) {
         h->fatal = QF_ERESOLVE;
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
