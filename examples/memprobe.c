@@ -50,7 +50,7 @@ static void read_status(long *rss_kib, long *hwm_kib)
 }
 
 /* RSS as the host sees it, then after malloc_trim(): glibc keeps freed chunks resident (for
- * instance OpenSSL's record buffers, released by SSL_MODE_RELEASE_BUFFERS) until trimmed. */
+ * instance OpenSSL's record buffers, released when a connection goes idle) until trimmed. */
 static void measure(struct mem *m)
 {
     long hwm;

@@ -93,9 +93,10 @@ int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t 
     /* A TCP close without close_notify reads as EOF; the HTTP layer decides if that truncated
      * the response (close-delimited bodies end exactly that way). */
     SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
-    /* SSL_write is retried with the same buffer after WANT_*; idle connections give back
-     * their record buffers. */
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* SSL_write is retried with the same buffer after WANT_*. Record buffers stay while a
+     * connection is busy (SSL_MODE_RELEASE_BUFFERS would free and allocate them for every
+     * request); idle ones give them back through qf_tls_idle(). */
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Without read-ahead every record costs two read()s (header, then body); reads drain
      * until WANT_READ anyway, so buffered records are never stranded. */
     SSL_CTX_set_read_ahead(t->ctx, 1);
@@ -291,6 +292,14 @@ int qf_tls_early_accepted(const struct qf_tls *s)
 int qf_tls_pending(const struct qf_tls *s)
 {
     return SSL_has_pending(s->ssl);
+}
+
+void qf_tls_idle(struct qf_tls *s)
+{
+    if (s->ssl != NULL && !SSL_has_pending(s->ssl)) {
+        int freed = SSL_free_buffers(s->ssl); /* 0 while a record is half-read: keep them */
+        (void)freed;
+    }
 }
 
 int qf_tls_resumed(const struct qf_tls *s)
