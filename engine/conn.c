@@ -395,19 +395,23 @@ static void shorten_holds(struct qf_client *cl, struct qf_host *h, int64_t at_us
     }
 }
 
+/* Ends a hold from outside the connection's own step (a timer, another connection's answer). */
+static void end_hold(struct qf_conn *c)
+{
+    int next = unhold(c);
+    if (next != QF_CONN_FREE) {
+        conn_set_state(c, (enum qf_conn_state)next);
+        qf_conn_step(c, 0);
+    }
+}
+
 /* The server's time is measured: the held connections are started or closed by what
  * qf_sched_want() now says. */
 static void release_held(struct qf_client *cl, struct qf_host *h)
 {
     for (uint32_t i = 0; i < cl->nconns; i++) {
-        struct qf_conn *o = &cl->conns[i];
-        if (o->state == QF_CONN_HELD && o->host == h) {
-            int next = unhold(o);
-            if (next != QF_CONN_FREE) {
-                conn_set_state(o, (enum qf_conn_state)next);
-                qf_conn_step(o, 0);
-            }
-        }
+        if (cl->conns[i].state == QF_CONN_HELD && cl->conns[i].host == h)
+            end_hold(&cl->conns[i]);
     }
 }
 
@@ -854,11 +858,7 @@ void qf_conn_timeout(struct qf_conn *c)
     struct qf_client *cl = c->cl;
 
     if (c->state == QF_CONN_HELD) { /* waited a handshake's time: the server is not quick */
-        int next = unhold(c);
-        if (next != QF_CONN_FREE) {
-            conn_set_state(c, (enum qf_conn_state)next);
-            qf_conn_step(c, 0);
-        }
+        end_hold(c);
         return;
     }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
