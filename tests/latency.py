@@ -259,7 +259,9 @@ def repeat_and_stats_json():
     line = [ln for ln in r.err.splitlines() if ln.startswith("{")]
     check(len(line) == 1, "no JSON stats line: %r" % r.err[-300:])
     st = json.loads(line[0])
-    check(st["requests_sent"] == 20 and st["conns_opened"] <= 2, "json %s" % st)
+    # A connection closed unused before its handshake may be opened again by a later round.
+    check(st["requests_sent"] == 20 and st["conns_opened"] - st["conns_unused"] <= 2,
+          "json %s" % st)
     lat = st["latency_ms"]
     for phase in ("total", "connect", "tls", "first_byte"):
         check(set(lat[phase]) >= {"n", "p50", "p90", "p99", "max"}, "phase %s: %s" % (phase, lat))
