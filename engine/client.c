@@ -181,7 +181,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     }
     if (qf_heap_reserve(&c->timers, (int)c->nconns + 64) < 0)
         goto nomem;
-    c->ntoks = 256; /* only meta is tokenized: Yahoo's needs about 100 */
+    c->ntoks = 64; /* a price or currency takes 1 token, an error object about 5 */
     if ((c->toks = qf_calloc(c->ntoks, sizeof(*c->toks))) == NULL)
         goto nomem;
     if ((c->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||

@@ -1,15 +1,16 @@
-/* Quote extraction: one validating scan over the whole body finds, by path, the objects the
- * answer comes from; jsmn tokenizes only those into the caller's token array, and the walk
- * reads them by key. Never allocates and never searches for key text, so decoys elsewhere in
- * the document cannot be picked. This file holds the only jsmn implementation in the program
- * (JSMN_STRICT). */
-#define JSMN_STRICT
+/* Quote extraction: one validating scan over the whole body finds, by path, the values the
+ * answer comes from (meta's regularMarketPrice and currency, or the error object); jsmn
+ * tokenizes only those into the caller's token array, and the walk reads them. Never allocates and never searches for key text, so decoys elsewhere in
+ * the document cannot be picked. This file holds the only jsmn implementation in the program.
+ * Not JSMN_STRICT: the scan has already checked the grammar, and strict mode rejects a
+ * primitive that ends its input, which a lone value span (the price) always does. */
 #define JSMN_PARENT_LINKS /* as parser/json.h */
 #include <jsmn.h>
 
 #include "parser/json.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "parser/price.h"
@@ -43,9 +44,10 @@ static int skip(const struct doc *d, int i)
     return i;
 }
 
-/* ---- The scan: validates the whole body in one pass and finds the objects we read ------
- * jsmn tokenizes only the objects the answer comes from (meta, or the error object): the
- * bar arrays after meta are most of a body and were 80% of the JSON cost. The scan is the
+/* ---- The scan: validates the whole body in one pass and finds the values we read -------
+ * jsmn tokenizes only the values the answer comes from: the bar arrays after meta are most
+ * of a body and were 80% of the JSON cost, and the rest of meta (trading periods, valid
+ * ranges) was 40% of what remained. The scan is the
  * JSON grammar (RFC 8259, bytes >= 0x80 unchecked, as before), so a body jsmn never sees
  * is still rejected exactly when it is not JSON. */
 
@@ -60,17 +62,19 @@ enum node {
     N_CHART_ERR,
     N_FINANCE,
     N_FINANCE_ERR,
+    N_PRICE,    /* meta.regularMarketPrice */
+    N_CURRENCY, /* meta.currency */
     N_COUNT
 };
 
 struct span {
-    size_t at, len; /* an object's text, braces included; len 0: absent or not an object */
+    size_t at, len; /* a value's text; len 0: absent (the error nodes: or not an object) */
 };
 
 struct scan {
     const char *s;
     unsigned seen;              /* nodes entered, as bits */
-    struct span found[N_COUNT]; /* N_META, N_CHART_ERR, N_FINANCE_ERR */
+    struct span found[N_COUNT]; /* N_CHART_ERR, N_FINANCE_ERR, N_PRICE, N_CURRENCY */
 };
 
 /* Byte classes. The scan works on local pointers, never on struct fields: a char access may
@@ -173,11 +177,19 @@ static enum node member_node(struct scan *sc, enum node parent, pos_t k, size_t 
         to = KEY("meta") ? N_META : N_NONE;
     else if (parent == N_FINANCE)
         to = KEY("error") ? N_FINANCE_ERR : N_NONE;
+    else if (parent == N_META)
+        to = KEY("regularMarketPrice") ? N_PRICE : KEY("currency") ? N_CURRENCY : N_NONE;
 #undef KEY
     if (to == N_NONE || (sc->seen & (1u << to)))
         return N_NONE;
     sc->seen |= 1u << to;
     return to;
+}
+
+static void found(struct scan *sc, unsigned char node, ptrdiff_t at, ptrdiff_t len)
+{
+    sc->found[node].at = (size_t)at;
+    sc->found[node].len = (size_t)len;
 }
 
 /* One iterative pass over the grammar with an explicit stack of open containers, so depth
@@ -191,7 +203,7 @@ static int scan_doc(struct scan *sc, size_t len)
     } st[QF_JSON_DEPTH_MAX];
     int sp = 0;
     enum node node = N_ROOT; /* of the value about to be read */
-    pos_t base = (pos_t)sc->s, p = skip_ws(base, base + len), end = base + len, k;
+    pos_t base = (pos_t)sc->s, p = skip_ws(base, base + len), end = base + len, k, v;
     unsigned char c;
 
 value:
@@ -214,6 +226,7 @@ value:
         node = node == N_RESULT ? N_RESULT0 : N_NONE; /* element 0 */
         goto value;
     }
+    v = p;
     if (c == '"')
         p = scan_string(p, end);
     else if (cls[c] & C_DIGIT || c == '-')
@@ -224,6 +237,8 @@ value:
         return 0;
     if (p == NULL)
         return 0;
+    if (node == N_PRICE || node == N_CURRENCY)
+        found(sc, node, v - base, p - v);
 next:
     p = skip_ws(p, end);
     if (sp == 0)
@@ -242,11 +257,9 @@ next:
         return 0;
 close: /* the container on top ended just before p */
     sp--;
-    if (st[sp].is_obj &&
-        (st[sp].node == N_META || st[sp].node == N_CHART_ERR || st[sp].node == N_FINANCE_ERR)) {
-        sc->found[st[sp].node].at = (size_t)(st[sp].at - base);
-        sc->found[st[sp].node].len = (size_t)(p - st[sp].at);
-    }
+    if ((st[sp].is_obj && (st[sp].node == N_CHART_ERR || st[sp].node == N_FINANCE_ERR)) ||
+        st[sp].node == N_PRICE || st[sp].node == N_CURRENCY)
+        found(sc, st[sp].node, st[sp].at - base, p - st[sp].at);
     goto next;
 key:
     if (p >= end || *p != '"' || (k = scan_string(p, end)) == NULL)
@@ -438,20 +451,17 @@ static void extract_error(const struct doc *d, struct qf_quote *q)
 }
 
 /* The price must be a number token: null, booleans and strings ("189.84") are no price. */
-static int extract_price(const struct doc *d, int meta, double *price)
+static int extract_price(const struct doc *d, double *price)
 {
-    int p = obj_get(d, meta, "regularMarketPrice");
-    const jsmntok_t *t;
+    const jsmntok_t *t = &d->t[0];
 
-    if (p < 0 || d->t[p].type != JSMN_PRIMITIVE)
-        return QF_ENOPRICE;
-    t = &d->t[p];
-    if (tok_is(d, p, "null") || tok_is(d, p, "true") || tok_is(d, p, "false"))
+    if (t->type != JSMN_PRIMITIVE || tok_is(d, 0, "null") || tok_is(d, 0, "true") ||
+        tok_is(d, 0, "false"))
         return QF_ENOPRICE;
     return qf_price_parse(d->js + t->start, (size_t)(t->end - t->start), price);
 }
 
-/* Tokenizes one object the scan found (already valid JSON) into d. */
+/* Tokenizes one value the scan found (already valid JSON) into d; token 0 is the value. */
 static int tokenize(struct doc *d, const char *body, struct span sp, jsmntok_t *toks,
                     unsigned ntoks)
 {
@@ -463,7 +473,7 @@ static int tokenize(struct doc *d, const char *body, struct span sp, jsmntok_t *
     r = jsmn_parse(&p, d->js, d->len, toks, ntoks);
     if (r == JSMN_ERROR_NOMEM)
         return QF_ENOSPC;
-    if (r <= 0 || toks[0].type != JSMN_OBJECT)
+    if (r <= 0)
         return QF_EJSON; /* cannot happen after the scan */
     d->n = r;
     return 0;
@@ -490,10 +500,14 @@ int qf_json_extract(const char *body, size_t len, jsmntok_t *toks, unsigned ntok
             return rc;
         extract_error(&d, q);
     }
-    if (!sc.found[N_META].len)
+    if (sc.found[N_CURRENCY].len) {
+        if ((rc = tokenize(&d, body, sc.found[N_CURRENCY], toks, ntoks)) < 0)
+            return rc;
+        copy_string(&d, 0, q->currency, sizeof(q->currency), 1);
+    }
+    if (!sc.found[N_PRICE].len)
         return QF_ENOPRICE;
-    if ((rc = tokenize(&d, body, sc.found[N_META], toks, ntoks)) < 0)
+    if ((rc = tokenize(&d, body, sc.found[N_PRICE], toks, ntoks)) < 0)
         return rc;
-    copy_string(&d, obj_get(&d, 0, "currency"), q->currency, sizeof(q->currency), 1);
-    return extract_price(&d, 0, &q->price);
+    return extract_price(&d, &q->price);
 }

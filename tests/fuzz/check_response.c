@@ -334,10 +334,7 @@ static int check_against_oracle(struct ctx *c, const char *js, size_t len, int r
         return 0;
     }
     if (root.type != QF_ORACLE_OBJECT && root.type != QF_ORACLE_ARRAY) {
-        /* jsmn's strict mode wants a delimiter after a primitive, so a bare top-level number or
-         * literal with nothing after it is QF_EJSON while "1 " is QF_ENOPRICE: tolerated. */
-        CHECK(rc == QF_ENOPRICE || (rc == QF_EJSON && root.type != QF_ORACLE_STRING),
-              "top-level scalar gave %d", rc);
+        CHECK(rc == QF_ENOPRICE, "top-level scalar gave %d, want QF_ENOPRICE", rc);
         CHECK(q->currency[0] == '\0' && q->err_code[0] == '\0' && q->err_desc[0] == '\0',
               "strings filled from a top-level scalar");
         return 0;
