@@ -3,7 +3,8 @@
 #                     writes bench/RESULTS.md and bench/*.png and refreshes README's Benchmarks
 #   make bench-quick  a subset in seconds (CI): fails when any contender gives a wrong answer
 #   make bench-parse  the parser microbenchmark alone
-BENCH_BIN    = $(BUILD)/bench/curl_multi $(BUILD)/bench/parse_bench $(BUILD)/bench/measure
+BENCH_BIN    = $(BUILD)/bench/curl_multi $(BUILD)/bench/parse_bench $(BUILD)/bench/measure \
+               $(BUILD)/bench/qfetch-shared
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 BENCH_ARGS  ?=
@@ -21,6 +22,11 @@ $(BUILD)/bench/curl_multi: $(BUILD)/bench/curl_multi.o $(BUILD)/libqfetch.a
 
 $(BUILD)/bench/parse_bench: $(BUILD)/bench/parse_bench.o $(BUILD)/libqfetch.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_SSL) -lm $(LDFLAGS)
+
+# The command as SSL_LINK=shared would link it: scenario (a) shows both.
+$(BUILD)/bench/qfetch-shared: $(CLI_OBJ) $(BUILD)/libqfetch.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_SSL) $(LDFLAGS)
 
 $(BUILD)/bench/measure: $(BUILD)/bench/measure.o
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)

@@ -48,8 +48,9 @@ CURL_WRITE_OUT = "%{http_code} %{size_download} %{num_connects} %{url_effective}
 RUN_TIMEOUT_S = 300
 CALLGRIND_TIMEOUT_S = 900
 WRK_SECONDS = 1
-CONTENDERS = ["qfetch", "qfetch_warm", "curl", "libcurl", "wrk", "python"]
-LABEL = {"qfetch": "qfetch", "qfetch_warm": "qfetch+sessions", "curl": "curl CLI",
+CONTENDERS = ["qfetch", "qfetch_warm", "qfetch_shared", "curl", "libcurl", "wrk", "python"]
+LABEL = {"qfetch": "qfetch", "qfetch_warm": "qfetch+sessions",
+         "qfetch_shared": "qfetch (shared)", "curl": "curl CLI",
          "libcurl": "libcurl multi", "wrk": "wrk (no JSON)", "python": "Python seed"}
 
 
@@ -360,6 +361,11 @@ class Bench:
         self.qfetch_flags = ["--no-session-cache"] if "--no-session-cache" in qhelp else []
         if "--session-cache" in qhelp:
             self.tools["qfetch_warm"] = qfetch
+        # build/qfetch links OpenSSL's archives; scenario (a) also shows the same code linked
+        # against the shared libraries, as curl is.
+        shared = os.path.join(self.build, "bench", "qfetch-shared")
+        if os.access(shared, os.X_OK):
+            self.tools["qfetch_shared"] = shared
         self.tools["curl"] = shutil.which("curl")
         cm = os.path.join(self.build, "bench", "curl_multi")
         if os.access(cm, os.X_OK):
@@ -452,10 +458,10 @@ end
         base = self.cell_files(cell)
         tmpl = cell.template(self.ng)
         k = str(cell.k)
-        if name in ("qfetch", "qfetch_warm"):
-            cache = (self.qfetch_flags if name == "qfetch" else
-                     ["--session-cache", os.path.join(self.work, "sessions")])
-            return ([self.tools["qfetch"], "-t", "-", "-u", tmpl, "-c", k, "--cacert", self.ca,
+        if name in ("qfetch", "qfetch_warm", "qfetch_shared"):
+            cache = (["--session-cache", os.path.join(self.work, "sessions")]
+                     if name == "qfetch_warm" else self.qfetch_flags)
+            return ([self.tools[name], "-t", "-", "-u", tmpl, "-c", k, "--cacert", self.ca,
                      "-f", "csv", "--stats"] + cache, base + ".syms", None)
         if name == "curl":
             return ([self.tools["curl"], "--parallel", "--parallel-max", k, "-K", base + ".curl",
@@ -477,7 +483,7 @@ end
             return False
         if name == "wrk":
             return cell.sid != "a"
-        if name == "qfetch_warm":
+        if name in ("qfetch_warm", "qfetch_shared"):
             return cell.sid == "a"
         if name == "python":
             # httpx ignores K (its pool allows 100): one cell per N and protocol.
@@ -490,7 +496,7 @@ end
         r.extra = {}
         if r.timed_out:
             return "timed out after %d s" % RUN_TIMEOUT_S
-        if name in ("qfetch", "qfetch_warm"):
+        if name in ("qfetch", "qfetch_warm", "qfetch_shared"):
             m = re.search(r"conns_opened=(\d+).*?requests_sent=(\d+)", r.err)
             if m:
                 r.extra = {"conns": int(m.group(1)), "sent": int(m.group(2))}
@@ -919,7 +925,8 @@ end
                 res = self.find("a", 9, 8) if n == 9 else self.find("b", n, 8)
                 rows.append((n, res or {}))
             rss_names = [m for m in CONTENDERS
-                         if m not in ("wrk", "qfetch_warm") and any(m in r for _, r in rows)]
+                         if m not in ("wrk", "qfetch_warm", "qfetch_shared")
+                         and any(m in r for _, r in rows)]
             for n, r in rows:
                 f.write("%d " % n + " ".join(
                     "%.2f" % (r[m]["rss_kb"] / 1024) if m in r else "-" for m in rss_names) + "\n")
@@ -1045,6 +1052,10 @@ end
                   "- qfetch runs with `--no-session-cache`: curl keeps no TLS sessions across "
                   "processes, so every contender starts cold. The `qfetch+sessions` row in (a) "
                   "uses a session file primed before the runs (TLS 1.3 resumption).",
+                  "- `build/qfetch` links OpenSSL's static libraries (glibc shared; see README, "
+                  "Two commands); curl, libcurl and wrk use Debian's shared libssl3. The "
+                  "`qfetch (shared)` row in (a) is the same code linked against the shared "
+                  "libraries (`build/bench/qfetch-shared`), to show what the linking alone buys.",
                   "- The Python original ignores K (httpx pools up to 100 connections), so it "
                   "runs once per N and protocol, in the K=8 rows (K=64 for scenario c).",
                   "- `conns`: connections opened: qfetch `--stats`, curl's `%{num_connects}` and "

@@ -34,7 +34,8 @@ void cli_usage(void)
           "                            a GET may then be replayed by an attacker)\n"
           "      --tcp-fastopen        use TCP Fast Open where the kernel allows it\n"
           "      --no-progress         no progress line on a terminal\n"
-          "  -h, --help                this help\n\n"
+          "  -h, --help                this help\n"
+          "      --version             qfetch's version and the OpenSSL it runs on\n\n"
           "Exit status: 0 all prices fetched, 1 some failed, 2 usage or configuration error.\n",
           stdout);
 }
@@ -103,6 +104,12 @@ static int read_stdin(struct cli_args *a)
     return 0;
 }
 
+size_t cli_ceil(double x)
+{
+    size_t k = (size_t)x;
+    return (double)k < x ? k + 1 : k;
+}
+
 /* Seconds with decimals, as curl's --max-time: positive and at most a day. */
 static int parse_seconds(const char *s, const char *opt, int *out_ms)
 {
@@ -113,7 +120,7 @@ static int parse_seconds(const char *s, const char *opt, int *out_ms)
         fprintf(stderr, "qfetch: %s wants seconds between 0 and 86400, got '%s'\n", opt, s);
         return 2;
     }
-    *out_ms = (int)ceil(v * 1000);
+    *out_ms = (int)cli_ceil(v * 1000);
     return 0;
 }
 
@@ -241,6 +248,9 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             rc = parse_int(v, "--repeat", 1, 1000000, &a->repeat);
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             a->help = 1;
+            return 0;
+        } else if (strcmp(arg, "--version") == 0) {
+            a->version = 1;
             return 0;
         } else if (arg[0] == '-') {
             return usage_error("unknown option '%s'", arg);

@@ -15,7 +15,7 @@ struct cli_args {
     size_t nresolve;
     int connections, timeout_ms, connect_timeout_ms, retries; /* retries -1: not given */
     enum cli_format format;
-    int verbose, stats, help;
+    int verbose, stats, help, version;
     int stats_json, no_progress, tcp_fastopen, early_data, no_session_cache;
     int pipeline, repeat;
     const char *session_cache;
@@ -33,6 +33,8 @@ struct cli_row {
 int cli_args_parse(struct cli_args *a, int argc, char **argv);
 void cli_args_free(struct cli_args *a);
 void cli_usage(void);
+/* ceil() for 0 <= x < 2^53, so the command needs no libm (one shared library less to load). */
+size_t cli_ceil(double x);
 
 void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n);
 

@@ -1,6 +1,5 @@
 /* qfetch CLI: a thin client of include/qfetch.h, exactly like an outside user would be. */
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,7 +212,7 @@ static double pct(const struct samples *s, double p)
 {
     if (s->n == 0)
         return -1;
-    size_t k = (size_t)ceil(p / 100.0 * (double)s->n);
+    size_t k = cli_ceil(p / 100.0 * (double)s->n);
     return s->v[k > 0 ? k - 1 : 0];
 }
 
@@ -265,9 +264,11 @@ int main(int argc, char **argv)
 {
     struct cli_args a;
     int rc = cli_args_parse(&a, argc, argv);
-    if (rc != 0 || a.help) {
+    if (rc != 0 || a.help || a.version) {
         if (a.help)
             cli_usage();
+        else if (a.version)
+            printf("%s\n", qf_version());
         cli_args_free(&a);
         return rc;
     }

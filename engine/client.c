@@ -53,6 +53,14 @@ const char *qf_strerror(int err)
     }
 }
 
+const char *qf_version(void)
+{
+    static char v[128];
+    if (v[0] == '\0')
+        snprintf(v, sizeof(v), "qfetch %s, %s", QF_VERSION, qf_tls_version());
+    return v;
+}
+
 static char *dup_str(const char *s)
 {
     if (s == NULL)

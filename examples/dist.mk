@@ -42,8 +42,8 @@ size: $(BUILD)/qfetch $(BUILD)/qfetch-static
 	row() { printf '%-34s %9s  %s\n' "$$@"; }; \
 	row "qfetch-static (stripped)" $$st \
 	    "$$(mib $$st), budget $$(mib $(SIZE_STATIC_MAX)), goal $$(mib $(SIZE_STATIC_GOAL))"; \
-	row "qfetch (dynamic, with -g)" $$dy "$$(mib $$dy)"; \
-	row "qfetch (dynamic, stripped)" $$ds "$$(mib $$ds); needs libssl.so.3, libcrypto.so.3"; \
+	row "qfetch (with -g)" $$dy "$$(mib $$dy)"; \
+	row "qfetch (stripped)" $$ds "$$(mib $$ds); SSL_LINK=$(SSL_LINK): $(if $(filter shared,$(SSL_LINK)),needs libssl.so.3 and libcrypto.so.3,OpenSSL linked in; glibc shared)"; \
 	row "engine text (engine+tls+parser)" $$eng \
 	    "engine/ $$e1, tls/ $$e2, parser/ $$e3; budget $(SIZE_ENGINE_TEXT_MAX)"; \
 	row "llhttp text (generated parser)" $$llh ""; \

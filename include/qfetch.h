@@ -41,6 +41,9 @@ enum qf_err {
 };
 
 const char *qf_strerror(int err);
+/* "qfetch 0.1.0, OpenSSL 3.0.19 27 Jan 2026": this library and the OpenSSL it runs on (the
+ * qfetch command links OpenSSL statically unless built with SSL_LINK=shared). */
+const char *qf_version(void);
 
 typedef struct qf_client qf_client;
 

@@ -490,6 +490,22 @@ def static_binary():
 
 
 @test
+def cli_links_openssl_statically():
+    """The qfetch command carries OpenSSL's archives (glibc stays shared) and says which
+    OpenSSL it is, matching the openssl command of the same packages."""
+    path = os.path.join(CFG.build, "qfetch")
+    rc, out, err = run(["ldd", path])
+    check(rc == 0 and "libc.so" in out, "ldd: %d %r" % (rc, out + err))
+    check("libssl" not in out and "libcrypto" not in out, "shared OpenSSL linked: %r" % out)
+    rc, out, err = run([path, "--version"])
+    m = re.match(r"qfetch (\d+\.\d+\.\d+), (OpenSSL \d+\.\d+\.\d+[^\n]*)\n$", out)
+    check(rc == 0 and m is not None and err == "", "--version: %d %r %r" % (rc, out, err))
+    rc, sysver, _ = run(["openssl", "version"])
+    check(m.group(2) in sysver, "--version says %r, openssl says %r" % (m.group(2), sysver))
+    return m.group(0).strip()
+
+
+@test
 def size_budget():
     if CFG.sanitized:
         raise Skip("sanitizer build")

@@ -81,6 +81,11 @@ static int system_store(SSL_CTX *ctx)
     return SSL_CTX_set_default_verify_paths(ctx);
 }
 
+const char *qf_tls_version(void)
+{
+    return OpenSSL_version(OPENSSL_VERSION);
+}
+
 int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen)
 {
     t->ctx = SSL_CTX_new(TLS_client_method());

@@ -34,6 +34,8 @@ struct qf_tls {
 
 /* cacert NULL: the system trust store. Returns 0, QF_ECONFIG (unreadable or not PEM) or
  * QF_ENOMEM, with the reason in err. TLS 1.2 minimum, peer verification always on. */
+/* The OpenSSL in use, e.g. "OpenSSL 3.0.19 27 Jan 2026". */
+const char *qf_tls_version(void);
 int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen);
 void qf_tls_ctx_free(struct qf_tls_ctx *t);
 void qf_tls_cache_free(struct qf_tls_cache *cache);
