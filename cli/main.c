@@ -22,6 +22,7 @@ struct run {
     size_t *row_of; /* client index -> row of the symbol's first occurrence */
     size_t index_base; /* client indexes of this repetition start here */
     int failed;
+    int latency; /* --stats: keep per-request latencies for the percentiles */
     struct samples total, connect, tls, first_byte;
     /* progress line on a terminal */
     int progress;
@@ -81,10 +82,12 @@ static void on_result(const struct qf_result *r, void *udata)
         row->errmsg = strdup(r->errmsg[0] ? r->errmsg : qf_strerror(r->err));
         run->errors++;
     }
-    sample(&run->total, r->total_ms);
-    sample(&run->connect, r->connect_ms);
-    sample(&run->tls, r->tls_ms);
-    sample(&run->first_byte, r->first_byte_ms);
+    if (run->latency) { /* 16 bytes or more per ticker: kept only when --stats prints them */
+        sample(&run->total, r->total_ms);
+        sample(&run->connect, r->connect_ms);
+        sample(&run->tls, r->tls_ms);
+        sample(&run->first_byte, r->first_byte_ms);
+    }
     run->done++;
     if (run->progress && (run->expected > 200 || now_s() - run->t0 > 2))
         draw_progress(run, 0);
@@ -272,7 +275,8 @@ int main(int argc, char **argv)
         cli_args_free(&a);
         return rc;
     }
-    struct run run = {.rows = calloc(a.ntickers, sizeof(*run.rows)),
+    struct run run = {.latency = a.stats,
+                      .rows = calloc(a.ntickers, sizeof(*run.rows)),
                       .row_of = malloc(a.ntickers * sizeof(size_t))};
     size_t *first = first_positions(a.tickers, a.ntickers);
     char *sess = NULL;
