@@ -224,7 +224,6 @@ static struct qf_req *req_alloc(struct qf_client *c, size_t extra)
     r->id = -1;
     r->retries = c->retries;
     r->timeout_us = c->timeout_us;
-    r->method = "GET";
     return r;
 }
 
@@ -246,16 +245,11 @@ int qf_client_add(qf_client *c, const char *symbol)
     if (r == NULL)
         return QF_ENOMEM;
     struct qf_host *h = c->hosts[0];
-    r->is_quote = 1;
     r->host = h;
     r->index = c->nquotes++;
     memcpy(r->symbol, symbol, n + 1);
     r->target = r->symbol + n + 1;
     memcpy(r->target, enc, (size_t)el + 1);
-    r->prefix = h->url.prefix;
-    r->suffix = h->url.suffix;
-    r->hdrs = h->hdrs;
-    r->hdrs_len = h->hdrs_len;
     c->nadded++;
     qf_sched_push(h, r, 0);
     return (int)r->index;
@@ -321,9 +315,13 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     size_t plen = strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
                   xlen + 2;
-    struct qf_req *r = req_alloc(c, 1 + plen + 1 + hlen + 1);
+    size_t at = sizeof(struct qf_req) + 1 + plen + 1 + hlen + 1, align = _Alignof(struct qf_req_gen);
+    at = (at + align - 1) / align * align; /* gen after the strings, aligned */
+    struct qf_req *r = req_alloc(c, at - sizeof(struct qf_req) + sizeof(struct qf_req_gen));
     if (r == NULL)
         return QF_ENOMEM;
+    struct qf_req_gen *g = r->gen = (struct qf_req_gen *)(void *)((char *)r + at);
+    memset(g, 0, sizeof(*g));
     r->host = h;
     r->symbol[0] = '\0';
     r->target = r->symbol + 1;
@@ -336,19 +334,18 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++)
         n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s\r\n", *hl);
     n += snprintf(hd + n, hlen + 1 - (size_t)n, "\r\n");
-    r->hdrs = hd;
-    r->hdrs_len = (size_t)n;
-    r->prefix = r->suffix = "";
-    r->method = method[0] == 'H' ? "HEAD" : "GET";
-    r->no_body = method[0] == 'H';
+    g->hdrs = hd;
+    g->hdrs_len = (size_t)n;
+    g->method = method[0] == 'H' ? "HEAD" : "GET";
+    g->no_body = method[0] == 'H';
     if (rq->timeout_ms > 0)
         r->timeout_us = rq->timeout_ms * 1000LL;
     if (rq->retries != 0)
         r->retries = rq->retries < 0 ? 0 : rq->retries;
-    r->on_response = rq->on_response;
-    r->on_chunk = rq->on_chunk;
-    r->on_head = rq->on_head;
-    r->udata = rq->udata;
+    g->on_response = rq->on_response;
+    g->on_chunk = rq->on_chunk;
+    g->on_head = rq->on_head;
+    g->udata = rq->udata;
     r->id = (int)c->nbyid;
     c->byid[c->nbyid++] = r;
     c->nadded++;

@@ -138,7 +138,7 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
 
     if (cl->log != NULL && r != NULL)
         qf_sched_log(cl, "%s: attempt %d failed on conn %u: %s",
-                     r->is_quote ? r->symbol : r->target, r->attempts, c->slot, msg);
+                     r->gen == NULL ? r->symbol : r->target, r->attempts, c->slot, msg);
     qf_conn_detach(c);
     if (r == NULL)
         return QF_CONN_FREE;
@@ -197,8 +197,13 @@ static int start_connect(struct qf_conn *c)
  * QF_ENOMEM. */
 static int format_request(struct qf_conn *c, const struct qf_req *r)
 {
-    size_t ml = strlen(r->method), pl = strlen(r->prefix), tl = strlen(r->target);
-    size_t sl = strlen(r->suffix), need = c->wlen + ml + 1 + pl + tl + sl + r->hdrs_len;
+    const struct qf_req_gen *g = r->gen;
+    const struct qf_url *u = &r->host->url; /* a quote: method, prefix, suffix from the host */
+    const char *method = g ? g->method : "GET", *prefix = g ? "" : u->prefix;
+    const char *suffix = g ? "" : u->suffix, *hdrs = g ? g->hdrs : r->host->hdrs;
+    size_t hl = g ? g->hdrs_len : r->host->hdrs_len;
+    size_t ml = strlen(method), pl = strlen(prefix), tl = strlen(r->target);
+    size_t sl = strlen(suffix), need = c->wlen + ml + 1 + pl + tl + sl + hl;
 
     if (need > c->wcap) {
         size_t cap = need > 2 * c->wcap ? need : 2 * c->wcap;
@@ -209,13 +214,13 @@ static int format_request(struct qf_conn *c, const struct qf_req *r)
         c->wcap = cap;
     }
     char *w = c->wbuf + c->wlen;
-    memcpy(w, r->method, ml);
+    memcpy(w, method, ml);
     w[ml] = ' ';
     w += ml + 1;
-    memcpy(w, r->prefix, pl);
+    memcpy(w, prefix, pl);
     memcpy(w + pl, r->target, tl);
-    memcpy(w + pl + tl, r->suffix, sl);
-    memcpy(w + pl + tl + sl, r->hdrs, r->hdrs_len);
+    memcpy(w + pl + tl, suffix, sl);
+    memcpy(w + pl + tl + sl, hdrs, hl);
     c->wlen = need;
     return 0;
 }
@@ -230,12 +235,12 @@ static int expect_response(struct qf_conn *c)
     c->t_first = 0;
     c->t_start = r->t_start;
     qf_http_init(&c->http, c->body, c->body_cap, QF_HTTP_BODY_MAX);
-    c->http.no_body = r->no_body;
-    if (!r->is_quote) {
+    if (r->gen != NULL) {
+        c->http.no_body = r->gen->no_body;
         if (c->hbuf == NULL && (c->hbuf = qf_malloc(c->hcap = 1024)) == NULL)
             return QF_ENOMEM;
         qf_http_set_hbuf(&c->http, c->hbuf, c->hcap);
-        if (r->on_chunk != NULL)
+        if (r->gen->on_chunk != NULL)
             c->http.body_max = SIZE_MAX; /* streamed: the buffer only ever holds one read */
     }
     return 0;
@@ -258,7 +263,7 @@ static int begin_batch(struct qf_conn *c, struct qf_req *chain)
         r->t_start = cl->now_us;
         r->attempts++;
         c->ninflight++;
-        if (r->attempts == 1 && cl->log != NULL && r->is_quote)
+        if (r->attempts == 1 && cl->log != NULL && r->gen == NULL)
             qf_sched_log(cl, "Making request for %s price", r->symbol);
         if (rc == 0)
             rc = format_request(c, r);
@@ -675,7 +680,7 @@ static int head(struct qf_conn *c)
     c->head_seen = 1;
     size_t n = qf_sched_headers(cl, &c->http);
     cl->in_chunk = r;
-    int stop = r->on_head(c->http.status, n ? cl->hdrv : NULL, n, r->udata);
+    int stop = r->gen->on_head(c->http.status, n ? cl->hdrv : NULL, n, r->gen->udata);
     cl->in_chunk = NULL;
     if (!stop)
         return 0;
@@ -693,9 +698,9 @@ static int stream(struct qf_conn *c)
     struct qf_req *r = c->req;
 
     cl->in_chunk = r;
-    int stop = r->on_chunk(c->http.body, c->http.body_len, r->udata);
+    int stop = r->gen->on_chunk(c->http.body, c->http.body_len, r->gen->udata);
     cl->in_chunk = NULL;
-    r->body_seen += c->http.body_len;
+    r->gen->body_seen += c->http.body_len;
     c->http.body_len = 0;
     if (!stop)
         return 0;
@@ -778,10 +783,11 @@ static int on_recv(struct qf_conn *c)
             if (used < 0)
                 return parse_fail(c, (int)used);
             off += (size_t)used;
-            if (c->req->on_head != NULL && c->http.headers_done && !c->head_seen &&
+            const struct qf_req_gen *g = c->req->gen;
+            if (g != NULL && g->on_head != NULL && c->http.headers_done && !c->head_seen &&
                 head(c) != 0)
                 return QF_CONN_FREE;
-            if (c->req->on_chunk != NULL && c->http.body_len > 0 && stream(c) != 0)
+            if (g != NULL && g->on_chunk != NULL && c->http.body_len > 0 && stream(c) != 0)
                 return QF_CONN_FREE;
             if (!c->http.complete)
                 break;

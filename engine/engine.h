@@ -65,33 +65,38 @@ enum qf_req_where { QF_REQ_QUEUED, QF_REQ_WAITING, QF_REQ_ACTIVE };
 struct qf_host;
 struct qf_conn;
 
+/* What only general requests (qf_client_request) carry. A quote's request line and headers
+ * come from its host, so a queued quote is about 130 bytes with its symbol. */
+struct qf_req_gen {
+    const char *method;       /* "GET" or "HEAD" */
+    const char *hdrs;         /* " HTTP/1.1\r\nHost: ...\r\n\r\n", written after the target */
+    size_t hdrs_len;
+    size_t body_seen;         /* streamed bytes so far */
+    qf_response_fn *on_response;
+    qf_chunk_fn *on_chunk;
+    qf_head_fn *on_head;
+    void *udata;
+    int no_body;              /* HEAD */
+};
+
 struct qf_req {
     struct qf_timer timer; /* backoff wait before the next attempt */
     struct qf_req *next, *prev;
     struct qf_host *host;
     struct qf_conn *conn;  /* while ACTIVE */
-    enum qf_req_where where;
-    int is_quote;
-    int id;                /* general requests: key in the client's id table; quotes: -1 */
+    struct qf_req_gen *gen; /* general requests (in the same allocation); NULL: a quote */
     size_t index;          /* quotes: order of qf_client_add() */
-    int attempts;          /* attempts started */
-    int retries;
-    int stale_resent;      /* already re-sent once after a stale keep-alive connection */
-    int want_fresh;        /* the next attempt must use a new connection */
-    int cancelled;         /* cancelled while its connection was busy: drop when it ends */
-    int no_body;           /* HEAD */
     int64_t t_start;       /* start of the current attempt */
     int64_t timeout_us;
-    size_t body_seen;      /* streamed bytes so far */
-    /* The request is written as method " " prefix target suffix hdrs. */
-    const char *method, *prefix, *suffix, *hdrs;
-    size_t hdrs_len;
-    char *target;          /* quotes: the percent-encoded symbol */
-    qf_response_fn *on_response;
-    qf_chunk_fn *on_chunk;
-    qf_head_fn *on_head;
-    void *udata;
-    char symbol[];         /* quotes: the symbol; then target (and hdrs for general requests) */
+    char *target;          /* the percent-encoded symbol, or a general request's path */
+    int id;                /* general requests: key in the client's id table; quotes: -1 */
+    int attempts;          /* attempts started */
+    int retries;
+    unsigned char where;   /* enum qf_req_where */
+    unsigned char stale_resent; /* already re-sent once after a stale keep-alive connection */
+    unsigned char want_fresh;   /* the next attempt must use a new connection */
+    unsigned char cancelled;    /* cancelled while its connection was busy: drop when it ends */
+    char symbol[];         /* quotes: the symbol; then target (and gen for general requests) */
 };
 
 enum qf_conn_state {

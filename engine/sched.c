@@ -237,13 +237,14 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
         qf_free(r);
         return;
     }
-    if (r->is_quote) {
+    const struct qf_req_gen *g = r->gen;
+    if (g == NULL) {
         qf_sched_quote(cl, r, err, status, msg, 0, "", "", c);
         return;
     }
     struct qf_response res = {
         .id = r->id,
-        .udata = r->udata,
+        .udata = g->udata,
         .err = err,
         .status = status,
         .errmsg = msg != NULL ? msg : "",
@@ -254,13 +255,12 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
     if (c != NULL && c->req == NULL && err == 0) {
         res.nheaders = qf_sched_headers(cl, &c->http);
         res.headers = res.nheaders ? cl->hdrv : NULL;
-        res.body = r->on_chunk != NULL ? NULL : c->http.body_len ? c->http.body : "";
-        res.body_len = r->on_chunk != NULL ? r->body_seen : c->http.body_len;
+        res.body = g->on_chunk != NULL ? NULL : c->http.body_len ? c->http.body : "";
+        res.body_len = g->on_chunk != NULL ? g->body_seen : c->http.body_len;
     }
-    qf_sched_log(cl, "Received %s %s%s%s: %s", r->method, r->prefix, r->target, r->suffix,
-                 err == 0 ? "ok" : res.errmsg);
+    qf_sched_log(cl, "Received %s %s: %s", g->method, r->target, err == 0 ? "ok" : res.errmsg);
     done(cl, r);
-    r->on_response(&res);
+    g->on_response(&res);
     qf_free(r);
 }
 
@@ -291,7 +291,8 @@ void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, in
                              const char *msg, int retry_after_s)
 {
     /* Streamed bytes cannot be taken back: such a request is never retried. */
-    if (!retryable(err, status) || r->attempts > r->retries || r->body_seen > 0) {
+    if (!retryable(err, status) || r->attempts > r->retries ||
+        (r->gen != NULL && r->gen->body_seen > 0)) {
         qf_sched_finish(cl, r, err, status, msg, NULL);
         return;
     }
@@ -305,7 +306,7 @@ void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, in
         d_ms = retry_after_s * 1000LL < QF_RETRY_AFTER_CAP_MS ? retry_after_s * 1000LL
                                                               : QF_RETRY_AFTER_CAP_MS;
     cl->st.retries++;
-    qf_sched_log(cl, "%s: retrying in %lld ms after: %s", r->is_quote ? r->symbol : r->target,
+    qf_sched_log(cl, "%s: retrying in %lld ms after: %s", r->gen == NULL ? r->symbol : r->target,
                  (long long)d_ms, msg);
     r->where = QF_REQ_WAITING;
     r->conn = NULL;
@@ -400,12 +401,12 @@ static void quote_response(struct qf_client *cl, struct qf_req *r, const struct 
 /* A complete response arrived on c (already parked or closed; c->req is NULL). */
 void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
 {
-    if (r->is_quote) {
+    if (r->gen == NULL) {
         quote_response(cl, r, c);
         return;
     }
     int status = c->http.status;
-    if (retryable(QF_EHTTP, status) && r->attempts <= r->retries && r->body_seen == 0) {
+    if (retryable(QF_EHTTP, status) && r->attempts <= r->retries && r->gen->body_seen == 0) {
         char msg[32];
         snprintf(msg, sizeof(msg), "HTTP %d", status);
         qf_sched_attempt_failed(cl, r, QF_EHTTP, status, msg, c->http.retry_after_s);
