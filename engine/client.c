@@ -315,7 +315,8 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     size_t plen = strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
                   xlen + 2;
-    size_t at = sizeof(struct qf_req) + 1 + plen + 1 + hlen + 1, align = _Alignof(struct qf_req_gen);
+    size_t align = _Alignof(struct qf_req_gen);
+    size_t at = sizeof(struct qf_req) + 1 + plen + 1 + hlen + 1;
     at = (at + align - 1) / align * align; /* gen after the strings, aligned */
     struct qf_req *r = req_alloc(c, at - sizeof(struct qf_req) + sizeof(struct qf_req_gen));
     if (r == NULL)

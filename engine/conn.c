@@ -552,7 +552,7 @@ static int on_send(struct qf_conn *c)
         cl->st.reused += c->ninflight;
     /* The answer is made of bytes the peer sends after reading this request, and their
      * arrival raises a fresh edge (EPOLLET): a read now would almost always be an EAGAIN
-     * syscall (0.65 of them per request at 10,000 tickets over 8 connections). */
+     * syscall (0.65 of them per request at 10,000 tickers over 8 connections). */
     conn_set_state(c, QF_CONN_RECV);
     return QF_AGAIN;
 }

@@ -66,7 +66,7 @@ struct qf_host;
 struct qf_conn;
 
 /* What only general requests (qf_client_request) carry. A quote's request line and headers
- * come from its host, so a queued quote is about 130 bytes with its symbol. */
+ * come from its host, so a queued quote costs about 140 bytes with its symbol. */
 struct qf_req_gen {
     const char *method;       /* "GET" or "HEAD" */
     const char *hdrs;         /* " HTTP/1.1\r\nHost: ...\r\n\r\n", written after the target */

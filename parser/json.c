@@ -1,9 +1,10 @@
 /* Quote extraction: one validating scan over the whole body finds, by path, the values the
  * answer comes from (meta's regularMarketPrice and currency, or the error object); jsmn
- * tokenizes only those into the caller's token array, and the walk reads them. Never allocates and never searches for key text, so decoys elsewhere in
- * the document cannot be picked. This file holds the only jsmn implementation in the program.
- * Not JSMN_STRICT: the scan has already checked the grammar, and strict mode rejects a
- * primitive that ends its input, which a lone value span (the price) always does. */
+ * tokenizes only those into the caller's token array, and the walk reads them. Never
+ * allocates and never searches for key text, so decoys elsewhere in the document cannot be
+ * picked. This file holds the only jsmn implementation in the program. Not JSMN_STRICT: the
+ * scan has already checked the grammar, and strict mode rejects a primitive that ends its
+ * input, which a lone value span (the price) always does. */
 #define JSMN_PARENT_LINKS /* as parser/json.h */
 #include <jsmn.h>
 
@@ -47,9 +48,9 @@ static int skip(const struct doc *d, int i)
 /* ---- The scan: validates the whole body in one pass and finds the values we read -------
  * jsmn tokenizes only the values the answer comes from: the bar arrays after meta are most
  * of a body and were 80% of the JSON cost, and the rest of meta (trading periods, valid
- * ranges) was 40% of what remained. The scan is the
- * JSON grammar (RFC 8259, bytes >= 0x80 unchecked, as before), so a body jsmn never sees
- * is still rejected exactly when it is not JSON. */
+ * ranges) was 40% of what remained. The scan is the JSON grammar (RFC 8259, bytes >= 0x80
+ * unchecked, as before), so a body jsmn never sees is still rejected exactly when it is not
+ * JSON. */
 
 /* Paths the scan follows; a key leads to a node only at its FIRST occurrence. */
 enum node {

@@ -1,6 +1,7 @@
 /* Quote extraction from a Yahoo v8 chart body: one validating scan of the whole body finds
- * chart.result[0].meta and chart.error (or finance.error) by path; jsmn tokenizes only those
- * objects, and {regularMarketPrice,currency} and {code,description} are read from its tokens.
+ * chart.result[0].meta.{regularMarketPrice,currency} and chart.error (or finance.error) by
+ * path; jsmn tokenizes only those values, and {code,description} are read from the error
+ * object's tokens.
  * Never allocates: the caller owns the token array and grows it on QF_ENOSPC. */
 #ifndef QF_PARSER_JSON_H
 #define QF_PARSER_JSON_H
@@ -31,7 +32,8 @@ struct qf_quote {
  * QF_EJSON for invalid or truncated JSON (also: nesting deeper than QF_JSON_DEPTH_MAX, or a
  * price number longer than 400 characters);
  * QF_ERANGE for a price that overflows a double (1e400); QF_ENOSPC when ntoks is too small
- * for the meta or error object (grow, retry; never more than len + 1 tokens).
+ * for the error object or a value read (a number or string takes one token; grow, retry;
+ * never more than len + 1 tokens).
  * A duplicated key counts at its FIRST occurrence (Python's json keeps the last); keys match
  * byte for byte as written, so an escaped spelling of a key does not match.
  * err_code/err_desc come from chart.error, else from finance.error (Yahoo's 401 bodies). */
