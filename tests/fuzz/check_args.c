@@ -424,7 +424,7 @@ int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t 
 
     if (rc != 0 && rc != 2)
         bad = violation(c, __FILE__, __LINE__, "cli_args_parse returned %d", rc);
-    else if (rc == 0 && !a.help)
+    else if (rc == 0 && !a.help && !a.version)
         bad = check_parsed(c, &a, argc, in_len);
     cli_args_free(&a);
     for (k = 0; k < (size_t)argc; k++)
