@@ -49,6 +49,7 @@ static void conn_set_state(struct qf_conn *c, enum qf_conn_state to)
         qf_sched_log(c->cl, "conn %u: %s -> %s", c->slot, state_name[c->state], state_name[to]);
     /* past the connect: handshaking or in use */
     c->host->nstarted += (to >= QF_CONN_HANDSHAKE) - (c->state >= QF_CONN_HANDSHAKE);
+    c->host->nheld += (to == QF_CONN_HELD) - (c->state == QF_CONN_HELD);
     c->state = to;
 }
 
@@ -350,15 +351,40 @@ static int start_tls(struct qf_conn *c)
     return QF_CONN_HANDSHAKE;
 }
 
+/* A session ticket for host h is on its way: a handshake is running, or a connection's first
+ * answer, which the server's tickets precede, is still due. */
+static int ticket_coming(const struct qf_client *cl, const struct qf_host *h)
+{
+    for (uint32_t i = 0; i < cl->nconns; i++) {
+        const struct qf_conn *o = &cl->conns[i];
+        if (o->host == h && (o->state == QF_CONN_HANDSHAKE ||
+                             ((o->state == QF_CONN_SEND || o->state == QF_CONN_RECV) &&
+                              o->nreq == 0 && o->t_open != 0)))
+            return 1;
+    }
+    return 0;
+}
+
 /* The handshake of a held connection: started with the connect's deadline back, or skipped
- * when the host's other connections are enough (qf_sched_want) or it cannot be used. */
-static int unhold(struct qf_conn *c)
+ * when the host's other connections are enough (qf_sched_want) or it cannot be used. While
+ * the round trip is short next to a handshake's CPU (the reason it was held), it also waits
+ * for a session ticket another connection is about to bring, up to QF_HOLD_MAX_US after its
+ * connect: a resumption skips the certificate check and the server's signature. A server
+ * sends two tickets after a full handshake and one after a resumption, so connections
+ * resume in a chain. force: the wait is over (its timer, or an event on the socket). */
+static int unhold(struct qf_conn *c, int force)
 {
     struct qf_client *cl = c->cl;
     struct qf_host *h = c->host;
 
     if (h->fatal || (h->nstarted > 0 && h->nstarted >= qf_sched_want(h)))
         return spare(c);
+    int64_t until = c->t_connected + QF_HOLD_MAX_US;
+    if (!force && h->cache.n == 0 && cl->now_us + QF_HANDSHAKE_US < until &&
+        ticket_coming(cl, h)) {
+        arm(c, cl->now_us + QF_HANDSHAKE_US);
+        return QF_CONN_HELD;
+    }
     arm(c, c->t_open + (cl->connect_timeout_us < c->req->timeout_us ? cl->connect_timeout_us
                                                                     : c->req->timeout_us));
     return start_tls(c);
@@ -400,33 +426,34 @@ static void shorten_holds(struct qf_client *cl, struct qf_host *h, int64_t at_us
     }
 }
 
-/* Ends a hold from outside the connection's own step (a timer, another connection's answer). */
-static void end_hold(struct qf_conn *c)
+/* Ends a hold from outside the connection's own step (a timer, another connection's answer,
+ * a ticket). It may go on waiting for a ticket unless forced. */
+static void end_hold(struct qf_conn *c, int force)
 {
-    int next = unhold(c);
-    if (next != QF_CONN_FREE) {
+    int next = unhold(c, force);
+    if (next != QF_CONN_FREE && next != QF_CONN_HELD) {
         conn_set_state(c, (enum qf_conn_state)next);
         qf_conn_step(c, 0);
     }
 }
 
-/* The server's time is measured: the held connections are started or closed by what
- * qf_sched_want() now says. */
+/* The server's time is measured, or a ticket arrived: the held connections are started or
+ * closed by what qf_sched_want() now says, or wait on for a ticket. */
 static void release_held(struct qf_client *cl, struct qf_host *h)
 {
-    for (uint32_t i = 0; i < cl->nconns; i++) {
+    for (uint32_t i = 0; i < cl->nconns && h->nheld > 0; i++) {
         if (cl->conns[i].state == QF_CONN_HELD && cl->conns[i].host == h)
-            end_hold(&cl->conns[i]);
+            end_hold(&cl->conns[i], 0);
     }
 }
 
 /* A held connection: an error or a close from the server ends the wait (the handshake then
- * reports it); anything else waits for the timer or the first response. */
+ * reports it); anything else waits for the timer, the first response or a ticket. */
 static int on_held(struct qf_conn *c, uint32_t events)
 {
     if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
         return QF_AGAIN;
-    return unhold(c);
+    return unhold(c, 1);
 }
 
 static int on_connecting(struct qf_conn *c, uint32_t events)
@@ -640,6 +667,10 @@ static int on_complete(struct qf_conn *c, int more_bytes, int filled)
     if (c->host->serve_us == 0 && c->t_tls != 0)
         measure_serve(c);
     c->nreq++;
+    /* Once the server's time is measured, holds end by qf_sched_want() and tickets: this
+     * answer may have brought one, or shown that none is coming. */
+    if (c->host->nheld > 0 && c->host->serve_us != 0)
+        release_held(cl, c->host);
     if (!keep) {
         qf_conn_detach(c);
     } else if (next == NULL && stray_bytes(c, filled)) {
@@ -867,8 +898,8 @@ void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
 
-    if (c->state == QF_CONN_HELD) { /* waited a handshake's time: the server is not quick */
-        end_hold(c);
+    if (c->state == QF_CONN_HELD) { /* waited long enough for an answer or a ticket */
+        end_hold(c, 1);
         return;
     }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;

@@ -157,6 +157,7 @@ struct qf_host {
     struct qf_conn **idle; /* parked connections, a stack of at most max */
     unsigned nidle, nopen, max;
     unsigned nstarted;     /* connections past the connect, in handshake or in use */
+    unsigned nheld;        /* connections in QF_CONN_HELD */
     int64_t rtt_us;        /* the first connect's duration, 0 until measured */
     int64_t serve_us;      /* the first response's time after the handshake, 0 until measured */
     char *hdrs;            /* quotes: " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */

@@ -1373,6 +1373,48 @@ def nginx_small_batch_spares_handshakes():
 
 
 @test
+def nginx_extra_connections_resume_in_a_chain():
+    """On loopback the extra connections wait for a session ticket instead of paying a full
+    handshake: nginx sends two tickets after a full handshake and one after a resumption,
+    so 2,000 symbols over -c 8 (enough to want every connection) take one full handshake and
+    resume on all the others. nginx's own $ssl_session_reused must agree. Timing decides, so
+    up to 3 runs."""
+    if not shutil.which("nginx"):
+        raise Fail("nginx not installed")
+    tickers = ["CH%s%04d" % (CFG.tag, i) for i in range(2000)]
+    ng = Nginx(tickers, log="'$connection $connection_requests $status "
+               "\"$request_uri\" $ssl_session_reused'", prefix="qfetch-nginx-chain-")
+    logf = os.path.join(ng.dir, "access.log")
+    for attempt in range(3):
+        seen = len(open(logf).readlines()) if os.path.exists(logf) else 0
+        r = qf(tickers, "-c", "8", "--no-session-cache", srv=ng, timeout=60)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        cs = r.stats()
+        used = cs["conns_opened"] - cs["conns_unused"]
+        check(cs["tls_full"] + cs["tls_resumed"] == used, "stats %s" % cs)
+        if used >= 5 and cs["tls_full"] == 1:
+            break
+    check(used >= 5 and cs["tls_full"] == 1 and cs["tls_resumed"] == used - 1,
+          "3 runs, the last over %d connections with %d full handshakes: %s"
+          % (used, cs["tls_full"], cs))
+    deadline = time.monotonic() + 5
+    while True:
+        rows = [ln.split() for ln in open(logf).readlines()[seen:]]
+        if len(rows) >= len(tickers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    reused = {}
+    for row in rows:
+        reused[row[0]] = row[-1]
+    check(len(reused) == used, "nginx saw %d connections, the client used %d"
+          % (len(reused), used))
+    check(sorted(reused.values()).count("r") == used - 1,
+          "nginx resumed %r" % sorted(reused.values()))
+    return "%d connections, 1 full handshake" % used
+
+
+@test
 def nginx_404_and_encoding():
     ng = nginx()
     missing = "NOSUCH" + uniq()
