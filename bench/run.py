@@ -757,6 +757,7 @@ end
                 log("bench: priming the session file failed: %s" % r.err.strip()[-200:])
         self.results = []
         self.load_start = "%.2f, %.2f, %.2f" % os.getloadavg()
+        self.rev = self.revision()  # now: the charts and RESULTS.md written later dirty the tree
         t0 = time.monotonic()
         if args.only:
             self.cells = [c for c in self.cells if args.only in c.short]
@@ -975,6 +976,17 @@ end
             return False
         return True
 
+    @staticmethod
+    def revision():
+        git = ["git", "-C", ROOT]
+        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True)
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True)
+        if rev.returncode != 0:
+            return "unknown (not a git checkout)"
+        return rev.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+
     def machine(self):
         model = ""
         try:
@@ -986,15 +998,7 @@ end
         except OSError:
             pass
         httpx = sh([SYS_PY, "-c", "import httpx; print(httpx.__version__)"])
-        git = ["git", "-C", ROOT]
-        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True)
-        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True)
-        if rev.returncode == 0:
-            rev = rev.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
-        else:
-            rev = "unknown (not a git checkout)"
+        rev = getattr(self, "rev", None) or self.revision()
         return [
             ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M")),
