@@ -371,22 +371,28 @@ static int ticket_coming(const struct qf_client *cl, const struct qf_host *h)
  * for a session ticket another connection is about to bring, up to QF_HOLD_MAX_US after its
  * connect: a resumption skips the certificate check and the server's signature. A server
  * sends two tickets after a full handshake and one after a resumption, so connections
- * resume in a chain. force: the wait is over (its timer, or an event on the socket). */
-static int unhold(struct qf_conn *c, int force)
+ * resume in a chain. coming: NULL when the wait is over (its timer, an event on the socket);
+ * else ticket_coming()'s answer shared by one pass over the held connections, -1 until asked. */
+static int unhold(struct qf_conn *c, int *coming)
 {
     struct qf_client *cl = c->cl;
     struct qf_host *h = c->host;
 
     if (h->fatal || (h->nstarted > 0 && h->nstarted >= qf_sched_want(h)))
         return spare(c);
-    int64_t until = c->t_connected + QF_HOLD_MAX_US;
-    if (!force && h->cache.n == 0 && cl->now_us + QF_HANDSHAKE_US < until &&
-        ticket_coming(cl, h)) {
-        arm(c, cl->now_us + QF_HANDSHAKE_US);
-        return QF_CONN_HELD;
+    if (coming != NULL && h->cache.n == 0 &&
+        cl->now_us + QF_HANDSHAKE_US < c->t_connected + QF_HOLD_MAX_US) {
+        if (*coming < 0)
+            *coming = ticket_coming(cl, h);
+        if (*coming) {
+            arm(c, cl->now_us + QF_HANDSHAKE_US);
+            return QF_CONN_HELD;
+        }
     }
     arm(c, c->t_open + (cl->connect_timeout_us < c->req->timeout_us ? cl->connect_timeout_us
                                                                     : c->req->timeout_us));
+    if (coming != NULL)
+        *coming = 1; /* this handshake brings a ticket */
     return start_tls(c);
 }
 
@@ -427,10 +433,10 @@ static void shorten_holds(struct qf_client *cl, struct qf_host *h, int64_t at_us
 }
 
 /* Ends a hold from outside the connection's own step (a timer, another connection's answer,
- * a ticket). It may go on waiting for a ticket unless forced. */
-static void end_hold(struct qf_conn *c, int force)
+ * a ticket). With coming non-NULL it may go on waiting for a ticket. */
+static void end_hold(struct qf_conn *c, int *coming)
 {
-    int next = unhold(c, force);
+    int next = unhold(c, coming);
     if (next != QF_CONN_FREE && next != QF_CONN_HELD) {
         conn_set_state(c, (enum qf_conn_state)next);
         qf_conn_step(c, 0);
@@ -441,9 +447,10 @@ static void end_hold(struct qf_conn *c, int force)
  * closed by what qf_sched_want() now says, or wait on for a ticket. */
 static void release_held(struct qf_client *cl, struct qf_host *h)
 {
+    int coming = -1;
     for (uint32_t i = 0; i < cl->nconns && h->nheld > 0; i++) {
         if (cl->conns[i].state == QF_CONN_HELD && cl->conns[i].host == h)
-            end_hold(&cl->conns[i], 0);
+            end_hold(&cl->conns[i], &coming);
     }
 }
 
@@ -453,7 +460,7 @@ static int on_held(struct qf_conn *c, uint32_t events)
 {
     if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
         return QF_AGAIN;
-    return unhold(c, 1);
+    return unhold(c, NULL);
 }
 
 static int on_connecting(struct qf_conn *c, uint32_t events)
@@ -899,7 +906,7 @@ void qf_conn_timeout(struct qf_conn *c)
     struct qf_client *cl = c->cl;
 
     if (c->state == QF_CONN_HELD) { /* waited long enough for an answer or a ticket */
-        end_hold(c, 1);
+        end_hold(c, NULL);
         return;
     }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
