@@ -12,6 +12,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "parser/price.h"
@@ -104,13 +105,37 @@ static int is_hex(unsigned char c)
     return (cls[c] & C_DIGIT) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+#define ONES 0x0101010101010101u
+#define HIGHS 0x8080808080808080u
+
+/* The first byte at or after p that ends a run of plain string bytes ('"', '\\' or a control
+ * byte), or end. Eight bytes at a time: each test below flags exactly its first matching
+ * byte (borrows only spoil the bytes after it), so the lowest flag of the three is exact. */
+static pos_t skip_plain(pos_t p, pos_t end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t x, q, b, m;
+        memcpy(&x, p, 8);
+        q = x ^ (ONES * '"');
+        b = x ^ (ONES * '\\');
+        m = ((q - ONES) & ~q) | ((b - ONES) & ~b) | ((x - ONES * 0x20) & ~x);
+        if ((m &= HIGHS) != 0)
+            return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && !(cls[*p] & C_STOP))
+        p++;
+    return p;
+}
+
 /* A string starting at its opening quote p: returns the byte after the closing quote, or
  * NULL when it is not a valid string. */
 static pos_t scan_string(pos_t p, pos_t end)
 {
     for (p++;; p++) {
-        while (p < end && !(cls[*p] & C_STOP))
-            p++;
+        p = skip_plain(p, end);
         if (p >= end || *p < 0x20)
             return NULL;
         if (*p == '"')
@@ -130,6 +155,22 @@ static pos_t scan_string(pos_t p, pos_t end)
 static pos_t scan_digits(pos_t p, pos_t end)
 {
     pos_t d = p;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Eight bytes at a time: the bar arrays are mostly 16-digit fractions. A byte is a digit
+     * when its high nibble is 3 and stays 3 after adding 6; a carry out of a byte >= 0xfa
+     * can only spoil the bytes after the first non-digit, which is the one counted. */
+    while (end - p >= 8) {
+        uint64_t x, nd;
+        memcpy(&x, p, 8);
+        nd = ((x & 0xf0f0f0f0f0f0f0f0u) ^ 0x3030303030303030u) |
+             (((x + 0x0606060606060606u) & 0xf0f0f0f0f0f0f0f0u) ^ 0x3030303030303030u);
+        if (nd != 0) {
+            p += __builtin_ctzll(nd) >> 3;
+            return p > d ? p : NULL;
+        }
+        p += 8;
+    }
+#endif
     while (p < end && (cls[*p] & C_DIGIT))
         p++;
     return p > d ? p : NULL;

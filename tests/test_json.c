@@ -495,6 +495,62 @@ static void test_large_body(void **state)
     free(b);
 }
 
+/* The scan reads digit runs and plain string bytes eight at a time: every length of run, and
+ * every kind of stop byte at every offset, ends exactly where the byte-wise grammar says, and
+ * nothing is read past the body (each body ends at a guard page). */
+static void test_wide_scan_offsets(void **state)
+{
+    static const char *const stops[] = {"\"",   "\\n", "\\u00e9",   "\\\"", "\x01",
+                                        "\x1f", "\x7f", "\xc3\xa9", "\xff"};
+    static const int stop_ok[] = {1, 1, 1, 1, 0, 0, 1, 1, 1}; /* '"' ends the string early */
+    char body[512], run[64];
+    struct qf_quote q;
+    (void)state;
+
+    for (int n = 1; n < 40; n++) {
+        /* a number of n digits (then a fraction of n digits) last in its array */
+        memset(run, '7', (size_t)n);
+        run[n] = '\0';
+        int len = snprintf(body, sizeof(body),
+                           "{\"chart\":{\"result\":[{\"meta\":{\"regularMarketPrice\":%s.%s},"
+                           "\"close\":[%s]}]}}",
+                           n < 12 ? run : "1", run, run);
+        const char *g = qf_test_guard_copy(body, (size_t)len);
+        assert_int_equal(qf_test_json_extract(g, (size_t)len, 1, &q, NULL), 0);
+        qf_test_guard_free(g);
+        /* a digit run cut by a byte that is no number at every length: invalid */
+        len = snprintf(body, sizeof(body), "[%sx]", run);
+        g = qf_test_guard_copy(body, (size_t)len);
+        assert_int_equal(qf_test_json_extract(g, (size_t)len, 1, &q, NULL), QF_EJSON);
+        qf_test_guard_free(g);
+        /* the body ends inside the run: truncated */
+        len = snprintf(body, sizeof(body), "[%s", run);
+        g = qf_test_guard_copy(body, (size_t)len);
+        assert_int_equal(qf_test_json_extract(g, (size_t)len, 1, &q, NULL), QF_EJSON);
+        qf_test_guard_free(g);
+        for (size_t k = 0; k < sizeof(stops) / sizeof(stops[0]); k++) {
+            /* a currency string of n plain bytes, then the stop, then 9 more bytes */
+            memset(run, 'a', (size_t)n);
+            run[n] = '\0';
+            len = snprintf(body, sizeof(body),
+                           "{\"chart\":{\"result\":[{\"meta\":{\"currency\":\"%s%sbbbbbbbbb\","
+                           "\"regularMarketPrice\":1}}]}}",
+                           run, stops[k]);
+            g = qf_test_guard_copy(body, (size_t)len);
+            int want = !stop_ok[k] ? QF_EJSON : k == 0 ? QF_EJSON : 0;
+            int rc = qf_test_json_extract(g, (size_t)len, 1, &q, NULL);
+            if (rc != want)
+                fail_msg("run %d, stop %zu: rc %d, want %d", n, k, rc, want);
+            qf_test_guard_free(g);
+            /* the body ends inside the string, right after the run */
+            len = snprintf(body, sizeof(body), "[\"%s", run);
+            g = qf_test_guard_copy(body, (size_t)len);
+            assert_int_equal(qf_test_json_extract(g, (size_t)len, 1, &q, NULL), QF_EJSON);
+            qf_test_guard_free(g);
+        }
+    }
+}
+
 /* Nesting is capped (jsmn's cost is tokens x depth); brackets inside strings do not count. */
 static void test_depth_limit(void **state)
 {
@@ -745,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_every_prefix),
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_large_body),
+        cmocka_unit_test(test_wide_scan_offsets),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_enospc),
         cmocka_unit_test(test_through_http),
