@@ -105,33 +105,33 @@ static void on_warn(const char *line, void *udata)
     fprintf(stderr, "qfetch: warning: %s\n", line);
 }
 
-static const char *const *sort_base;
-
-static int by_symbol(const void *a, const void *b)
-{
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = strcmp(sort_base[i], sort_base[j]);
-    return c != 0 ? c : (i > j) - (i < j);
-}
-
-/* Duplicate symbols are fetched once: first[i] is the first position holding tickers[i]. */
+/* Duplicate symbols are fetched once: first[i] is the first position holding tickers[i].
+ * One pass over an open-addressing table of positions (FNV-1a), at least twice n large:
+ * sorting 10,000 symbols with strcmp was 1% of a run. */
 static size_t *first_positions(const char **tickers, size_t n)
 {
-    size_t *order = malloc(n * sizeof(*order)), *first = malloc(n * sizeof(*first));
-    if (order == NULL || first == NULL) {
-        free(order);
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    size_t *first = malloc(n * sizeof(*first));
+    uint32_t *slot = n < UINT32_MAX ? calloc(cap, sizeof(*slot)) : NULL; /* position + 1 */
+    if (first == NULL || slot == NULL) {
         free(first);
+        free(slot);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    sort_base = tickers;
-    qsort(order, n, sizeof(*order), by_symbol);
-    for (size_t k = 0; k < n; k++) {
-        int same = k > 0 && strcmp(tickers[order[k]], tickers[order[k - 1]]) == 0;
-        first[order[k]] = same ? first[order[k - 1]] : order[k];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = 14695981039346656037u;
+        for (const unsigned char *p = (const unsigned char *)tickers[i]; *p; p++)
+            h = (h ^ *p) * 1099511628211u;
+        size_t k = (size_t)h & (cap - 1);
+        while (slot[k] != 0 && strcmp(tickers[slot[k] - 1], tickers[i]) != 0)
+            k = (k + 1) & (cap - 1);
+        if (slot[k] == 0)
+            slot[k] = (uint32_t)(i + 1);
+        first[i] = slot[k] - 1;
     }
-    free(order);
+    free(slot);
     return first;
 }
 
