@@ -3,11 +3,11 @@
  * The fd is registered once, edge-triggered for both directions, so no handler ever changes
  * the epoll interest: each handler instead works until its call would block (QF_AGAIN). */
 #include <assert.h>
-#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
