@@ -110,6 +110,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     c->warn = o->warn;
     c->log_udata = o->log_udata;
     c->flags = o->flags;
+    if (c->flags & QF_OPT_NO_EXIT_CLEANUP)
+        qf_tls_init_no_exit_cleanup(); /* before anything else touches OpenSSL */
     c->pipeline = o->pipeline > 1 ? (unsigned)o->pipeline : 1;
     c->timeout_us = (o->timeout_ms ? o->timeout_ms : 10000) * 1000LL;
     c->connect_timeout_us = (o->connect_timeout_ms ? o->connect_timeout_ms : 5000) * 1000LL;

@@ -81,6 +81,11 @@ static int system_store(SSL_CTX *ctx)
     return SSL_CTX_set_default_verify_paths(ctx);
 }
 
+void qf_tls_init_no_exit_cleanup(void)
+{
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+}
+
 const char *qf_tls_version(void)
 {
     return OpenSSL_version(OPENSSL_VERSION);
