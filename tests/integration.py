@@ -1385,8 +1385,15 @@ def nginx_extra_connections_resume_in_a_chain():
     ng = Nginx(tickers, log="'$connection $connection_requests $status "
                "\"$request_uri\" $ssl_session_reused'", prefix="qfetch-nginx-chain-")
     logf = os.path.join(ng.dir, "access.log")
+
+    def log_lines():
+        if not os.path.exists(logf):
+            return []
+        with open(logf) as f:
+            return f.readlines()
+
     for attempt in range(3):
-        seen = len(open(logf).readlines()) if os.path.exists(logf) else 0
+        seen = len(log_lines())
         r = qf(tickers, "-c", "8", "--no-session-cache", srv=ng, timeout=60)
         expect_rc(r, 0)
         expect_all_ok(r, tickers)
@@ -1400,7 +1407,7 @@ def nginx_extra_connections_resume_in_a_chain():
           % (used, cs["tls_full"], cs))
     deadline = time.monotonic() + 5
     while True:
-        rows = [ln.split() for ln in open(logf).readlines()[seen:]]
+        rows = [ln.split() for ln in log_lines()[seen:]]
         if len(rows) >= len(tickers) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
