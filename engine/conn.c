@@ -666,8 +666,7 @@ static void measure_serve(struct qf_conn *c)
         return;
     }
     serve_us = now_us - (c->nreq == 0 ? c->t_tls : c->t_sent);
-    h->serve_us = serve_us > 0 ? serve_us : 1;
-    release_held(cl, h);
+    h->serve_us = serve_us > 0 ? serve_us : 1; /* on_complete() then releases the holds */
 }
 
 /* The head request's response is complete: hand it to the scheduler, then park or close,
