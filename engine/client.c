@@ -317,17 +317,15 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     size_t plen = strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
                   xlen + 2;
-    size_t align = _Alignof(struct qf_req_gen);
-    size_t at = sizeof(struct qf_req) + 1 + plen + 1 + hlen + 1;
-    at = (at + align - 1) / align * align; /* gen after the strings, aligned */
-    struct qf_req *r = req_alloc(c, at - sizeof(struct qf_req) + sizeof(struct qf_req_gen));
+    /* One allocation: the record, its gen right after it (sizeof keeps the alignment), then
+     * the target and the header block. symbol[] is a quote's only. */
+    struct qf_req *r = req_alloc(c, sizeof(struct qf_req_gen) + plen + 1 + hlen + 1);
     if (r == NULL)
         return QF_ENOMEM;
-    struct qf_req_gen *g = r->gen = (struct qf_req_gen *)(void *)((char *)r + at);
+    struct qf_req_gen *g = r->gen = (struct qf_req_gen *)(void *)(r + 1);
     memset(g, 0, sizeof(*g));
     r->host = h;
-    r->symbol[0] = '\0';
-    r->target = r->symbol + 1;
+    r->target = (char *)(g + 1);
     snprintf(r->target, plen + 1, "%s%s", *path != '/' ? "/" : "", path);
     char *hd = r->target + plen + 1;
     int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s", h->hostport,

@@ -96,7 +96,8 @@ struct qf_req {
     unsigned char stale_resent; /* already re-sent once after a stale keep-alive connection */
     unsigned char want_fresh;   /* the next attempt must use a new connection */
     unsigned char cancelled;    /* cancelled while its connection was busy: drop when it ends */
-    char symbol[];         /* quotes: the symbol; then target (and gen for general requests) */
+    char symbol[];         /* quotes: the symbol, then target; general requests: unused (gen
+                            * follows the record, then target and the header block) */
 };
 
 enum qf_conn_state {
