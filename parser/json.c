@@ -162,8 +162,7 @@ static pos_t scan_digits(pos_t p, pos_t end)
     while (end - p >= 8) {
         uint64_t x, nd;
         memcpy(&x, p, 8);
-        nd = ((x & 0xf0f0f0f0f0f0f0f0u) ^ 0x3030303030303030u) |
-             (((x + 0x0606060606060606u) & 0xf0f0f0f0f0f0f0f0u) ^ 0x3030303030303030u);
+        nd = ((x & ONES * 0xf0) ^ ONES * 0x30) | (((x + ONES * 6) & ONES * 0xf0) ^ ONES * 0x30);
         if (nd != 0) {
             p += __builtin_ctzll(nd) >> 3;
             return p > d ? p : NULL;
