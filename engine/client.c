@@ -1,6 +1,7 @@
 /* Public API (include/qfetch.h): client lifetime, name resolution, the epoll/timerfd loop.
  * Every connection slot and its buffers are allocated here, up front; the loop then only
- * allocates a request record per qf_client_add() and grows buffers to their high-water mark. */
+ * allocates request records up to the most in use at once (finished quote records are reused)
+ * and grows buffers to their high-water mark. */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -212,14 +213,8 @@ fail:
     return NULL;
 }
 
-static struct qf_req *req_alloc(struct qf_client *c, size_t extra)
+static struct qf_req *req_reset(struct qf_client *c, struct qf_req *r)
 {
-    size_t pending = c->nadded - c->ndone;
-    if (qf_heap_reserve(&c->timers, (int)(c->nconns + pending + 1)) < 0)
-        return NULL;
-    struct qf_req *r = qf_malloc(sizeof(*r) + extra);
-    if (r == NULL)
-        return NULL;
     memset(r, 0, sizeof(*r));
     r->timer.idx = -1;
     r->timer.kind = QF_TIMER_REQ;
@@ -229,10 +224,44 @@ static struct qf_req *req_alloc(struct qf_client *c, size_t extra)
     return r;
 }
 
+/* A record for a general request (extra: its gen, target and headers) or a quote. The timer
+ * heap is reserved for every record alive, so arming a backoff wait can never fail. */
+struct qf_req *qf_req_new(struct qf_client *c, size_t extra)
+{
+    if (qf_heap_reserve(&c->timers, (int)(c->nconns + c->nrecords + 1)) < 0)
+        return NULL;
+    struct qf_req *r = qf_malloc(sizeof(*r) + extra);
+    if (r == NULL)
+        return NULL;
+    c->nrecords++;
+    return req_reset(c, r);
+}
+
+struct qf_req *qf_req_quote(struct qf_client *c)
+{
+    struct qf_req *r = c->spare;
+    if (r == NULL)
+        return qf_req_new(c, QF_QUOTE_EXTRA);
+    c->spare = r->next;
+    return req_reset(c, r);
+}
+
+void qf_req_release(struct qf_client *c, struct qf_req *r)
+{
+    if (r->gen == NULL) {
+        r->next = c->spare;
+        c->spare = r;
+        return;
+    }
+    c->nrecords--;
+    qf_free(r);
+}
+
+/* A quote is only packed into its host's pending list here; qf_sched_head() makes its record
+ * when a connection can take it. */
 int qf_client_add(qf_client *c, const char *symbol)
 {
     size_t n = strlen(symbol);
-    char enc[3 * QF_SYMBOL_MAX + 1];
 
     if (n == 0 || n > QF_SYMBOL_MAX)
         return QF_EINVAL;
@@ -240,21 +269,10 @@ int qf_client_add(qf_client *c, const char *symbol)
         if (*p <= ' ' || *p == 0x7f)
             return QF_EINVAL;
     }
-    int el = qf_symbol_encode(symbol, enc, sizeof(enc));
-    if (el < 0)
-        return QF_EINVAL;
-    struct qf_req *r = req_alloc(c, n + 1 + (size_t)el + 1);
-    if (r == NULL)
+    if (c->nquotes >= INT32_MAX || qf_sched_pend(c->hosts[0], symbol, n) < 0)
         return QF_ENOMEM;
-    struct qf_host *h = c->hosts[0];
-    r->host = h;
-    r->index = c->nquotes++;
-    memcpy(r->symbol, symbol, n + 1);
-    r->target = r->symbol + n + 1;
-    memcpy(r->target, enc, (size_t)el + 1);
     c->nadded++;
-    qf_sched_push(h, r, 0);
-    return (int)r->index;
+    return (int)c->nquotes++;
 }
 
 /* "Name: value" with a token name and no CR/LF; reports whether it is one of ours. */
@@ -319,7 +337,7 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
                   xlen + 2;
     /* One allocation: the record, its gen right after it (sizeof keeps the alignment), then
      * the target and the header block. symbol[] is a quote's only. */
-    struct qf_req *r = req_alloc(c, sizeof(struct qf_req_gen) + plen + 1 + hlen + 1);
+    struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_gen) + plen + 1 + hlen + 1);
     if (r == NULL)
         return QF_ENOMEM;
     struct qf_req_gen *g = r->gen = (struct qf_req_gen *)(void *)(r + 1);
@@ -380,7 +398,7 @@ int qf_client_cancel(qf_client *c, int id)
     }
     c->byid[id] = NULL;
     c->ndone++;
-    qf_free(r);
+    qf_req_release(c, r);
     return 0;
 }
 
@@ -393,7 +411,7 @@ int qf_client_timeout_ms(const qf_client *c)
 {
     for (unsigned i = 0; i < c->nhosts; i++) {
         const struct qf_host *h = c->hosts[i];
-        if (h->qhead != NULL && (h->fatal || !h->resolved || h->nidle > 0 ||
+        if (h->nqueued > 0 && (h->fatal || !h->resolved || h->nidle > 0 ||
                                  (h->nopen < qf_sched_want(h) && c->nfree > 0)))
             return 0;
     }
@@ -517,6 +535,11 @@ void qf_client_free(qf_client *c)
         struct qf_timer *t = c->timers.v[i];
         if (t->kind == QF_TIMER_REQ)
             qf_free((char *)t - offsetof(struct qf_req, timer));
+    }
+    while (c->spare != NULL) {
+        struct qf_req *r = c->spare;
+        c->spare = r->next;
+        qf_free(r);
     }
     if (c->sess_path != NULL)
         qf_sess_save(c);

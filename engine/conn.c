@@ -698,7 +698,7 @@ static int on_complete(struct qf_conn *c, int more_bytes, int filled)
         c->ninflight = 0;
         conn_set_state(c, QF_CONN_PARKED);
         c->host->idle[c->host->nidle++] = c;
-        if (c->host->qhead == NULL && c->host->url.tls)
+        if (c->host->nqueued == 0 && c->host->url.tls)
             qf_tls_idle(&c->tls); /* no work queued: idle until the caller adds some */
     } else {
         c->req = next;

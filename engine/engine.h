@@ -66,7 +66,7 @@ struct qf_host;
 struct qf_conn;
 
 /* What only general requests (qf_client_request) carry. A quote's request line and headers
- * come from its host, so a queued quote costs about 140 bytes with its symbol. */
+ * come from its host. */
 struct qf_req_gen {
     const char *method;       /* "GET" or "HEAD" */
     const char *hdrs;         /* " HTTP/1.1\r\nHost: ...\r\n\r\n", written after the target */
@@ -99,6 +99,10 @@ struct qf_req {
     char symbol[];         /* quotes: the symbol, then target; general requests: unused (gen
                             * follows the record, then target and the header block) */
 };
+
+/* A quote record has room for the longest symbol and its percent-encoding, so finished ones
+ * can be reused for the next quote (client.c keeps them on a spare list). */
+#define QF_QUOTE_EXTRA (QF_SYMBOL_MAX + 1 + 3 * QF_SYMBOL_MAX + 1)
 
 enum qf_conn_state {
     QF_CONN_FREE,       /* slot unused, no fd */
@@ -153,8 +157,15 @@ struct qf_host {
     int no_pipeline;       /* a pipelined connection closed early: one request at a time */
     char fatal_msg[160];
     struct qf_tls_cache cache;
-    struct qf_req *qhead, *qtail;
-    unsigned nqueued;
+    struct qf_req *qhead, *qtail; /* queued records: retries, general requests */
+    unsigned nqueued;      /* records queued plus quotes pending below */
+    /* Quotes added but not yet dispatched, packed "SYMBOL\0" in qf_client_add() order. A record
+     * is taken only when one is dispatched, so a waiting quote costs its symbol's bytes, not a
+     * record: 10,000 queued quotes were 1.3 MB as records. */
+    char *pend;
+    size_t pend_off, pend_len, pend_cap;
+    unsigned npend;
+    size_t pend_index;     /* qf_client_add() index of the quote at pend_off */
     struct qf_conn **idle; /* parked connections, a stack of at most max */
     unsigned nidle, nopen, max;
     unsigned nstarted;     /* connections past the connect, in handshake or in use */
@@ -193,6 +204,9 @@ struct qf_client {
     uint32_t nfree;
     struct qf_heap timers;
     size_t nadded, ndone, nquotes;
+    size_t nrecords;         /* request records allocated, spares included: the timer heap's
+                                worst case besides the connections */
+    struct qf_req *spare;    /* finished quote records, linked by next */
     struct qf_req **byid;    /* general requests by id, NULL once finished */
     size_t nbyid, capbyid;
     const struct qf_req *in_chunk; /* request whose on_chunk is running */
@@ -214,6 +228,11 @@ void qf_conn_timeout(struct qf_conn *c);
 void qf_conn_close(struct qf_conn *c);
 struct qf_req *qf_conn_detach(struct qf_conn *c);
 
+/* client.c: request records. */
+struct qf_req *qf_req_new(struct qf_client *cl, size_t extra);
+struct qf_req *qf_req_quote(struct qf_client *cl); /* a spare quote record, or a new one */
+void qf_req_release(struct qf_client *cl, struct qf_req *r); /* quotes go back to the spares */
+
 /* host.c */
 int qf_host_ready(struct qf_client *cl, struct qf_host *h);
 struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes);
@@ -227,6 +246,8 @@ void qf_sess_save(struct qf_client *cl);
 
 /* sched.c: queueing, outcomes, retries */
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front);
+int qf_sched_pend(struct qf_host *h, const char *symbol, size_t len); /* 0 or QF_ENOMEM */
+struct qf_req *qf_sched_head(struct qf_client *cl, struct qf_host *h);
 void qf_sched_unlink(struct qf_host *h, struct qf_req *r);
 void qf_sched_dispatch(struct qf_client *cl);
 unsigned qf_sched_want(const struct qf_host *h);

@@ -179,6 +179,7 @@ void qf_host_free(struct qf_host *h)
         h->qhead = r->next;
         qf_free(r);
     }
+    qf_free(h->pend);
     qf_free(h->idle);
     qf_free(h->hdrs);
     qf_free(h->hostport);

@@ -45,6 +45,82 @@ void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
     }
 }
 
+int qf_sched_pend(struct qf_host *h, const char *symbol, size_t len)
+{
+    if (h->pend_len + len + 1 > h->pend_cap) {
+        size_t live = h->pend_len - h->pend_off;
+        if (h->pend_off >= live) { /* at least half is taken: slide down (amortised O(1)) */
+            memmove(h->pend, h->pend + h->pend_off, live);
+            h->pend_off = 0;
+            h->pend_len = live;
+        }
+        if (h->pend_len + len + 1 > h->pend_cap) {
+            size_t cap = h->pend_cap ? h->pend_cap * 2 : 256;
+            while (cap < h->pend_len + len + 1)
+                cap *= 2;
+            char *p = qf_realloc(h->pend, cap);
+            if (p == NULL)
+                return QF_ENOMEM;
+            h->pend = p;
+            h->pend_cap = cap;
+        }
+    }
+    memcpy(h->pend + h->pend_len, symbol, len + 1);
+    h->pend_len += len + 1;
+    h->npend++;
+    h->nqueued++;
+    return 0;
+}
+
+/* A quote whose record could not be allocated still gets its one result. */
+static void quote_nomem(struct qf_client *cl, const char *symbol, size_t index)
+{
+    struct qf_result res = {
+        .index = index,
+        .symbol = symbol,
+        .err = QF_ENOMEM,
+        .price_text = "",
+        .currency = "",
+        .errmsg = "out of memory",
+        .connect_ms = -1,
+        .tls_ms = -1,
+        .first_byte_ms = -1,
+        .total_ms = -1,
+    };
+    cl->ndone++;
+    cl->t_last_done = cl->now_us;
+    if (cl->cb != NULL)
+        cl->cb(&res, cl->udata);
+}
+
+/* The queue's head: a queued record, else the oldest pending quote put in a record. */
+struct qf_req *qf_sched_head(struct qf_client *cl, struct qf_host *h)
+{
+    while (h->qhead == NULL && h->npend > 0) {
+        char symbol[QF_SYMBOL_MAX + 1];
+        size_t n = strlen(h->pend + h->pend_off);
+        memcpy(symbol, h->pend + h->pend_off, n + 1); /* a callback may add, moving pend */
+        size_t index = h->pend_index++;
+        h->pend_off += n + 1;
+        h->npend--;
+        h->nqueued--;
+        if (h->npend == 0)
+            h->pend_off = h->pend_len = 0;
+        struct qf_req *r = qf_req_quote(cl);
+        if (r == NULL) {
+            quote_nomem(cl, symbol, index);
+            continue;
+        }
+        r->host = h;
+        r->index = index;
+        memcpy(r->symbol, symbol, n + 1);
+        r->target = r->symbol + n + 1;
+        qf_symbol_encode(symbol, r->target, QF_QUOTE_EXTRA - (n + 1)); /* always fits */
+        qf_sched_push(h, r, 0);
+    }
+    return h->qhead;
+}
+
 void qf_sched_unlink(struct qf_host *h, struct qf_req *r)
 {
     h->nqueued--;
@@ -94,11 +170,11 @@ static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
 static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
 {
     unsigned depth = h->no_pipeline ? 1 : cl->pipeline;
-    struct qf_req *head = h->qhead, *tail = head;
+    struct qf_req *head = h->qhead, *tail = head, *r;
 
     qf_sched_unlink(h, head);
-    for (unsigned k = 1; k < depth && h->qhead != NULL && !h->qhead->want_fresh; k++) {
-        struct qf_req *r = h->qhead;
+    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL && !r->want_fresh;
+         k++) {
         qf_sched_unlink(h, r);
         tail->next = r;
         tail = r;
@@ -109,10 +185,11 @@ static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
 
 static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
-    if (!h->resolved && h->qhead != NULL)
+    struct qf_req *r;
+
+    if (!h->resolved && h->nqueued > 0)
         qf_host_ready(cl, h);
-    while (h->qhead != NULL) {
-        struct qf_req *r = h->qhead;
+    while ((r = qf_sched_head(cl, h)) != NULL) {
         if (h->fatal) {
             qf_sched_unlink(h, r);
             qf_sched_finish(cl, r, h->fatal, 0, h->fatal_msg, NULL);
@@ -136,7 +213,7 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 void qf_sched_dispatch(struct qf_client *cl)
 {
     for (unsigned i = 0; i < cl->nhosts; i++) {
-        if (cl->hosts[i]->qhead != NULL)
+        if (cl->hosts[i]->nqueued > 0)
             dispatch_host(cl, cl->hosts[i]);
     }
 }
@@ -199,7 +276,7 @@ void qf_sched_quote(struct qf_client *cl, struct qf_req *r, int err, int status,
     done(cl, r);
     if (cl->cb != NULL)
         cl->cb(&res, cl->udata);
-    qf_free(r);
+    qf_req_release(cl, r);
 }
 
 /* Headers captured by the parser as "name\0value\0" pairs, as an array for the callback. */
@@ -234,7 +311,7 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
 {
     if (r->cancelled) {
         done(cl, r);
-        qf_free(r);
+        qf_req_release(cl, r);
         return;
     }
     const struct qf_req_gen *g = r->gen;
@@ -261,7 +338,7 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
     qf_sched_log(cl, "Received %s %s: %s", g->method, r->target, err == 0 ? "ok" : res.errmsg);
     done(cl, r);
     g->on_response(&res);
-    qf_free(r);
+    qf_req_release(cl, r);
 }
 
 static uint64_t rnd(struct qf_client *cl)
