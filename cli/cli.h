@@ -3,6 +3,7 @@
 #define QF_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum cli_format { CLI_TABLE, CLI_JSON, CLI_CSV, CLI_PYTHON };
 
@@ -21,12 +22,13 @@ struct cli_args {
     const char *session_cache;
 };
 
+/* One input symbol's outcome in 16 bytes (10,000 symbols: 160 KB). Its words live in one
+ * text arena shared by all rows: "PRICE\0CURRENCY\0" on success, "MESSAGE\0" on error. */
 struct cli_row {
     const char *symbol;
-    int done, err, status;
-    char price[32];
-    char currency[16];
-    char *errmsg; /* owned */
+    uint32_t text; /* offset in the arena; 0: no result yet */
+    int16_t err;
+    uint16_t status;
 };
 
 /* Returns 0, or 2 after printing one line naming the problem to stderr. */
@@ -36,6 +38,7 @@ void cli_usage(void);
 /* ceil() for 0 <= x < 2^53, so the command needs no libm (one shared library less to load). */
 size_t cli_ceil(double x);
 
-void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n);
+/* text: the rows' arena. */
+void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, const char *text);
 
 #endif

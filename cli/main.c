@@ -11,15 +11,19 @@
 #include "cli/cli.h"
 #include "qfetch.h"
 
-/* Latency samples of one phase, in ms, for percentiles. */
+/* Latency samples of one phase for percentiles, in whole microseconds (the engine measures
+ * in us): 4 bytes a sample, exact. */
 struct samples {
-    double *v;
+    uint32_t *v;
     size_t n, cap;
 };
 
 struct run {
     struct cli_row *rows;
-    size_t *row_of; /* client index -> row of the symbol's first occurrence */
+    uint32_t *row_of; /* client index -> row of the symbol's first occurrence */
+    char *text;       /* the rows' arena (cli.h); offset 0 is a NUL meaning "none" */
+    size_t text_len, text_cap;
+    int oom;
     size_t index_base; /* client indexes of this repetition start here */
     int failed;
     int latency; /* --stats: keep per-request latencies for the percentiles */
@@ -37,19 +41,22 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sample(struct samples *s, double v)
+static int reserve(struct samples *s, size_t cap)
 {
-    if (v < 0)
+    uint32_t *nv = cap > s->cap ? realloc(s->v, cap * sizeof(*nv)) : s->v;
+    if (nv == NULL)
+        return -1;
+    s->v = nv;
+    s->cap = cap > s->cap ? cap : s->cap;
+    return 0;
+}
+
+static void sample(struct samples *s, double ms)
+{
+    if (ms < 0 || (s->n == s->cap && reserve(s, s->cap ? s->cap * 2 : 256) < 0))
         return;
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 256;
-        double *nv = realloc(s->v, ncap * sizeof(*nv));
-        if (nv == NULL)
-            return;
-        s->v = nv;
-        s->cap = ncap;
-    }
-    s->v[s->n++] = v;
+    double us = ms * 1000.0 + 0.5;
+    s->v[s->n++] = us < UINT32_MAX ? (uint32_t)us : UINT32_MAX;
 }
 
 static void draw_progress(struct run *run, int final)
@@ -65,23 +72,56 @@ static void draw_progress(struct run *run, int final)
     fflush(stderr);
 }
 
+/* Gives row its words: "a\0b\0", or "a\0" when b is NULL. A repeated run overwrites the row's
+ * old words when the new ones fit (prices keep their length), so --repeat does not grow it. */
+static void put_words(struct run *run, struct cli_row *row, const char *a, const char *b)
+{
+    size_t la = strlen(a) + 1, lb = b != NULL ? strlen(b) + 1 : 0, old = 0;
+    if (row->text != 0) {
+        const char *p = run->text + row->text;
+        old = strlen(p) + 1;
+        if (row->err == 0)
+            old += strlen(p + old) + 1;
+    }
+    uint32_t at = row->text;
+    if (la + lb > old) {
+        size_t need = (run->text_len ? run->text_len : 1) + la + lb;
+        if (need > run->text_cap) {
+            size_t cap = run->text_cap ? run->text_cap * 2 : 4096;
+            while (cap < need)
+                cap *= 2;
+            char *t = cap <= UINT32_MAX ? realloc(run->text, cap) : NULL;
+            if (t == NULL) {
+                run->oom = 1;
+                return;
+            }
+            run->text = t;
+            run->text_cap = cap;
+        }
+        if (run->text_len == 0)
+            run->text[run->text_len++] = '\0';
+        at = (uint32_t)run->text_len;
+        run->text_len += la + lb;
+    }
+    memcpy(run->text + at, a, la);
+    if (b != NULL)
+        memcpy(run->text + at + la, b, lb);
+    row->text = at;
+}
+
 static void on_result(const struct qf_result *r, void *udata)
 {
     struct run *run = udata;
     struct cli_row *row = &run->rows[run->row_of[r->index - run->index_base]];
 
-    free(row->errmsg);
-    row->errmsg = NULL;
-    row->done = 1;
-    row->err = r->err;
-    row->status = r->status;
     if (r->err == 0) {
-        snprintf(row->price, sizeof(row->price), "%s", r->price_text);
-        snprintf(row->currency, sizeof(row->currency), "%s", r->currency);
+        put_words(run, row, r->price_text, r->currency);
     } else {
-        row->errmsg = strdup(r->errmsg[0] ? r->errmsg : qf_strerror(r->err));
+        put_words(run, row, r->errmsg[0] ? r->errmsg : qf_strerror(r->err), NULL);
         run->errors++;
     }
+    row->err = (int16_t)r->err;
+    row->status = (uint16_t)r->status;
     if (run->latency) { /* 16 bytes or more per ticker: kept only when --stats prints them */
         sample(&run->total, r->total_ms);
         sample(&run->connect, r->connect_ms);
@@ -108,13 +148,13 @@ static void on_warn(const char *line, void *udata)
 /* Duplicate symbols are fetched once: first[i] is the first position holding tickers[i].
  * One pass over an open-addressing table of positions (FNV-1a), at least twice n large:
  * sorting 10,000 symbols with strcmp was 1% of a run. */
-static size_t *first_positions(const char **tickers, size_t n)
+static uint32_t *first_positions(const char **tickers, size_t n)
 {
     size_t cap = 16;
     while (cap < 2 * n)
         cap *= 2;
-    size_t *first = malloc(n * sizeof(*first));
-    uint32_t *slot = n < UINT32_MAX ? calloc(cap, sizeof(*slot)) : NULL; /* position + 1 */
+    uint32_t *first = n < UINT32_MAX ? malloc((n ? n : 1) * sizeof(*first)) : NULL;
+    uint32_t *slot = calloc(cap, sizeof(*slot)); /* position + 1 */
     if (first == NULL || slot == NULL) {
         free(first);
         free(slot);
@@ -204,9 +244,9 @@ static char *default_session_cache(void)
     return path;
 }
 
-static int cmp_double(const void *a, const void *b)
+static int cmp_u32(const void *a, const void *b)
 {
-    double x = *(const double *)a, y = *(const double *)b;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
 }
 
@@ -216,13 +256,13 @@ static double pct(const struct samples *s, double p)
     if (s->n == 0)
         return -1;
     size_t k = cli_ceil(p / 100.0 * (double)s->n);
-    return s->v[k > 0 ? k - 1 : 0];
+    return s->v[k > 0 ? k - 1 : 0] / 1000.0;
 }
 
 static void print_phase(const char *name, struct samples *s, int json, int comma)
 {
     if (s->n > 1)
-        qsort(s->v, s->n, sizeof(*s->v), cmp_double);
+        qsort(s->v, s->n, sizeof(*s->v), cmp_u32);
     if (json)
         fprintf(stderr, "%s\"%s\":{\"n\":%zu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
                 comma ? "," : "", name, s->n, pct(s, 50), pct(s, 90), pct(s, 99), pct(s, 100));
@@ -277,8 +317,8 @@ int main(int argc, char **argv)
     }
     struct run run = {.latency = a.stats,
                       .rows = calloc(a.ntickers, sizeof(*run.rows)),
-                      .row_of = malloc(a.ntickers * sizeof(size_t))};
-    size_t *first = first_positions(a.tickers, a.ntickers);
+                      .row_of = malloc((a.ntickers ? a.ntickers : 1) * sizeof(uint32_t))};
+    uint32_t *first = first_positions(a.tickers, a.ntickers);
     char *sess = NULL;
     if (!a.no_session_cache)
         sess = a.session_cache != NULL ? strdup(a.session_cache) : default_session_cache();
@@ -322,6 +362,10 @@ int main(int argc, char **argv)
         }
         nuniq++;
     }
+    if (run.latency) { /* one per request, not a doubling past that (connects are few) */
+        reserve(&run.total, nuniq * (size_t)a.repeat);
+        reserve(&run.first_byte, nuniq * (size_t)a.repeat);
+    }
     run.progress = c != NULL && !a.no_progress && isatty(2) && !a.verbose;
     run.t0 = now_s();
     for (int rep = 0; rc == 0 && rep < a.repeat; rep++) {
@@ -337,7 +381,7 @@ int main(int argc, char **argv)
                 rc = 2;
                 break;
             }
-            run.row_of[(size_t)idx - run.index_base] = i;
+            run.row_of[(size_t)idx - run.index_base] = (uint32_t)i;
         }
         if (rc == 0 && qf_client_run(c) < 0) {
             fprintf(stderr, "qfetch: event loop failed\n");
@@ -349,26 +393,26 @@ int main(int argc, char **argv)
     if (c != NULL && rc == 0 && a.stats)
         print_stats(c, &run, a.stats_json);
     qf_client_free(c);
-    if (rc == 0) {
-        for (size_t i = 0; i < a.ntickers; i++) {
-            struct cli_row *row = &run.rows[i], *src = &run.rows[first[i]];
-            if (first[i] != i && src->done) {
-                *row = *src;
-                row->symbol = a.tickers[i];
-                row->errmsg = src->errmsg != NULL ? strdup(src->errmsg) : NULL;
-            }
-            if (!row->done) {
-                row->err = QF_ECANCELED;
-                row->errmsg = strdup("not completed");
-            }
-            run.failed |= row->err != 0;
+    for (size_t i = 0; rc == 0 && i < a.ntickers; i++) {
+        struct cli_row *row = &run.rows[i];
+        if (first[i] != i) {
+            *row = run.rows[first[i]]; /* the words are shared, not copied */
+            row->symbol = a.tickers[i];
+        } else if (row->text == 0) {
+            put_words(&run, row, "not completed", NULL);
+            row->err = QF_ECANCELED;
         }
-        cli_out_print(a.format, run.rows, a.ntickers);
+        run.failed |= row->err != 0;
     }
-    for (size_t i = 0; run.rows != NULL && i < a.ntickers; i++)
-        free(run.rows[i].errmsg);
+    if (rc == 0 && run.oom) {
+        fprintf(stderr, "qfetch: out of memory\n");
+        rc = 2;
+    }
+    if (rc == 0)
+        cli_out_print(a.format, run.rows, a.ntickers, run.text);
     free(run.rows);
     free(run.row_of);
+    free(run.text);
     free(first);
     free(sess);
     free(run.total.v);

@@ -5,6 +5,15 @@
 
 #include "cli/cli.h"
 
+/* A row's words in the arena: its price (or error message), then its currency. */
+#define WORD(t, r) ((t) + (r)->text)
+
+static const char *currency(const char *t, const struct cli_row *r)
+{
+    const char *p = WORD(t, r);
+    return p + strlen(p) + 1;
+}
+
 static size_t utf8_len(const char *s)
 {
     size_t n = 0;
@@ -13,7 +22,7 @@ static size_t utf8_len(const char *s)
     return n;
 }
 
-static void table(const struct cli_row *rows, size_t n)
+static void table(const struct cli_row *rows, size_t n, const char *t)
 {
     int w = 6;
     for (size_t i = 0; i < n; i++) {
@@ -24,9 +33,9 @@ static void table(const struct cli_row *rows, size_t n)
         const struct cli_row *r = &rows[i];
         int pad = w + (int)(strlen(r->symbol) - utf8_len(r->symbol));
         if (r->err == 0)
-            printf("%-*s  %12s  %s\n", pad, r->symbol, r->price, r->currency);
+            printf("%-*s  %12s  %s\n", pad, r->symbol, WORD(t, r), currency(t, r));
         else
-            printf("%-*s  %12s  %s\n", pad, r->symbol, "error", r->errmsg);
+            printf("%-*s  %12s  %s\n", pad, r->symbol, "error", WORD(t, r));
     }
 }
 
@@ -45,7 +54,7 @@ static void json_str(const char *s)
     putchar('"');
 }
 
-static void json(const struct cli_row *rows, size_t n)
+static void json(const struct cli_row *rows, size_t n, const char *t)
 {
     fputs("[", stdout);
     for (size_t i = 0; i < n; i++) {
@@ -53,14 +62,14 @@ static void json(const struct cli_row *rows, size_t n)
         fputs(i ? ",\n  {\"ticker\":" : "\n  {\"ticker\":", stdout);
         json_str(r->symbol);
         if (r->err == 0) {
-            printf(",\"price\":%s,\"currency\":", r->price);
-            if (r->currency[0])
-                json_str(r->currency);
+            printf(",\"price\":%s,\"currency\":", WORD(t, r));
+            if (currency(t, r)[0])
+                json_str(currency(t, r));
             else
                 fputs("null", stdout);
         } else {
             fputs(",\"error\":", stdout);
-            json_str(r->errmsg);
+            json_str(WORD(t, r));
             printf(",\"status\":%d", r->status);
         }
         putchar('}');
@@ -83,16 +92,16 @@ static void csv_field(const char *s)
     putchar('"');
 }
 
-static void csv(const struct cli_row *rows, size_t n)
+static void csv(const struct cli_row *rows, size_t n, const char *t)
 {
     fputs("ticker,price,currency,status,error\r\n", stdout);
     for (size_t i = 0; i < n; i++) {
         const struct cli_row *r = &rows[i];
         csv_field(r->symbol);
-        printf(",%s,", r->err == 0 ? r->price : "");
-        csv_field(r->err == 0 ? r->currency : "");
+        printf(",%s,", r->err == 0 ? WORD(t, r) : "");
+        csv_field(r->err == 0 ? currency(t, r) : "");
         printf(",%d,", r->status);
-        csv_field(r->err == 0 ? "" : r->errmsg);
+        csv_field(r->err == 0 ? "" : WORD(t, r));
         fputs("\r\n", stdout);
     }
 }
@@ -120,7 +129,7 @@ static size_t py_repr(const char *s, char *out, size_t cap)
 
 /* pprint (width 80): the whole list on one line when it fits, else one tuple per line after
  * "[" or " "; a tuple that does not fit its 78 columns breaks after the symbol. */
-static void python(const struct cli_row *rows, size_t n)
+static void python(const struct cli_row *rows, size_t n, const char *t)
 {
     char sym[3 * 64 + 8];
     size_t total = 2, count = 0;
@@ -128,7 +137,7 @@ static void python(const struct cli_row *rows, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (rows[i].err != 0)
             continue;
-        total += py_repr(rows[i].symbol, sym, sizeof(sym)) + 14 + strlen(rows[i].price);
+        total += py_repr(rows[i].symbol, sym, sizeof(sym)) + 14 + strlen(WORD(t, &rows[i]));
         total += count++ ? 2 : 0;
     }
     int one_line = total <= 80;
@@ -138,35 +147,35 @@ static void python(const struct cli_row *rows, size_t n)
         if (rows[i].err != 0)
             continue;
         size_t sl = py_repr(rows[i].symbol, sym, sizeof(sym));
-        size_t tl = sl + 14 + strlen(rows[i].price);
+        size_t tl = sl + 14 + strlen(WORD(t, &rows[i]));
         if (k > 0)
             fputs(one_line ? ", " : ",\n ", stdout);
         if (one_line || tl <= 78)
-            printf("(%s, Decimal('%s'))", sym, rows[i].price);
+            printf("(%s, Decimal('%s'))", sym, WORD(t, &rows[i]));
         else
-            printf("(%s,\n  Decimal('%s'))", sym, rows[i].price);
+            printf("(%s,\n  Decimal('%s'))", sym, WORD(t, &rows[i]));
         k++;
     }
     fputs("]\n", stdout);
 }
 
-void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n)
+void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, const char *text)
 {
     switch (f) {
     case CLI_TABLE:
-        table(rows, n);
+        table(rows, n, text);
         break;
     case CLI_JSON:
-        json(rows, n);
+        json(rows, n, text);
         break;
     case CLI_CSV:
-        csv(rows, n);
+        csv(rows, n, text);
         break;
     case CLI_PYTHON:
-        python(rows, n);
+        python(rows, n, text);
         for (size_t i = 0; i < n; i++) {
             if (rows[i].err != 0)
-                fprintf(stderr, "qfetch: %s: %s\n", rows[i].symbol, rows[i].errmsg);
+                fprintf(stderr, "qfetch: %s: %s\n", rows[i].symbol, WORD(text, &rows[i]));
         }
         break;
     }

@@ -274,6 +274,26 @@ def repeat_and_stats_json():
 
 
 @test
+def repeat_prints_the_last_round():
+    """A symbol whose answer changes between --repeat rounds shows the last one: RATE_ is a 429
+    (a long message) in round 1 and a price in round 2, written over the message. Duplicates
+    show their symbol's outcome."""
+    srv = it.TestServer()
+    rate, plain = "RATE_" + uniq(), uniq()
+    r = it.qf([rate, plain, rate, plain], "-c", "1", "--retries", "0", "--repeat", "2",
+              "--no-session-cache", srv=srv)
+    it.expect_rc(r, 0)
+    items = r.items()
+    check([i.get("ticker") for i in items] == [rate, plain, rate, plain],
+          "rows: %r" % items)
+    for i in items:
+        check("error" not in i, "a row kept round 1's error: %r" % i)
+    it.expect_ok(r, rate)
+    it.expect_ok(r, plain)
+    check(r.stats()["requests_sent"] == 4, "two symbols, two rounds: %s" % r.stats())
+
+
+@test
 def progress_only_on_a_terminal():
     srv = it.TestServer()
     tick = [uniq() for _ in range(250)]

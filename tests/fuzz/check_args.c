@@ -165,6 +165,40 @@ static double made_up_price(uint64_t h)
     return v;
 }
 
+/* The text arena of the rows being checked (cli.h), as cli/main.c fills it: a NUL at offset
+ * 0, then "PRICE\0CURRENCY\0" for a success or "MESSAGE\0" for an error. */
+static char *words;
+static size_t words_len, words_cap;
+
+static uint32_t put_words(const char *a, const char *b)
+{
+    size_t la = strlen(a) + 1, lb = b != NULL ? strlen(b) + 1 : 0;
+    if (words_len + la + lb + 1 > words_cap) {
+        words_cap = 2 * (words_len + la + lb + 1);
+        words = realloc(words, words_cap);
+        if (words == NULL)
+            abort();
+    }
+    if (words_len == 0)
+        words[words_len++] = '\0';
+    uint32_t at = (uint32_t)words_len;
+    memcpy(words + at, a, la);
+    if (b != NULL)
+        memcpy(words + at + la, b, lb);
+    words_len += la + lb;
+    return at;
+}
+
+static const char *word(const struct cli_row *r)
+{
+    return words + r->text;
+}
+
+static const char *currency(const struct cli_row *r)
+{
+    return word(r) + strlen(word(r)) + 1;
+}
+
 /* Runs cli_out_print with stdout captured; *out is malloc'd and NUL-terminated. */
 static size_t capture(enum cli_format f, const struct cli_row *rows, size_t n, char **out)
 {
@@ -176,7 +210,7 @@ static size_t capture(enum cli_format f, const struct cli_row *rows, size_t n, c
         abort();
     stdout = m;
     stderr = devnull();
-    cli_out_print(f, rows, n);
+    cli_out_print(f, rows, n, words);
     stdout = saved_out;
     stderr = saved_err;
     fclose(m);
@@ -214,12 +248,12 @@ static int check_json_out(struct ctx *c, const struct cli_row *rows, size_t n, i
         bad = !str_is(js, qf_oracle_json_get(js, e, "ticker"), r->symbol);
         if (!bad && r->err == 0) {
             struct qf_oracle_val cur = qf_oracle_json_get(js, e, "currency");
-            bad = !text_is(js, qf_oracle_json_get(js, e, "price"), QF_ORACLE_NUMBER, r->price) ||
-                  (r->currency[0] ? !str_is(js, cur, r->currency)
+            bad = !text_is(js, qf_oracle_json_get(js, e, "price"), QF_ORACLE_NUMBER, word(r)) ||
+                  (currency(r)[0] ? !str_is(js, cur, currency(r))
                                   : !text_is(js, cur, QF_ORACLE_NULL, "null"));
         } else if (!bad) {
             snprintf(num, sizeof(num), "%d", r->status);
-            bad = !str_is(js, qf_oracle_json_get(js, e, "error"), r->errmsg) ||
+            bad = !str_is(js, qf_oracle_json_get(js, e, "error"), word(r)) ||
                   !text_is(js, qf_oracle_json_get(js, e, "status"), QF_ORACLE_NUMBER, num);
         }
     }
@@ -290,9 +324,9 @@ static int check_csv_out(struct ctx *c, const struct cli_row *rows, size_t n)
         const struct cli_row *r = &rows[i];
         snprintf(num, sizeof(num), "%d", r->status);
         bad = !csv_record(&p, end, f) || strcmp(f[0], r->symbol) ||
-              strcmp(f[1], r->err == 0 ? r->price : "") ||
-              strcmp(f[2], r->err == 0 ? r->currency : "") || strcmp(f[3], num) ||
-              strcmp(f[4], r->err == 0 ? "" : r->errmsg);
+              strcmp(f[1], r->err == 0 ? word(r) : "") ||
+              strcmp(f[2], r->err == 0 ? currency(r) : "") || strcmp(f[3], num) ||
+              strcmp(f[4], r->err == 0 ? "" : word(r));
         for (int k = 0; k < 5; k++)
             free(f[k]);
     }
@@ -331,24 +365,25 @@ static int check_output(struct ctx *c, const struct cli_args *a)
         if (!engine_takes(t))
             continue;
         r->symbol = t;
-        r->done = 1;
         r->err = (h & 3) == 0 ? QF_EHTTP : 0;
-        r->status = r->err ? (int)(h >> 8) % 600 : 200;
-        if (qf_price_format(made_up_price(h), r->price, sizeof(r->price)) < 0)
-            snprintf(r->price, sizeof(r->price), "0.00");
-        snprintf(r->currency, sizeof(r->currency), "%s", other);
-        r->errmsg = strdup(a->tickers[(i + 2) % a->ntickers]);
-        if (r->errmsg == NULL)
-            abort();
-        utf8 = utf8 && qf_oracle_utf8_valid(t, strlen(t)) &&
-               qf_oracle_utf8_valid(r->currency, strlen(r->currency)) &&
-               qf_oracle_utf8_valid(r->errmsg, strlen(r->errmsg));
+        r->status = r->err ? (uint16_t)((h >> 8) % 600) : 200;
+        if (r->err == 0) {
+            char price[32];
+            if (qf_price_format(made_up_price(h), price, sizeof(price)) < 0)
+                snprintf(price, sizeof(price), "0.00");
+            r->text = put_words(price, other);
+            utf8 = utf8 && qf_oracle_utf8_valid(other, strlen(other));
+        } else {
+            const char *msg = a->tickers[(i + 2) % a->ntickers];
+            r->text = put_words(msg, NULL);
+            utf8 = utf8 && qf_oracle_utf8_valid(msg, strlen(msg));
+        }
+        utf8 = utf8 && qf_oracle_utf8_valid(t, strlen(t));
         n++;
     }
     bad = check_json_out(c, rows, n, utf8) || check_csv_out(c, rows, n) ||
           check_other_out(c, rows, n);
-    for (i = 0; i < n; i++)
-        free(rows[i].errmsg);
+    words_len = 0;
     return bad;
 }
 
