@@ -49,7 +49,7 @@ int qf_sched_pend(struct qf_host *h, const char *symbol, size_t len)
 {
     if (h->pend_len + len + 1 > h->pend_cap) {
         size_t live = h->pend_len - h->pend_off;
-        if (h->pend_off >= live) { /* at least half is taken: slide down (amortised O(1)) */
+        if (h->pend_off > 0 && h->pend_off >= live) { /* half or more taken: slide down */
             memmove(h->pend, h->pend + h->pend_off, live);
             h->pend_off = 0;
             h->pend_len = live;
