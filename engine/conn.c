@@ -372,8 +372,10 @@ static int ticket_coming(const struct qf_client *cl, const struct qf_host *h)
  * for a session ticket another connection is about to bring, up to QF_HOLD_MAX_US after its
  * connect: a resumption skips the certificate check and the server's signature. A server
  * sends two tickets after a full handshake and one after a resumption, so connections
- * resume in a chain. coming: NULL when the wait is over (its timer, an event on the socket);
- * else ticket_coming()'s answer shared by one pass over the held connections, -1 until asked. */
+ * resume in a chain. coming: NULL when the wait is over (an event on the socket); else
+ * ticket_coming()'s answer shared by one pass over the held connections, -1 until asked. The
+ * hold's own timer asks too: on a busy machine it can fire before the answer that measures the
+ * server, and a ticket on its way is still worth the wait. */
 static int unhold(struct qf_conn *c, int *coming)
 {
     struct qf_client *cl = c->cl;
@@ -915,8 +917,9 @@ void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
 
-    if (c->state == QF_CONN_HELD) { /* waited long enough for an answer or a ticket */
-        end_hold(c, NULL);
+    if (c->state == QF_CONN_HELD) { /* no answer yet: go on, or wait on for a ticket */
+        int coming = -1;
+        end_hold(c, &coming);
         return;
     }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;

@@ -1373,6 +1373,27 @@ def nginx_small_batch_spares_handshakes():
 
 
 @test
+def held_connection_waits_for_a_coming_ticket():
+    """A held connection whose timer fires while another connection's handshake is about to
+    bring a session ticket waits for it (within its 10 ms) instead of paying a full handshake.
+    The server sends one ticket per handshake and answers all but the first request 300 ms
+    late, so the server's time stays unmeasured while the holds run out: the third connection
+    can only resume on the ticket of the second's resumption. Without the wait every run takes
+    two full handshakes."""
+    srv = TestServer("--tickets", "1")
+    for attempt in range(3):  # a busy machine can stretch the chain past the 10 ms
+        tick = [uniq()] + ["SLOW_300_" + uniq() for _ in range(4)]
+        r = qf(tick, "-c", "3", "--no-session-cache", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tick)
+        cs = r.stats()
+        if cs["tls_full"] == 1:
+            break
+    check(cs["conns_opened"] == 3 and cs["tls_full"] == 1 and cs["tls_resumed"] == 2,
+          "one full handshake and two resumptions expected, in 3 runs: %s" % cs)
+
+
+@test
 def nginx_extra_connections_resume_in_a_chain():
     """On loopback the extra connections wait for a session ticket instead of paying a full
     handshake: nginx sends two tickets after a full handshake and one after a resumption,

@@ -886,6 +886,8 @@ class Server:
             self.ctx.load_cert_chain(args.cert, args.key)
             if args.tls_max:
                 self.limit_tls(args.tls_max)
+            if args.tickets is not None:
+                self.ctx.num_tickets = args.tickets
         self.hits = {}  # symbol -> requests seen, for first-time behaviours (never reset)
         self.tasks = set()
         self.fixtures = {}
@@ -1200,6 +1202,8 @@ def main(argv=None):
     ap.add_argument("--rcvbuf", type=int, default=0, metavar="BYTES",
                     help="SO_RCVBUF of accepted sockets (small: the unread rest of a big "
                          "request stays in flight)")
+    ap.add_argument("--tickets", type=int, metavar="N",
+                    help="TLS 1.3 session tickets sent after each handshake (OpenSSL: 2)")
     ap.add_argument("--wait-usr1", action="store_true",
                     help="print WAITING and bind only after SIGUSR1")
     args = ap.parse_args(argv)
