@@ -461,6 +461,8 @@ static int turn(struct qf_client *c, int timeout_ms)
     }
     run_timers(c);
     qf_sched_dispatch(c);
+    if (c->nheld > 0) /* the loop's utilisation matters only to held connections */
+        c->busy_us += qf_now_us() - c->now_us;
     return (int)(c->nadded - c->ndone);
 }
 

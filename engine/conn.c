@@ -50,8 +50,18 @@ static void conn_set_state(struct qf_conn *c, enum qf_conn_state to)
         qf_sched_log(c->cl, "conn %u: %s -> %s", c->slot, state_name[c->state], state_name[to]);
     /* past the connect: handshaking or in use */
     c->host->nstarted += (to >= QF_CONN_HANDSHAKE) - (c->state >= QF_CONN_HANDSHAKE);
-    c->host->nheld += (to == QF_CONN_HELD) - (c->state == QF_CONN_HELD);
+    int held = (to == QF_CONN_HELD) - (c->state == QF_CONN_HELD);
+    c->host->nheld += held;
+    c->cl->nheld += held;
+    if (c->cl->nheld == 0)
+        c->cl->busy_wall_us = 0; /* the next hold takes a new first sample */
     c->state = to;
+}
+
+/* Connect plus handshake may take the connect timeout, but never more than r's own. */
+static int64_t connect_limit(const struct qf_client *cl, const struct qf_req *r)
+{
+    return cl->connect_timeout_us < r->timeout_us ? cl->connect_timeout_us : r->timeout_us;
 }
 
 static void arm(struct qf_conn *c, int64_t at_us)
@@ -285,8 +295,7 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     conn_set_state(c, QF_CONN_CONNECTING);
     int rc = begin_batch(c, r);
     c->t_open = cl->now_us;
-    arm(c, cl->now_us + (cl->connect_timeout_us < r->timeout_us ? cl->connect_timeout_us
-                                                                 : r->timeout_us));
+    arm(c, cl->now_us + connect_limit(cl, r));
     if (rc < 0) {
         conn_fail(c, rc, "out of memory");
         return;
@@ -366,11 +375,41 @@ static int ticket_coming(const struct qf_client *cl, const struct qf_host *h)
     return 0;
 }
 
+/* Whether the loop spent at least half the time since the last sample (at most one a
+ * millisecond) handling events rather than waiting for them: then this process is what makes
+ * handshakes slow (a small board, a loaded machine, valgrind), and one more full handshake
+ * would compete with the others for it. Time inside handlers counts even when the process is
+ * preempted there, which a CPU clock would miss on a crowded machine. */
+static int loop_busy(struct qf_client *cl)
+{
+    int64_t wall_us = qf_now_us(); /* fresh: a loop turn can be long */
+    int64_t busy_us = cl->busy_us + (wall_us - cl->now_us); /* this turn so far too */
+
+    if (cl->busy_wall_us != 0 && wall_us - cl->busy_wall_us < QF_HANDSHAKE_US)
+        return cl->busy;
+    cl->busy = cl->busy_wall_us != 0 &&
+               2 * (busy_us - cl->busy_at_us) >= wall_us - cl->busy_wall_us;
+    cl->busy_wall_us = wall_us;
+    cl->busy_at_us = busy_us;
+    return cl->busy;
+}
+
+/* A held connection may wait on for a ticket: within QF_HOLD_MAX_US of its connect, or for
+ * as long as this process is busy, leaving half the connect timeout for its handshake. */
+static int may_wait(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    int64_t next_us = cl->now_us + QF_HANDSHAKE_US;
+
+    return next_us < c->t_connected + QF_HOLD_MAX_US ||
+           (next_us < c->t_open + connect_limit(cl, c->req) / 2 && loop_busy(cl));
+}
+
 /* The handshake of a held connection: started with the connect's deadline back, or skipped
  * when the host's other connections are enough (qf_sched_want) or it cannot be used. While
  * the round trip is short next to a handshake's CPU (the reason it was held), it also waits
- * for a session ticket another connection is about to bring, up to QF_HOLD_MAX_US after its
- * connect: a resumption skips the certificate check and the server's signature. A server
+ * for a session ticket another connection is about to bring, as may_wait() allows: a
+ * resumption skips the certificate check and the server's signature. A server
  * sends two tickets after a full handshake and one after a resumption, so connections
  * resume in a chain. coming: NULL when the wait is over (an event on the socket); else
  * ticket_coming()'s answer shared by one pass over the held connections, -1 until asked. The
@@ -383,8 +422,7 @@ static int unhold(struct qf_conn *c, int *coming)
 
     if (h->fatal || (h->nstarted > 0 && h->nstarted >= qf_sched_want(h)))
         return spare(c);
-    if (coming != NULL && h->cache.n == 0 &&
-        cl->now_us + QF_HANDSHAKE_US < c->t_connected + QF_HOLD_MAX_US) {
+    if (coming != NULL && h->cache.n == 0 && may_wait(c)) {
         if (*coming < 0)
             *coming = ticket_coming(cl, h);
         if (*coming) {
@@ -392,8 +430,7 @@ static int unhold(struct qf_conn *c, int *coming)
             return QF_CONN_HELD;
         }
     }
-    arm(c, c->t_open + (cl->connect_timeout_us < c->req->timeout_us ? cl->connect_timeout_us
-                                                                    : c->req->timeout_us));
+    arm(c, c->t_open + connect_limit(cl, c->req));
     if (coming != NULL)
         *coming = 1; /* this handshake brings a ticket */
     return start_tls(c);
@@ -428,6 +465,8 @@ static int after_connect(struct qf_conn *c)
      * makes parallel connections worth it) and never more than QF_HOLD_MAX_US. */
     if (h->nstarted > 0 && h->serve_us == 0 && h->rtt_us > 0 && h->rtt_us < QF_HANDSHAKE_US) {
         arm(c, cl->now_us + QF_HOLD_MAX_US);
+        if (cl->busy_wall_us == 0)
+            loop_busy(cl); /* the first sample: what the first hold's end compares with */
         return QF_CONN_HELD;
     }
     if (h->nstarted > 0 && h->nstarted >= qf_sched_want(h))

@@ -20,7 +20,9 @@
 /* What a full TLS handshake costs the two ends in CPU, about (ECDHE on both, an ECDSA sign and
  * a certificate chain check): the price of one more connection beyond its round trip. */
 #define QF_HANDSHAKE_US 1000
-#define QF_HOLD_MAX_US 10000 /* longest a connected QF_CONN_HELD connection waits */
+/* Longest a connected QF_CONN_HELD connection waits, unless this process is the bottleneck
+ * and a session ticket is on its way (conn.c's may_wait()). */
+#define QF_HOLD_MAX_US 10000
 
 /* alloc.c: every engine allocation goes through here so tests can count them. */
 void *qf_malloc(size_t n);
@@ -216,6 +218,11 @@ struct qf_client {
     struct qf_header *hdrv;  /* headers handed to on_response, kept at high-water mark */
     size_t hdrv_cap;
     int64_t now_us, t_first_step, t_last_done;
+    /* Loop utilisation while connections are held (conn.c's loop_busy()): time spent
+     * handling events, summed over turns, and the last sample of it. */
+    unsigned nheld;          /* connections in QF_CONN_HELD, all hosts */
+    int64_t busy_us, busy_wall_us, busy_at_us;
+    int busy;
     uint64_t rng;
     struct qf_stats st;
 };

@@ -1539,6 +1539,28 @@ def valgrind_batch():
     expect_err(r, "FB", "HTTP 404", status=404)
 
 
+@valgrind_test
+def slow_client_waits_for_tickets():
+    """When this process is what makes handshakes slow (valgrind here, a small board in use),
+    a held connection waits for a ticket on its way past its 10 ms: one more full handshake
+    would compete for the same CPU. The server sends one ticket per handshake and answers all
+    but the first request 300 ms late (as held_connection_waits_for_a_coming_ticket), so over
+    -c 4 the three held connections can only resume one after another, which under valgrind
+    takes longer than 10 ms. Before the busy-CPU rule: 3 full handshakes every run."""
+    if not shutil.which("valgrind"):
+        raise Fail("valgrind not installed")
+    srv = TestServer("--tickets", "1")
+    tick = [uniq()] + ["SLOW_300_" + uniq() for _ in range(6)]
+    args = ["-u", srv.url, "--cacert", cert("ca.pem"), "-f", "json", "--stats", "-c", "4",
+            "--no-session-cache", "-t"] + tick
+    r = run_raw(args, timeout=120, prefix=["valgrind", "--tool=none", "-q"])
+    expect_rc(r, 0)
+    expect_all_ok(r, tick)
+    st = r.stats()
+    check(st["conns_opened"] == 4 and st["tls_full"] == 1 and st["tls_resumed"] == 3,
+          "one full handshake and three resumptions expected: %s" % st)
+
+
 # ---------------------------------------------------------------- main
 
 def tail(text, n=15):
