@@ -412,7 +412,7 @@ int qf_client_timeout_ms(const qf_client *c)
     for (unsigned i = 0; i < c->nhosts; i++) {
         const struct qf_host *h = c->hosts[i];
         if (h->nqueued > 0 && (h->fatal || !h->resolved || h->nidle > 0 ||
-                                 (h->nopen < qf_sched_want(h) && c->nfree > 0)))
+                               (h->nopen < qf_sched_want(h) && c->nfree > 0)))
             return 0;
     }
     const struct qf_timer *t = qf_heap_top(&c->timers);

@@ -382,13 +382,14 @@ static int ticket_coming(const struct qf_client *cl, const struct qf_host *h)
  * preempted there, which a CPU clock would miss on a crowded machine. */
 static int loop_busy(struct qf_client *cl)
 {
-    int64_t wall_us = qf_now_us(); /* fresh: a loop turn can be long */
-    int64_t busy_us = cl->busy_us + (wall_us - cl->now_us); /* this turn so far too */
+    /* A fresh clock (a loop turn can be long), and this turn's time so far counts too. */
+    int64_t wall_us = qf_now_us();
+    int64_t busy_us = cl->busy_us + (wall_us - cl->now_us);
 
     if (cl->busy_wall_us != 0 && wall_us - cl->busy_wall_us < QF_HANDSHAKE_US)
         return cl->busy;
-    cl->busy = cl->busy_wall_us != 0 &&
-               2 * (busy_us - cl->busy_at_us) >= wall_us - cl->busy_wall_us;
+    cl->busy =
+        cl->busy_wall_us != 0 && 2 * (busy_us - cl->busy_at_us) >= wall_us - cl->busy_wall_us;
     cl->busy_wall_us = wall_us;
     cl->busy_at_us = busy_us;
     return cl->busy;

@@ -160,7 +160,7 @@ struct qf_host {
     char fatal_msg[160];
     struct qf_tls_cache cache;
     struct qf_req *qhead, *qtail; /* queued records: retries, general requests */
-    unsigned nqueued;      /* records queued plus quotes pending below */
+    unsigned nqueued;             /* records queued plus quotes pending below */
     /* Quotes added but not yet dispatched, packed "SYMBOL\0" in qf_client_add() order. A record
      * is taken only when one is dispatched, so a waiting quote costs its symbol's bytes, not a
      * record: 10,000 queued quotes were 1.3 MB as records. */
@@ -220,7 +220,7 @@ struct qf_client {
     int64_t now_us, t_first_step, t_last_done;
     /* Loop utilisation while connections are held (conn.c's loop_busy()): time spent
      * handling events, summed over turns, and the last sample of it. */
-    unsigned nheld;          /* connections in QF_CONN_HELD, all hosts */
+    unsigned nheld; /* connections in QF_CONN_HELD, all hosts */
     int64_t busy_us, busy_wall_us, busy_at_us;
     int busy;
     uint64_t rng;

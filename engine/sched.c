@@ -173,8 +173,7 @@ static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
     struct qf_req *head = h->qhead, *tail = head, *r;
 
     qf_sched_unlink(h, head);
-    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL && !r->want_fresh;
-         k++) {
+    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL && !r->want_fresh; k++) {
         qf_sched_unlink(h, r);
         tail->next = r;
         tail = r;
