@@ -358,7 +358,16 @@ static int start_tls(struct qf_conn *c)
     /* 0-RTT only with a resumable session that allows the whole request: a GET may be
      * replayed by an attacker, which the user accepted with the flag. */
     c->early = (cl->flags & QF_OPT_EARLY_DATA) && qf_tls_early_capacity(&c->tls) >= c->wlen;
+    c->t_hs = qf_now_us(); /* fresh: the loop's clock can be a long turn behind */
     return QF_CONN_HANDSHAKE;
+}
+
+/* What a handshake takes here: the host's first full one as measured (a slow client, a
+ * sanitizer build), never less than the nominal QF_HANDSHAKE_US. Holds wait this long for
+ * the answers that decide them. */
+static int64_t handshake_us(const struct qf_host *h)
+{
+    return h->hs_us > QF_HANDSHAKE_US ? h->hs_us : QF_HANDSHAKE_US;
 }
 
 /* A session ticket for host h is on its way: a handshake is running, or a connection's first
@@ -583,12 +592,16 @@ static int on_handshake(struct qf_conn *c)
     if (rc < 0)
         return conn_fail(c, rc, c->errmsg);
     c->t_tls = cl->now_us;
-    if (c->host->serve_us == 0) /* its first answer is due about a handshake from now */
-        shorten_holds(cl, c->host, cl->now_us + 2 * QF_HANDSHAKE_US);
-    if (qf_tls_resumed(&c->tls))
+    if (qf_tls_resumed(&c->tls)) {
         cl->st.tls_resumed++;
-    else
+    } else {
         cl->st.tls_full++;
+        int64_t hs_us = qf_now_us() - c->t_hs;
+        if (c->host->hs_us == 0)
+            c->host->hs_us = hs_us > 0 ? hs_us : 1;
+    }
+    if (c->host->serve_us == 0) /* its first answer is due about a handshake from now */
+        shorten_holds(cl, c->host, cl->now_us + 2 * handshake_us(c->host));
     arm(c, c->t_start + c->req->timeout_us);
     if (c->early) {
         c->early = 0;
@@ -704,7 +717,7 @@ static void measure_serve(struct qf_conn *c)
     int64_t now_us = qf_now_us(), serve_us;
 
     if (c->nreq == 0 && h->nqueued > 0) {
-        shorten_holds(cl, h, now_us + QF_HANDSHAKE_US);
+        shorten_holds(cl, h, now_us + handshake_us(h));
         return;
     }
     serve_us = now_us - (c->nreq == 0 ? c->t_tls : c->t_sent);

@@ -136,6 +136,7 @@ struct qf_conn {
     struct qf_req *req;
     struct qf_timer timer;
     int64_t t_start, t_open, t_connected, t_tls, t_first; /* us; t_open 0 when reused */
+    int64_t t_hs;          /* the handshake's start (a held connection's ends its hold) */
     int64_t t_sent;        /* a reused connection's request, while the host's serve_us is 0 */
     struct qf_tls tls;
     char *wbuf;
@@ -174,6 +175,7 @@ struct qf_host {
     unsigned nheld;        /* connections in QF_CONN_HELD */
     int64_t rtt_us;        /* the first connect's duration, 0 until measured */
     int64_t serve_us;      /* the first response's time after the handshake, 0 until measured */
+    int64_t hs_us;         /* the first full handshake's time here, 0 until measured */
     char *hdrs;            /* quotes: " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
     size_t hdrs_len;
     char *hostport;        /* Host header value */
