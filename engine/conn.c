@@ -596,9 +596,10 @@ static int on_handshake(struct qf_conn *c)
         cl->st.tls_resumed++;
     } else {
         cl->st.tls_full++;
-        int64_t hs_us = qf_now_us() - c->t_hs;
-        if (c->host->hs_us == 0)
+        if (c->host->hs_us == 0) {
+            int64_t hs_us = qf_now_us() - c->t_hs;
             c->host->hs_us = hs_us > 0 ? hs_us : 1;
+        }
     }
     if (c->host->serve_us == 0) /* its first answer is due about a handshake from now */
         shorten_holds(cl, c->host, cl->now_us + 2 * handshake_us(c->host));
