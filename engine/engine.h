@@ -176,6 +176,8 @@ struct qf_host {
     int64_t rtt_us;        /* the first connect's duration, 0 until measured */
     int64_t serve_us;      /* the first response's time after the handshake, 0 until measured */
     int64_t hs_us;         /* the first full handshake's time here, 0 until measured */
+    int64_t coming_us;     /* the loop turn (its now_us) whose hold timers share coming */
+    int coming;            /* conn.c's ticket_coming() for that turn, -1 until asked */
     char *hdrs;            /* quotes: " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
     size_t hdrs_len;
     char *hostport;        /* Host header value */
@@ -224,6 +226,7 @@ struct qf_client {
      * handling events, summed over turns, and the last sample of it. */
     unsigned nheld; /* connections in QF_CONN_HELD, all hosts */
     int64_t busy_us, busy_wall_us, busy_at_us;
+    int64_t busy_turn_us; /* the turn (its now_us) that last asked */
     int busy;
     uint64_t rng;
     struct qf_stats st;
