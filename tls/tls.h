@@ -32,13 +32,13 @@ struct qf_tls {
     int dead; /* a fatal error happened: no close_notify may be sent */
 };
 
-/* cacert NULL: the system trust store. Returns 0, QF_ECONFIG (unreadable or not PEM) or
- * QF_ENOMEM, with the reason in err. TLS 1.2 minimum, peer verification always on. */
 /* Initialises OpenSSL without its atexit cleanup (the process exits soon anyway). Only a
  * first initialisation can choose this; later calls change nothing. */
 void qf_tls_init_no_exit_cleanup(void);
 /* The OpenSSL in use, e.g. "OpenSSL 3.0.19 27 Jan 2026". */
 const char *qf_tls_version(void);
+/* cacert NULL: the system trust store. Returns 0, QF_ECONFIG (unreadable or not PEM) or
+ * QF_ENOMEM, with the reason in err. TLS 1.2 minimum, peer verification always on. */
 int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen);
 void qf_tls_ctx_free(struct qf_tls_ctx *t);
 void qf_tls_cache_free(struct qf_tls_cache *cache);
