@@ -97,25 +97,24 @@ static void quote_nomem(struct qf_client *cl, const char *symbol, size_t index)
 struct qf_req *qf_sched_head(struct qf_client *cl, struct qf_host *h)
 {
     while (h->qhead == NULL && h->npend > 0) {
-        char symbol[QF_SYMBOL_MAX + 1];
-        size_t n = strlen(h->pend + h->pend_off);
-        memcpy(symbol, h->pend + h->pend_off, n + 1); /* a callback may add, moving pend */
-        size_t index = h->pend_index++;
+        const char *symbol = h->pend + h->pend_off;
+        size_t n = strlen(symbol), index = h->pend_index++;
+        struct qf_req *r = qf_req_quote(cl); /* runs no callback: pend stays put */
+        char lost[QF_SYMBOL_MAX + 1];
+        memcpy(r != NULL ? r->symbol : lost, symbol, n + 1);
         h->pend_off += n + 1;
         h->npend--;
         h->nqueued--;
         if (h->npend == 0)
             h->pend_off = h->pend_len = 0;
-        struct qf_req *r = qf_req_quote(cl);
         if (r == NULL) {
-            quote_nomem(cl, symbol, index);
+            quote_nomem(cl, lost, index); /* its callback may add, moving pend */
             continue;
         }
         r->host = h;
         r->index = index;
-        memcpy(r->symbol, symbol, n + 1);
         r->target = r->symbol + n + 1;
-        qf_symbol_encode(symbol, r->target, QF_QUOTE_EXTRA - (n + 1)); /* always fits */
+        qf_symbol_encode(r->symbol, r->target, QF_QUOTE_EXTRA - (n + 1)); /* always fits */
         qf_sched_push(h, r, 0);
     }
     return h->qhead;
