@@ -597,6 +597,9 @@ static int on_handshake(struct qf_conn *c)
     if (rc < 0)
         return conn_fail(c, rc, c->errmsg);
     c->t_tls = cl->now_us;
+    if (cl->log != NULL)
+        qf_sched_log(cl, "conn %u: %s %s, %s", c->slot, qf_tls_version_of(&c->tls),
+                     qf_tls_suite(&c->tls), qf_tls_resumed(&c->tls) ? "resumed" : "full handshake");
     if (qf_tls_resumed(&c->tls)) {
         cl->st.tls_resumed++;
     } else {

@@ -1443,6 +1443,49 @@ def nginx_extra_connections_resume_in_a_chain():
 
 
 @test
+def nginx_tls13_suite_order():
+    """qfetch offers TLS 1.3's suites in browser order, AES-128-GCM first (OpenSSL's own order
+    puts AES-256-GCM first): nginx, which follows the client's order, must pick it, and -v
+    names it as curl -v does. A server that allows only AES-256-GCM still gets its answers,
+    and the order never brings back a suite the system's OpenSSL configuration removed."""
+    if not shutil.which("nginx"):
+        raise Fail("nginx not installed")
+    syms = ["SU%s%d" % (CFG.tag, i) for i in range(3)]
+    log = "'$connection $connection_requests $status \"$request_uri\" $ssl_protocol $ssl_cipher'"
+    policy = os.path.join(tempfile.mkdtemp(prefix="qfetch-policy-"), "openssl.cnf")
+    CLEANUP.append(lambda: shutil.rmtree(os.path.dirname(policy), ignore_errors=True))
+    with open(policy, "w") as f:
+        f.write("openssl_conf = qf_init\n[qf_init]\nssl_conf = qf_ssl\n[qf_ssl]\n"
+                "system_default = qf_sys\n[qf_sys]\nCiphersuites = TLS_CHACHA20_POLY1305_SHA256\n")
+    cases = ((None, None, "TLS_AES_128_GCM_SHA256"),
+             ("TLS_AES_256_GCM_SHA384", None, "TLS_AES_256_GCM_SHA384"),
+             (None, policy, "TLS_CHACHA20_POLY1305_SHA256"))
+    for only, conf, want in cases:
+        # This nginx's default protocols stop at TLS 1.2.
+        extra = "    ssl_protocols TLSv1.2 TLSv1.3;"
+        extra += "\n    ssl_conf_command Ciphersuites %s;" % only if only else ""
+        ng = Nginx(syms, log=log, http_extra=extra, prefix="qfetch-nginx-suite-")
+        try:
+            env = dict(os.environ, OPENSSL_CONF=conf) if conf else None
+            r = run_raw(["-u", ng.url, "--cacert", cert("ca.pem"), "-f", "json", "-c", "2", "-v",
+                         "--no-session-cache", "-t"] + syms, env=env)
+            expect_rc(r, 0)
+            expect_all_ok(r, syms)
+            check("TLSv1.3 " + want in r.err, "-v does not name %s: %s" % (want, r.err[-400:]))
+            deadline = time.monotonic() + 5
+            while True:
+                with open(os.path.join(ng.dir, "access.log")) as f:
+                    rows = [ln.split() for ln in f]
+                if len(rows) >= len(syms) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            got = sorted({tuple(row[-2:]) for row in rows})
+            check(got == [("TLSv1.3", want)], "nginx negotiated %s, expected %s" % (got, want))
+        finally:
+            ng.stop()
+
+
+@test
 def nginx_404_and_encoding():
     ng = nginx()
     missing = "NOSUCH" + uniq()

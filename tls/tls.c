@@ -81,6 +81,44 @@ static int system_store(SSL_CTX *ctx)
     return SSL_CTX_set_default_verify_paths(ctx);
 }
 
+/* TLS 1.3 suites in the order browsers and Go offer them, AES-128-GCM first; OpenSSL's own
+ * order puts AES-256-GCM first. Both are 128-bit secure against what threatens TLS today
+ * (RFC 8446 makes AES-128-GCM the one every peer must have), and 10 AES rounds instead of 14
+ * cost 1.8 k fewer instructions a request. Only reorders: a suite the system's OpenSSL
+ * policy removed stays removed. */
+static int prefer_aes128(SSL_CTX *ctx)
+{
+    static const char first[] = "TLS_AES_128_GCM_SHA256";
+    STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
+    char list[256], rest[256] = "";
+    int have = 0;
+
+    for (int i = 0; all != NULL && i < sk_SSL_CIPHER_num(all); i++) {
+        const SSL_CIPHER *c = sk_SSL_CIPHER_value(all, i);
+        const char *name = SSL_CIPHER_standard_name(c);
+        if (name == NULL || strcmp(SSL_CIPHER_get_version(c), "TLSv1.3") != 0)
+            continue;
+        if (strcmp(name, first) == 0)
+            have = 1;
+        else if (strlen(rest) + strlen(name) + 2 < sizeof(rest))
+            strcat(strcat(rest, rest[0] ? ":" : ""), name);
+        else
+            return 1; /* an unexpected list: keep it as it is */
+    }
+    if (!have)
+        return 1;
+    snprintf(list, sizeof(list), "%s%s%s", first, rest[0] ? ":" : "", rest);
+    return SSL_CTX_set_ciphersuites(ctx, list);
+}
+
+/* SSL_get_error() needs an empty error queue, but ERR_clear_error() walks all its slots on
+ * every call (800 instructions, twice a request); the queue is nearly always empty. */
+static void err_reset(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 void qf_tls_init_no_exit_cleanup(void)
 {
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
@@ -110,6 +148,10 @@ int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t 
     /* Without read-ahead every record costs two read()s (header, then body); reads drain
      * until WANT_READ anyway, so buffered records are never stranded. */
     SSL_CTX_set_read_ahead(t->ctx, 1);
+    if (prefer_aes128(t->ctx) != 1) {
+        set_err(err, errlen, "cannot order the TLS 1.3 cipher suites");
+        goto fail;
+    }
     SSL_CTX_set_session_cache_mode(t->ctx,
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(t->ctx, on_new_session);
@@ -216,7 +258,7 @@ static int io_result(struct qf_tls *s, int rc, char *err, size_t errlen, const c
 
 int qf_tls_handshake(struct qf_tls *s, char *err, size_t errlen)
 {
-    ERR_clear_error();
+    err_reset();
     errno = 0;
     int rc = SSL_do_handshake(s->ssl);
     if (rc == 1) {
@@ -253,7 +295,7 @@ ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t e
 {
     size_t n = 0;
 
-    ERR_clear_error();
+    err_reset();
     errno = 0;
     int rc = SSL_read_ex(s->ssl, buf, len, &n);
     if (rc == 1)
@@ -265,7 +307,7 @@ ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, s
 {
     size_t n = 0;
 
-    ERR_clear_error();
+    err_reset();
     errno = 0;
     int rc = SSL_write_ex(s->ssl, buf, len, &n);
     if (rc == 1)
@@ -286,7 +328,7 @@ ssize_t qf_tls_write_early(struct qf_tls *s, const void *buf, size_t len, char *
 {
     size_t n = 0;
 
-    ERR_clear_error();
+    err_reset();
     errno = 0;
     if (SSL_write_early_data(s->ssl, buf, len, &n) == 1)
         return (ssize_t)n;
@@ -310,6 +352,17 @@ void qf_tls_idle(struct qf_tls *s)
         int freed = SSL_free_buffers(s->ssl); /* 0 while a record is half-read: keep them */
         (void)freed;
     }
+}
+
+const char *qf_tls_version_of(const struct qf_tls *s)
+{
+    return SSL_get_version(s->ssl);
+}
+
+const char *qf_tls_suite(const struct qf_tls *s)
+{
+    const char *n = SSL_CIPHER_standard_name(SSL_get_current_cipher(s->ssl));
+    return n != NULL ? n : "(none)";
 }
 
 int qf_tls_resumed(const struct qf_tls *s)
