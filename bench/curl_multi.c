@@ -313,13 +313,17 @@ int main(int argc, char **argv)
     struct bench b = {.epfd = -1, .deadline_ms = -1};
     struct xfer *xs = NULL;
     char *symbuf = NULL;
-    const char *cafile = argc > 3 ? argv[3] : NULL;
+    const char *cafile = argc > 3 && argv[3][0] ? argv[3] : NULL;
+    struct curl_slist *hdrs = NULL;
     long k = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
     size_t nx = 0;
     int status = 2;
 
     if (argc < 3 || k < 1 || k > 10000 || strstr(argv[1], "{}") == NULL) {
-        fprintf(stderr, "usage: curl_multi URL_TEMPLATE K [CAFILE] < symbols\n");
+        fprintf(stderr,
+                "usage: curl_multi URL_TEMPLATE K [CAFILE [HEADER...]] < symbols\n"
+                "  (CAFILE \"\": the default trust store; HEADER: \"Name: value\", replacing\n"
+                "  libcurl's own header of that name)\n");
         return 2;
     }
     b.tmpl = argv[1];
@@ -347,6 +351,14 @@ int main(int argc, char **argv)
     curl_multi_setopt(b.multi, CURLMOPT_MAXCONNECTS, k);
     curl_multi_setopt(b.multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
 
+    /* The bench sends every contender's requests with qfetch's header lines. */
+    for (int i = 4; i < argc; i++) {
+        struct curl_slist *l = curl_slist_append(hdrs, argv[i]);
+        if (l == NULL)
+            goto done;
+        hdrs = l;
+    }
+
     nx = b.nsyms < (size_t)k ? b.nsyms : (size_t)k;
     xs = calloc(nx ? nx : 1, sizeof(*xs));
     if (xs == NULL)
@@ -363,6 +375,8 @@ int main(int argc, char **argv)
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 60000L);
+        if (hdrs != NULL)
+            curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
         if (cafile != NULL) {
             curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
             curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
@@ -390,6 +404,7 @@ done:
         free(xs[i].body);
     }
     free(xs);
+    curl_slist_free_all(hdrs);
     if (b.multi != NULL)
         curl_multi_cleanup(b.multi);
     if (b.share != NULL)

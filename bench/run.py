@@ -58,6 +58,11 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def lua_str(text):
+    """A Lua string literal for printable ASCII text."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def sh(argv, **kw):
     """Output of a short informational command ('' when it fails)."""
     try:
@@ -340,6 +345,7 @@ class Bench:
         self.notes = []
         self.wrong = []
         self.tools = {}
+        self.headers = []  # qfetch's request header lines, sent by every C contender
 
     # -- setup
     def find_tools(self):
@@ -417,22 +423,68 @@ class Bench:
                 f.write(src.replace(SEED_URL, cell_tmpl))
             self.seed_copies[cell_tmpl] = path
 
+    def capture_headers(self):
+        """The header lines qfetch sends with a quote request (all but Host), read off a
+        one-shot local socket. curl, libcurl and wrk send the same lines, so nginx does the same
+        work for every contender's requests."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(10)
+        url = "http://127.0.0.1:%d/v8/finance/chart/{}" % srv.getsockname()[1]
+        p = subprocess.Popen([self.tools["qfetch"], "-u", url, "-t", "HDRS", "--retries", "0",
+                              "--no-session-cache", "-f", "csv"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        head = b""
+        try:
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+        except OSError as e:
+            log("bench: could not read qfetch's request headers: %s" % e)
+        finally:
+            srv.close()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+        self.headers = [ln for ln in lines
+                        if ":" in ln and ln.split(":")[0].strip().lower() != "host"
+                        and all(32 <= ord(ch) < 127 for ch in ln)]
+        log("bench: every C contender sends qfetch's header lines: %s" % "; ".join(self.headers))
+        if not self.headers:
+            self.notes.append("qfetch's request headers could not be read: the other contenders "
+                              "send their own defaults")
+
     def prepare_wrk(self):
         self.wrk_lua = os.path.join(self.work, "cycle.lua")
+        hdrs = ", ".join("[%s] = %s" % (lua_str(ln.split(":", 1)[0].strip()),
+                                         lua_str(ln.split(":", 1)[1].strip()))
+                         for ln in self.headers)
         with open(self.wrk_lua, "w") as f:
-            f.write("""-- cycles the benchmark's paths (file named after the URL), one per request
+            f.write("""-- cycles the benchmark's paths (file named after the URL), one per request,
+-- with qfetch's header lines
 local reqs = {}
 local i = 0
+local headers = {%s}
 function init(args)
   for line in io.lines(args[1]) do
-    reqs[#reqs + 1] = wrk.format("GET", line)
+    reqs[#reqs + 1] = wrk.format("GET", line, headers)
   end
 end
 function request()
-  i = i % #reqs + 1
+  i = i %% #reqs + 1
   return reqs[i]
 end
-""")
+""" % hdrs)
 
     def cell_files(self, cell):
         """Per cell: symbols on stdin, a curl config, a wrk path list."""
@@ -464,11 +516,13 @@ end
             return ([self.tools[name], "-t", "-", "-u", tmpl, "-c", k, "--cacert", self.ca,
                      "-f", "csv", "--stats"] + cache, base + ".syms", None)
         if name == "curl":
+            hdrs = [a for ln in self.headers for a in ("-H", ln)]
             return ([self.tools["curl"], "--parallel", "--parallel-max", k, "-K", base + ".curl",
-                     "--cacert", self.ca, "-sS", "--no-progress-meter", "-w", CURL_WRITE_OUT],
-                    None, None)
+                     "--cacert", self.ca, "-sS", "--no-progress-meter", "-w", CURL_WRITE_OUT]
+                    + hdrs, None, None)
         if name == "libcurl":
-            return ([self.tools["libcurl"], tmpl, k, self.ca], base + ".syms", None)
+            return ([self.tools["libcurl"], tmpl, k, self.ca] + self.headers, base + ".syms",
+                    None)
         if name == "python":
             env = dict(os.environ, SSL_CERT_FILE=self.ca)
             return ([SYS_PY, self.seed_copies[tmpl], "-t"] + cell.syms, None, env)
@@ -741,6 +795,7 @@ end
         self.cells = self.define_cells()
         if "python" in self.tools:
             self.prepare_python()
+        self.capture_headers()
         self.prepare_wrk()
         runs = args.runs or (2 if args.quick else 5)
         # Warm nginx's open-file cache and the page cache once, unmeasured.
@@ -1053,6 +1108,11 @@ end
                   "same N paths; its wall is N / (its req/s) and its CPU is scaled to N requests "
                   "(connection set-up and process start-up are therefore not in wrk's numbers). "
                   "It parses no JSON." % WRK_SECONDS,
+                  "- Same requests: curl, the libcurl program and wrk send qfetch's own header "
+                  "lines (read off a local socket at start-up; listed under Commands), so nginx "
+                  "parses the same bytes for every contender. Yahoo wants a browser's User-Agent; "
+                  "with only Host, as wrk sends by default, nginx served wrk about 4% faster. The "
+                  "Python original sends httpx's defaults, unchanged.",
                   "- qfetch runs with `--no-session-cache`: curl keeps no TLS sessions across "
                   "processes, so every contender starts cold. The `qfetch+sessions` row in (a) "
                   "uses a session file primed before the runs (TLS 1.3 resumption).",
@@ -1074,13 +1134,17 @@ end
                   "build/qfetch -t - -u '%s/v8/finance/chart/{}' -c K --cacert ca.pem -f csv "
                   "--stats < symbols" % tls,
                   "curl --parallel --parallel-max K -K urls.conf --cacert ca.pem -sS "
-                  "--no-progress-meter -w '%s'" % CURL_WRITE_OUT,
+                  "--no-progress-meter -w '%s' -H HEADER..." % CURL_WRITE_OUT,
                   "    # urls.conf: url = \"https://...\" and output = \"/dev/null\" per URL",
-                  "build/bench/curl_multi '%s/v8/finance/chart/{}' K ca.pem < symbols" % tls,
+                  "build/bench/curl_multi '%s/v8/finance/chart/{}' K ca.pem HEADER... < symbols"
+                  % tls,
                   "SSL_CERT_FILE=ca.pem /usr/bin/python3 async_http.py -t SYM...   "
                   "# seed copy, URL constant replaced",
                   "wrk -t1 -cK -d%ds --timeout 10s -s cycle.lua %s/ paths.txt" % (WRK_SECONDS,
                                                                                  tls),
+                  "    # HEADER...: qfetch's own request header lines (Host aside), which",
+                  "    # cycle.lua also adds to every request:"] + [
+                  "    #   " + ln for ln in self.headers] + [
                   "valgrind --tool=callgrind <command>",
                   "perf trace -s <command>      # or: strace -c -f <command>",
                   "```", "", "## Results", "",
