@@ -66,6 +66,11 @@ $(BUILD)/test/%.o: tests/%.c | $(BUILD)/.deps-test
 $(BUILD)/test/test_%: $(BUILD)/test/test_%.o $(BUILD)/test/testutil.o $(BUILD)/libqfetch.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
+# The command's own parts (not in the library) that unit tests reach.
+$(BUILD)/test/test_cli: $(BUILD)/test/test_cli.o $(BUILD)/cli/out.o $(BUILD)/cli/args.o \
+                        $(BUILD)/libqfetch.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
+
 # Dependency direction: parser/ and tls/ never see engine/; parser/ never sees sockets or
 # OpenSSL; tls/ never sees HTTP; cli/ only uses include/qfetch.h.
 check-layers:

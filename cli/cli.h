@@ -38,6 +38,12 @@ void cli_usage(void);
 /* ceil() for 0 <= x < 2^53, so the command needs no libm (one shared library less to load). */
 size_t cli_ceil(double x);
 
+/* --stats percentiles, nearest rank. cli_pct_order() arranges v so that the ranks of p50, p90,
+ * p99 and the maximum hold their values (a selection, not a sort); cli_pct() then reads the
+ * one for p in {50, 90, 99, 100}. n > 0. */
+void cli_pct_order(uint32_t *v, size_t n);
+uint32_t cli_pct(const uint32_t *v, size_t n, double p);
+
 /* text: the rows' arena. */
 void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, const char *text);
 

@@ -244,25 +244,14 @@ static char *default_session_cache(void)
     return path;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted samples. */
 static double pct(const struct samples *s, double p)
 {
-    if (s->n == 0)
-        return -1;
-    size_t k = cli_ceil(p / 100.0 * (double)s->n);
-    return s->v[k > 0 ? k - 1 : 0] / 1000.0;
+    return s->n == 0 ? -1 : cli_pct(s->v, s->n, p) / 1000.0;
 }
 
 static void print_phase(const char *name, struct samples *s, int json, int comma)
 {
-    if (s->n > 1)
-        qsort(s->v, s->n, sizeof(*s->v), cmp_u32);
+    cli_pct_order(s->v, s->n);
     if (json)
         fprintf(stderr, "%s\"%s\":{\"n\":%zu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
                 comma ? "," : "", name, s->n, pct(s, 50), pct(s, 90), pct(s, 99), pct(s, 100));
