@@ -122,6 +122,43 @@ int qf_price_is_number(const char *s, size_t len)
     return p == end;
 }
 
+/* Powers of ten a double holds exactly. */
+static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Clinger's fast path: with at most 15 significant digits w < 2^53 and |e| <= 22, both w and
+ * 10^|e| are exact doubles, so one IEEE multiplication or division rounds w * 10^e correctly,
+ * as strtod would. Prices nearly always qualify ("189.4499969482422" has 16 digits and does
+ * not). Returns 0 when it does not apply. */
+static int parse_fast(const char *s, const struct numparts *p, double *out)
+{
+    uint64_t w = 0;
+    size_t nd = 0;
+    long e = p->exp - (long)p->frac_len;
+    const char *d = s + p->int_at, *f = s + p->frac_at;
+
+    for (size_t i = 0; i < p->int_len; i++) {
+        if (w == 0 && d[i] == '0')
+            continue; /* a lone "0" integer part */
+        w = w * 10 + (uint64_t)(d[i] - '0');
+        nd++;
+    }
+    for (size_t i = 0; i < p->frac_len; i++) {
+        if (w == 0 && f[i] == '0')
+            continue; /* leading zeros of 0.000123 */
+        w = w * 10 + (uint64_t)(f[i] - '0');
+        if (++nd > 15)
+            return 0;
+    }
+    if (nd > 15 || e < -22 || e > 22)
+        return 0;
+    double v = (double)w;
+    v = e < 0 ? v / exact_pow10[-e] : v * exact_pow10[e];
+    *out = p->neg ? -v : v;
+    return 1;
+}
+
 /* Rewrites the number as "[-]DIGITSeN" without a decimal point: strtod's radix character
  * follows LC_NUMERIC, which a program embedding libqfetch may have set to ','. */
 int qf_price_parse(const char *s, size_t len, double *out)
@@ -134,6 +171,8 @@ int qf_price_parse(const char *s, size_t len, double *out)
 
     if (len > PRICE_TEXT_MAX || !split_number(s, len, &p))
         return QF_EJSON;
+    if (parse_fast(s, &p, out))
+        return 0;
     if (p.neg)
         buf[n++] = '-';
     memcpy(buf + n, s + p.int_at, p.int_len);

@@ -285,13 +285,57 @@ static void test_against_printf(void **state)
     }
 }
 
+/* qf_price_parse against strtod on the same text, bit for bit: numbers of 1-18 significant
+ * digits with the point anywhere and exponents around +-22, so both Clinger's exact fast path
+ * (<= 15 digits, |e| <= 22) and the strtod path run, and their boundary is crossed. */
+static void test_parse_against_strtod(void **state)
+{
+    uint64_t s = 0x243f6a8885a308d3u;
+    char text[64];
+    (void)state;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t r = rng_next(&s);
+        int nd = 1 + (int)(r % 18), point = (int)((r >> 8) % (uint64_t)(nd + 1));
+        int lead0 = (r >> 16) % 4 == 0, neg = (r >> 20) & 1, has_exp = (r >> 21) % 3 == 0;
+        int ex = (int)((r >> 24) % 61) - 30;
+        size_t n = 0;
+        if (neg)
+            text[n++] = '-';
+        if (lead0) { /* 0.000ddd */
+            text[n++] = '0';
+            text[n++] = '.';
+            for (int z = (int)((r >> 32) % 4); z > 0; z--)
+                text[n++] = '0';
+            point = -1;
+        }
+        for (int d = 0; d < nd; d++) {
+            if (d == point && d > 0)
+                text[n++] = '.';
+            uint64_t x = rng_next(&s);
+            text[n++] = (char)('0' + (d == 0 && !lead0 ? 1 + x % 9 : x % 10));
+        }
+        if (has_exp)
+            n += (size_t)snprintf(text + n, sizeof(text) - n, "e%d", ex);
+        text[n] = '\0';
+        double got = 0, want = strtod(text, NULL);
+        assert_int_equal(qf_price_parse(text, n, &got), 0);
+        if (memcmp(&got, &want, sizeof(got)) != 0)
+            fail_msg("%s: got %.17g, strtod %.17g", text, got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table),         cmocka_unit_test(test_parse_range),
-        cmocka_unit_test(test_format_range),  cmocka_unit_test(test_not_numbers),
-        cmocka_unit_test(test_length_bounds), cmocka_unit_test(test_long_numbers),
-        cmocka_unit_test(test_format_space),  cmocka_unit_test(test_against_printf),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_parse_range),
+        cmocka_unit_test(test_format_range),
+        cmocka_unit_test(test_not_numbers),
+        cmocka_unit_test(test_length_bounds),
+        cmocka_unit_test(test_long_numbers),
+        cmocka_unit_test(test_format_space),
+        cmocka_unit_test(test_against_printf),
+        cmocka_unit_test(test_parse_against_strtod),
     };
     return cmocka_run_group_tests_name("price", tests, NULL, NULL);
 }
