@@ -68,6 +68,8 @@ enum node {
     N_CURRENCY, /* meta.currency */
     N_COUNT
 };
+/* scan_doc() tells a value it records with one comparison. */
+_Static_assert(N_PRICE + 1 == N_CURRENCY && N_CURRENCY + 1 == N_COUNT, "recorded nodes last");
 
 struct span {
     size_t at, len; /* a value's text; len 0: absent (the error nodes: or not an object) */
@@ -235,81 +237,95 @@ static void found(struct scan *sc, unsigned char node, ptrdiff_t at, ptrdiff_t l
 
 /* One iterative pass over the grammar with an explicit stack of open containers, so depth
  * costs no recursion and is capped at QF_JSON_DEPTH_MAX. Returns 1 for one valid JSON text
- * with nothing but blanks around it. */
+ * with nothing but blanks around it. Bodies are compact, so blanks are looked for only where
+ * the expected byte is not there: a skip_ws() before every token was a tenth of the scan. */
 static int scan_doc(struct scan *sc, size_t len)
 {
     struct {
         unsigned char is_obj, node;
         pos_t at;
     } st[QF_JSON_DEPTH_MAX];
-    int sp = 0;
+    int sp = 0, in_obj = 0;
     enum node node = N_ROOT; /* of the value about to be read */
-    pos_t base = (pos_t)sc->s, p = skip_ws(base, base + len), end = base + len, k, v;
+    pos_t base = (pos_t)sc->s, p = base, end = base + len, k, v;
     unsigned char c;
 
 value:
     if (p >= end)
         return 0;
+    v = p;
     c = *p;
-    if (c == '{' || c == '[') {
+    if (c == '"') {
+        p = scan_string(p, end);
+    } else if (cls[c] & C_DIGIT || c == '-') {
+        p = scan_number(p, end);
+    } else if (c == '{' || c == '[') {
         if (sp == QF_JSON_DEPTH_MAX)
             return 0;
-        st[sp].is_obj = c == '{';
+        in_obj = c == '{';
+        st[sp].is_obj = (unsigned char)in_obj;
         st[sp].node = (unsigned char)node;
         st[sp++].at = p;
-        p = skip_ws(p + 1, end);
+        if (++p < end && (cls[*p] & C_WS))
+            p = skip_ws(p, end);
         if (p < end && *p == c + 2) { /* '}' or ']' */
             p++;
             goto close;
         }
-        if (c == '{')
+        if (in_obj)
             goto key;
         node = node == N_RESULT ? N_RESULT0 : N_NONE; /* element 0 */
         goto value;
-    }
-    v = p;
-    if (c == '"')
-        p = scan_string(p, end);
-    else if (cls[c] & C_DIGIT || c == '-')
-        p = scan_number(p, end);
-    else if (c == 't' || c == 'f' || c == 'n')
+    } else if (c == 't' || c == 'f' || c == 'n') {
         p = scan_literal(p, end);
-    else
+    } else if (cls[c] & C_WS) {
+        p = skip_ws(p, end);
+        goto value;
+    } else {
         return 0;
+    }
     if (p == NULL)
         return 0;
-    if (node == N_PRICE || node == N_CURRENCY)
+    if (node >= N_PRICE) /* N_PRICE or N_CURRENCY */
         found(sc, node, v - base, p - v);
-next:
-    p = skip_ws(p, end);
-    if (sp == 0)
+next: /* after a value: ',' or the end of its container */
+    if (sp == 0) {
+        p = skip_ws(p, end);
         return p == end;
+    }
     if (p >= end)
         return 0;
     c = *p++;
     if (c == ',') {
-        p = skip_ws(p, end);
-        if (st[sp - 1].is_obj)
-            goto key;
         node = N_NONE;
+        if (in_obj)
+            goto key;
         goto value;
     }
-    if (c != (st[sp - 1].is_obj ? '}' : ']'))
-        return 0;
+    if (c != (in_obj ? '}' : ']')) {
+        if (!(cls[c] & C_WS))
+            return 0;
+        p = skip_ws(p, end);
+        goto next;
+    }
 close: /* the container on top ended just before p */
     sp--;
     if ((st[sp].is_obj && (st[sp].node == N_CHART_ERR || st[sp].node == N_FINANCE_ERR)) ||
         st[sp].node == N_PRICE || st[sp].node == N_CURRENCY)
         found(sc, st[sp].node, st[sp].at - base, p - st[sp].at);
+    in_obj = sp > 0 && st[sp - 1].is_obj;
     goto next;
 key:
+    if (p < end && *p != '"' && (cls[*p] & C_WS))
+        p = skip_ws(p, end);
     if (p >= end || *p != '"' || (k = scan_string(p, end)) == NULL)
         return 0;
     node = member_node(sc, (enum node)st[sp - 1].node, p + 1, (size_t)(k - p - 2));
-    p = skip_ws(k, end);
-    if (p >= end || *p != ':')
+    if (k < end && *k != ':' && (cls[*k] & C_WS))
+        k = skip_ws(k, end);
+    if (k >= end || *k != ':')
         return 0;
-    p = skip_ws(p + 1, end);
+    p = k + 1;
     goto value;
 }
 
