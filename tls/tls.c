@@ -90,7 +90,7 @@ static int prefer_aes128(SSL_CTX *ctx)
 {
     static const char first[] = "TLS_AES_128_GCM_SHA256";
     STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
-    char list[256], rest[256] = "";
+    char rest[256] = "", list[sizeof(first) + sizeof(rest)];
     int have = 0;
 
     for (int i = 0; all != NULL && i < sk_SSL_CIPHER_num(all); i++) {
