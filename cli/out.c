@@ -98,43 +98,92 @@ static void json(const struct cli_row *rows, size_t n, const char *t)
     fputs(n ? "\n]\n" : "]\n", stdout);
 }
 
-static void csv_field(const char *s)
+/* CSV rows gather in one buffer written when full: a 10,000-row batch is a few dozen
+ * fwrite()s, not several stdio calls a field. */
+struct outbuf {
+    size_t n;
+    char b[8192];
+};
+
+static void out_flush(struct outbuf *o)
 {
-    if (strpbrk(s, ",\"\r\n") == NULL) {
-        fputs(s, stdout);
+    fwrite(o->b, 1, o->n, stdout);
+    o->n = 0;
+}
+
+static void out_put(struct outbuf *o, const char *s, size_t n)
+{
+    if (n > sizeof(o->b) - o->n) {
+        out_flush(o);
+        if (n > sizeof(o->b)) {
+            fwrite(s, 1, n, stdout);
+            return;
+        }
+    }
+    memcpy(o->b + o->n, s, n);
+    o->n += n;
+}
+
+static void out_int(struct outbuf *o, int v)
+{
+    char b[12], *p = b + sizeof(b);
+    unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    out_put(o, p, (size_t)(b + sizeof(b) - p));
+}
+
+/* RFC 4180: quoted, inner quotes doubled, when the field holds a comma, quote or line break. */
+static void csv_field(struct outbuf *o, const char *s)
+{
+    size_t n = 0;
+    int quote = 0;
+
+    for (; s[n] != '\0'; n++)
+        quote |= s[n] == ',' || s[n] == '"' || s[n] == '\r' || s[n] == '\n';
+    if (!quote) {
+        out_put(o, s, n);
         return;
     }
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"')
-            putchar('"');
-        putchar(*s);
+    out_put(o, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
+            out_put(o, "\"", 1);
+        out_put(o, s + i, 1);
     }
-    putchar('"');
+    out_put(o, "\"", 1);
 }
 
 static void csv(const struct cli_row *rows, size_t n, const char *t)
 {
-    fputs("ticker,price,currency,status,error\r\n", stdout);
+    static struct outbuf o;
+
+    o.n = 0;
+    out_put(&o, "ticker,price,currency,status,error\r\n", 36);
     for (size_t i = 0; i < n; i++) {
         const struct cli_row *r = &rows[i];
-        csv_field(r->symbol);
-        putchar(',');
+        csv_field(&o, r->symbol);
+        out_put(&o, ",", 1);
         if (r->err == 0) {
-            fputs(WORD(t, r), stdout); /* a price: digits, '-' and '.' */
-            putchar(',');
-            csv_field(currency(t, r));
-            putchar(',');
-            put_int(r->status);
-            fputs(",\r\n", stdout);
+            csv_field(&o, WORD(t, r)); /* a price: digits, '-' and '.' */
+            out_put(&o, ",", 1);
+            csv_field(&o, currency(t, r));
+            out_put(&o, ",", 1);
+            out_int(&o, r->status);
+            out_put(&o, ",\r\n", 3);
         } else {
-            fputs(",,", stdout);
-            put_int(r->status);
-            putchar(',');
-            csv_field(WORD(t, r));
-            fputs("\r\n", stdout);
+            out_put(&o, ",,", 2);
+            out_int(&o, r->status);
+            out_put(&o, ",", 1);
+            csv_field(&o, WORD(t, r));
+            out_put(&o, "\r\n", 2);
         }
     }
+    out_flush(&o);
 }
 
 /* Python's repr() of a str: single quotes unless the text has ' and no ". Symbols never hold
