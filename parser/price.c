@@ -229,10 +229,18 @@ int qf_price_format(double v, char *out, size_t cap)
     if (!isfinite(v) || v >= 1e26 || v <= -1e26)
         return QF_ERANGE;
     c = cents_half_even(v);
-    do {
-        digits[nd++] = (char)('0' + (int)(c % 10));
-        c /= 10;
-    } while (c != 0 || nd < 3);
+    if (c <= UINT64_MAX) { /* every real price: 128-bit division is a libgcc call a digit */
+        uint64_t c64 = (uint64_t)c;
+        do {
+            digits[nd++] = (char)('0' + (int)(c64 % 10));
+            c64 /= 10;
+        } while (c64 != 0 || nd < 3);
+    } else {
+        do {
+            digits[nd++] = (char)('0' + (int)(c % 10));
+            c /= 10;
+        } while (c != 0 || nd < 3);
+    }
     if (nd + 2 + (signbit(v) != 0) > cap) /* '.', NUL, sign */
         return QF_ENOSPC;
     if (signbit(v))
