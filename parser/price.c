@@ -129,8 +129,8 @@ static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1
 
 /* Clinger's fast path: with at most 15 significant digits w < 2^53 and |e| <= 22, both w and
  * 10^|e| are exact doubles, so one IEEE multiplication or division rounds w * 10^e correctly,
- * as strtod would. Prices nearly always qualify ("189.4499969482422" has 16 digits and does
- * not). Returns 0 when it does not apply. */
+ * as strtod would. A regularMarketPrice such as 189.45 qualifies; a 16-digit one such as
+ * 189.4499969482422 goes to strtod. Returns 0 when it does not apply. */
 static int parse_fast(const char *s, const struct numparts *p, double *out)
 {
     uint64_t w = 0;

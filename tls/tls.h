@@ -61,8 +61,8 @@ ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, s
 
 int qf_tls_resumed(const struct qf_tls *s);
 
-/* The negotiated protocol and cipher suite, as "TLSv1.3 TLS_AES_128_GCM_SHA256"; static
- * strings, valid for the process. */
+/* After the handshake: the protocol ("TLSv1.3") and the cipher suite's RFC name
+ * ("TLS_AES_128_GCM_SHA256"). Static strings. */
 const char *qf_tls_version_of(const struct qf_tls *s);
 const char *qf_tls_suite(const struct qf_tls *s);
 
