@@ -1,27 +1,25 @@
 /* Counting allocator: the steady state must not allocate per request, and tests check it
- * by reading qf_alloc_calls() before and after a batch. */
+ * by reading qf_alloc_calls() before and after a batch. Tests can also make one chosen call
+ * fail, to prove that running out of memory costs only what needed the memory. */
 #include <stdlib.h>
 
 #include "engine/engine.h"
 
-static unsigned long calls;
+static unsigned long calls, fail_at; /* fail_at 0: never */
 
 void *qf_malloc(size_t n)
 {
-    calls++;
-    return malloc(n);
+    return ++calls == fail_at ? NULL : malloc(n);
 }
 
 void *qf_calloc(size_t n, size_t size)
 {
-    calls++;
-    return calloc(n, size);
+    return ++calls == fail_at ? NULL : calloc(n, size);
 }
 
 void *qf_realloc(void *p, size_t n)
 {
-    calls++;
-    return realloc(p, n);
+    return ++calls == fail_at ? NULL : realloc(p, n);
 }
 
 void qf_free(void *p)
@@ -32,4 +30,9 @@ void qf_free(void *p)
 unsigned long qf_alloc_calls(void)
 {
     return calls;
+}
+
+void qf_alloc_fail_at(unsigned long n)
+{
+    fail_at = n;
 }

@@ -103,16 +103,19 @@ static void on_result(const struct qf_result *r, void *udata)
     }
 }
 
-static qf_client *new_client(int conns, struct tally *t, qf_result_fn *cb)
+static int quiet_new; /* set while creation is expected to fail */
+
+static qf_client *new_client(int conns, void *udata, qf_result_fn *cb)
 {
     char url[128], ca[300], err[300];
     snprintf(url, sizeof(url), "https://localhost:%d/v8/finance/chart/{}", server_port);
     snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
     struct qf_options o = {.url_template = url, .cacert = ca, .connections = conns,
                            .timeout_ms = 5000};
-    qf_client *c = qf_client_new(&o, cb, t, err, sizeof(err));
+    qf_client *c = qf_client_new(&o, cb, udata, err, sizeof(err));
     if (c == NULL)
-        fprintf(stderr, "qf_client_new: %s\n", err);
+        if (!quiet_new)
+            fprintf(stderr, "qf_client_new: %s\n", err);
     return c;
 }
 
@@ -183,6 +186,87 @@ static void test_alloc_flat(void **state)
 {
     (void)state;
     in_child(child_alloc_flat, 60);
+}
+
+/* Out of memory costs only what needed the memory: whichever engine allocation of a whole
+ * client's life fails (creation, adding, connections, buffers, request records, timers), the
+ * run ends, every quote added gets exactly one result, and every result is a right price or
+ * names its error. Each allocation point of a reference run is failed in turn. */
+struct nomem_tally {
+    int ok, nomem, other, seen[20];
+};
+
+static void on_nomem_result(const struct qf_result *r, void *udata)
+{
+    struct nomem_tally *t = udata;
+    if (r->index < 20)
+        t->seen[r->index]++;
+    if (r->err == 0)
+        t->ok += r->price_text[0] != '\0';
+    else if (r->err == QF_ENOMEM)
+        t->nomem++;
+    else
+        t->other++;
+}
+
+static int nomem_run(unsigned long fail_after, struct nomem_tally *t, int *added)
+{
+    qf_alloc_fail_at(fail_after ? qf_alloc_calls() + fail_after : 0);
+    quiet_new = 1;
+    qf_client *c = new_client(4, t, on_nomem_result);
+    quiet_new = 0;
+    *added = 0;
+    if (c == NULL) {
+        qf_alloc_fail_at(0);
+        return -1;
+    }
+    for (int i = 0; i < 20; i++) {
+        char sym[32];
+        snprintf(sym, sizeof(sym), "NOMEM%02d", i);
+        int idx = qf_client_add(c, sym);
+        CHILD_CHECK(idx >= 0 || idx == QF_ENOMEM);
+        if (idx >= 0) {
+            CHILD_CHECK(idx < 20);
+            (*added)++;
+        }
+    }
+    int rc = qf_client_run(c);
+    qf_alloc_fail_at(0);
+    qf_client_free(c);
+    return rc;
+}
+
+static void child_alloc_failures(void)
+{
+    struct nomem_tally ref = {0};
+    int added = 0;
+    unsigned long before = qf_alloc_calls();
+    CHILD_CHECK(nomem_run(0, &ref, &added) == 0 && ref.ok == 20 && added == 20);
+    unsigned long total = qf_alloc_calls() - before, failed_runs = 0;
+    CHILD_CHECK(total > 10);
+    for (unsigned long n = 1; n <= total + 5; n++) {
+        struct nomem_tally t = {0};
+        int rc = nomem_run(n, &t, &added);
+        if (rc == -1)
+            continue; /* qf_client_new refused: nothing was added */
+        if (rc != 0 || t.ok + t.nomem + t.other != added || t.other != 0 || t.nomem > 1)
+            fprintf(stderr, "allocation %lu failed: run %d, added %d, ok %d, nomem %d, other %d\n",
+                    n, rc, added, t.ok, t.nomem, t.other);
+        CHILD_CHECK(rc == 0);
+        CHILD_CHECK(t.ok + t.nomem + t.other == added);
+        for (int i = 0; i < added; i++)
+            CHILD_CHECK(t.seen[i] == 1);
+        CHILD_CHECK(t.other == 0 && t.nomem <= 1);
+        failed_runs += t.nomem;
+    }
+    fprintf(stderr, "%lu allocation points, %lu runs lost one quote to QF_ENOMEM\n", total,
+            failed_runs);
+}
+
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    in_child(child_alloc_failures, 120);
 }
 
 /* The host program owns the loop: poll() on qf_client_fd() with qf_client_timeout_ms(). */
@@ -688,10 +772,14 @@ int main(void)
         cmocka_unit_test(test_conn_want),     cmocka_unit_test(test_pending_quotes),
     };
     const struct CMUnitTest live[] = {
-        cmocka_unit_test(test_alloc_flat),       cmocka_unit_test(test_embedded_loop),
-        cmocka_unit_test(test_add_from_callback), cmocka_unit_test(test_mixed_batch),
-        cmocka_unit_test(test_free_midflight),   cmocka_unit_test(test_general_requests),
+        cmocka_unit_test(test_alloc_flat),
+        cmocka_unit_test(test_embedded_loop),
+        cmocka_unit_test(test_add_from_callback),
+        cmocka_unit_test(test_mixed_batch),
+        cmocka_unit_test(test_free_midflight),
+        cmocka_unit_test(test_general_requests),
         cmocka_unit_test(test_general_timeout_cancel),
+        cmocka_unit_test(test_alloc_failures),
     };
     int failed = cmocka_run_group_tests_name("engine", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("engine_live", live, setup_server, teardown_server);
