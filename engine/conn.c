@@ -247,6 +247,9 @@ static int expect_response(struct qf_conn *c)
     c->t_first = 0;
     c->t_start = r->t_start;
     qf_http_init(&c->http, c->body, c->body_cap, QF_HTTP_BODY_MAX);
+    /* A body that arrives whole in one read is used where it is, in rbuf: the response is
+     * handled before rbuf is read into again. Streamed bodies go through the buffer. */
+    c->http.zero_copy = r->gen == NULL || r->gen->on_chunk == NULL;
     if (r->gen != NULL) {
         c->http.no_body = r->gen->no_body;
         if (c->hbuf == NULL && (c->hbuf = qf_malloc(c->hcap = 1024)) == NULL)

@@ -330,7 +330,7 @@ void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status
     if (c != NULL && c->req == NULL && err == 0) {
         res.nheaders = qf_sched_headers(cl, &c->http);
         res.headers = res.nheaders ? cl->hdrv : NULL;
-        res.body = g->on_chunk != NULL ? NULL : c->http.body_len ? c->http.body : "";
+        res.body = g->on_chunk != NULL ? NULL : c->http.body_len ? qf_http_body(&c->http) : "";
         res.body_len = g->on_chunk != NULL ? g->body_seen : c->http.body_len;
     }
     qf_sched_log(cl, "Received %s %s: %s", g->method, r->target, err == 0 ? "ok" : res.errmsg);
@@ -433,7 +433,7 @@ static void text_detail(const char *body, size_t len, char *out, size_t cap)
 static void quote_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
 {
     const struct qf_http *h = &c->http;
-    const char *body = h->body;
+    const char *body = qf_http_body(h);
     size_t len = h->body_len;
     int status = h->status;
     struct qf_quote q;

@@ -201,10 +201,31 @@ static int on_headers_complete(llhttp_t *p)
 }
 
 /* qf_http_feed() checked the room up front, so running out here means body_max. */
+/* A body in the fed bytes moves to the body buffer: a second piece arrived, or the feed ends
+ * before the response does. It fits: qf_http_feed() asked for room for the whole feed (or
+ * the buffer already holds body_max), and the view is part of this feed. */
+static int keep_view(struct qf_http *h)
+{
+    if (h->body_len > h->body_cap)
+        return fail(h, QF_EBODY);
+    memcpy(h->body, h->view, h->body_len);
+    h->view = NULL;
+    return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct qf_http *h = from(p);
-    if (len > h->body_max - h->body_len || len > h->body_cap - h->body_len)
+    if (len > h->body_max - h->body_len)
+        return fail(h, QF_EBODY);
+    if (h->zero_copy && h->body_len == 0) { /* perhaps the whole body: leave it where it is */
+        h->view = at;
+        h->body_len = len;
+        return 0;
+    }
+    if (h->view != NULL && keep_view(h) != 0)
+        return HPE_USER;
+    if (len > h->body_cap - h->body_len)
         return fail(h, QF_EBODY);
     memcpy(h->body + h->body_len, at, len);
     h->body_len += len;
@@ -311,6 +332,8 @@ ssize_t qf_http_feed(struct qf_http *h, const char *buf, size_t len)
                 return h->err = QF_EHEADER;
         }
     }
+    if (h->view != NULL && !h->complete && keep_view(h) != 0)
+        return h->err;
     return (ssize_t)off;
 }
 

@@ -25,6 +25,9 @@ struct qf_http {
     char *body;            /* caller-owned */
     size_t body_len, body_cap, body_max;
     int no_body;           /* set after init for a HEAD request: the response has no body */
+    int zero_copy;         /* set after init: a body that arrives whole in one feed is left in
+                              the fed bytes (read it with qf_http_body()) instead of copied */
+    const char *view;      /* that body, while it is in the fed bytes; NULL when in body */
     /* Optional header capture (hbuf set after init): "name\0value\0" pairs of the final
      * response, at most QF_HTTP_HEADER_MAX bytes; grown by the caller on QF_ENOSPC. */
     char *hbuf;
@@ -55,6 +58,13 @@ void qf_http_set_hbuf(struct qf_http *h, char *hbuf, size_t hcap);
  * body_max), or while capturing headers the header buffer to >= hlen + len + 2 (up to
  * QF_HTTP_HEADER_MAX + 2), and call again. Errors: QF_EPROTO, QF_EBODY, QF_EHEADER (sticky). */
 ssize_t qf_http_feed(struct qf_http *h, const char *buf, size_t len);
+
+/* The body of a complete response: in the body buffer, or with zero_copy possibly still in
+ * the bytes of the feed that completed it (valid until the caller changes those bytes). */
+static inline const char *qf_http_body(const struct qf_http *h)
+{
+    return h->view != NULL ? h->view : h->body;
+}
 
 /* The peer closed the connection. Returns 0 when that completes the response (a
  * close-delimited body, or it was already complete), QF_ECLOSED when it was cut short. */

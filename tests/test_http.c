@@ -647,6 +647,52 @@ static void test_head_no_body(void **state)
     }
 }
 
+/* zero_copy: a body that arrives whole in one feed is used where it is; one in pieces, or in
+ * two chunks of one feed, goes to the buffer. Either way the bytes are the same. */
+static void test_zero_copy(void **state)
+{
+    static const char body[] = "{\"chart\":{\"result\":null,\"error\":null}}";
+    static const size_t ten[] = {10};
+    struct qf_test_chunking two = {.sizes = ten, .nsizes = 1};
+    struct {
+        enum qf_test_framing fr;
+        const struct qf_test_chunking *ck;
+        size_t step;
+        int viewed;
+    } cases[] = {
+        {QF_TEST_CL, NULL, 0, 1},      /* whole: in place */
+        {QF_TEST_CL, NULL, 1, 0},      /* byte by byte: buffered */
+        {QF_TEST_CHUNKED, NULL, 0, 1}, /* one chunk */
+        {QF_TEST_CHUNKED, &two, 0, 0}, /* chunks of 10 in one feed */
+        {QF_TEST_CL, NULL, 7, 0},
+    };
+    (void)state;
+    qf_test_http_zero_copy = 1;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *resp;
+        size_t n = qf_test_wrap("HTTP/1.1 200 OK\r\n", body, sizeof(body) - 1, cases[i].fr,
+                                cases[i].ck, &resp);
+        struct qf_test_http_run r;
+        qf_test_http_drive(resp, n, 0, cases[i].step, 0, QF_HTTP_BODY_MAX, &r);
+        assert_int_equal(r.rc, 0);
+        assert_true(r.complete);
+        assert_int_equal(r.body_len, sizeof(body) - 1);
+        assert_memory_equal(r.body, body, sizeof(body) - 1);
+        if (r.viewed != cases[i].viewed)
+            fail_msg("case %zu: viewed %d, want %d", i, r.viewed, cases[i].viewed);
+        qf_test_http_run_free(&r);
+        free(resp);
+    }
+    qf_test_http_zero_copy = 0;
+}
+
+static int zero_copy_on(void **state)
+{
+    (void)state;
+    qf_test_http_zero_copy = 1;
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +712,10 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_header_capture),
         cmocka_unit_test(test_head_no_body),
+        cmocka_unit_test(test_zero_copy),
     };
-    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("http", tests, NULL, NULL);
+    /* Every case again with the engine's zero_copy on: nothing observable may change. */
+    failed += cmocka_run_group_tests_name("http_zero_copy", tests, zero_copy_on, NULL);
+    return failed != 0;
 }

@@ -212,6 +212,8 @@ static ssize_t feed_piece(struct qf_http *h, const char *p, size_t len, unsigned
     return r;
 }
 
+int qf_test_http_zero_copy;
+
 /* One reusable guard slot: each piece is moved to end at the guard page before feeding. */
 static void drive_pieces(struct qf_http *h, const char *resp, size_t len, size_t first, size_t step,
                          struct qf_test_http_run *out)
@@ -239,6 +241,19 @@ static void drive_pieces(struct qf_http *h, const char *resp, size_t len, size_t
             out->rc = -1001; /* short count without completion: contract violation */
             break;
         }
+        if (h->view != NULL && !h->complete) {
+            out->rc = -1003; /* a view that outlives its feed */
+            break;
+        }
+    }
+    /* Use a body left in the fed bytes before they go, as the engine does. */
+    if (h->view != NULL && h->complete && out->rc == 0) {
+        char *b = xrealloc(h->body, h->body_len ? h->body_len : 1);
+        memcpy(b, h->view, h->body_len);
+        h->body = b;
+        h->body_cap = h->body_len;
+        h->view = NULL;
+        out->viewed = 1;
     }
     guard_unmap(end, maxp);
 }
@@ -250,6 +265,7 @@ void qf_test_http_drive(const char *resp, size_t len, size_t first, size_t step,
 
     memset(out, 0, sizeof(*out));
     qf_http_init(&h, NULL, 0, body_max);
+    h.zero_copy = qf_test_http_zero_copy;
     drive_pieces(&h, resp, len, first, step, out);
     if (out->rc == 0 && !h.complete && eof)
         out->rc = qf_http_finish(&h);

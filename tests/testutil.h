@@ -55,7 +55,11 @@ struct qf_test_http_run {
     char *body;      /* malloc'd copy of the body buffer (may be NULL) */
     size_t body_len;
     unsigned grows; /* QF_ENOSPC rounds */
+    int viewed;     /* zero-copy: the body was used where it arrived (then copied into body) */
 };
+
+/* Non-zero: qf_test_http_drive() sets zero_copy on its parser. */
+extern int qf_test_http_zero_copy;
 
 /* Feeds resp[0..len) to a fresh qf_http: first a piece of `first` bytes (0: none), then pieces
  * of `step` bytes (0: the rest at once). Each piece is copied to end at a guard page. The body

@@ -59,7 +59,8 @@ static inline void *xmalloc(size_t n)
  *           bit 7: the token array starts at 1 token instead of 16
  *   byte 1, bit 0: capture the headers (qf_http_set_hbuf, starting from an 8-byte buffer)
  *           bit 1: the request was HEAD (no_body)
- *           bits 2-7: unused
+ *           bit 2: the split feed runs with zero_copy (a body may stay in its feed)
+ *           bits 3-7: unused
  *   bytes 2..K+1: piece sizes, used in turn: b < 128 gives b + 1 bytes, else (b - 127) * 256
  *   the rest: the response bytes as they come off the socket. */
 #define QF_FUZZ_SMALL_BODY_MAX 1024
