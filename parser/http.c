@@ -200,7 +200,6 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
-/* qf_http_feed() checked the room up front, so running out here means body_max. */
 /* A body in the fed bytes moves to the body buffer: a second piece arrived, or the feed ends
  * before the response does. It fits: qf_http_feed() asked for room for the whole feed (or
  * the buffer already holds body_max), and the view is part of this feed. */
@@ -208,11 +207,13 @@ static int keep_view(struct qf_http *h)
 {
     if (h->body_len > h->body_cap)
         return fail(h, QF_EBODY);
-    memcpy(h->body, h->view, h->body_len);
+    if (h->body_len > 0) /* body may still be NULL */
+        memcpy(h->body, h->view, h->body_len);
     h->view = NULL;
     return 0;
 }
 
+/* qf_http_feed() checked the room up front, so running out here means body_max. */
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct qf_http *h = from(p);
