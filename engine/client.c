@@ -174,8 +174,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     c->free_slots = qf_calloc(c->nconns, sizeof(*c->free_slots));
     if (c->conns == NULL || c->free_slots == NULL)
         goto nomem;
-    size_t wcap = 4 + strlen(c->hosts[0]->url.prefix) + 3 * QF_SYMBOL_MAX +
-                  strlen(c->hosts[0]->url.suffix) + c->hosts[0]->hdrs_len + 1;
+    size_t wcap = c->hosts[0]->head_len + 3 * QF_SYMBOL_MAX + c->hosts[0]->hdrs_len + 1;
     for (uint32_t i = 0; i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
         cn->fd = -1;

@@ -210,12 +210,12 @@ static int start_connect(struct qf_conn *c)
 static int format_request(struct qf_conn *c, const struct qf_req *r)
 {
     const struct qf_req_gen *g = r->gen;
-    const struct qf_url *u = &r->host->url; /* a quote: method, prefix, suffix from the host */
-    const char *method = g ? g->method : "GET", *prefix = g ? "" : u->prefix;
-    const char *suffix = g ? "" : u->suffix, *hdrs = g ? g->hdrs : r->host->hdrs;
-    size_t hl = g ? g->hdrs_len : r->host->hdrs_len;
-    size_t ml = strlen(method), pl = strlen(prefix), tl = strlen(r->target);
-    size_t sl = strlen(suffix), need = c->wlen + ml + 1 + pl + tl + sl + hl;
+    const struct qf_host *h = r->host;
+    /* A quote: its host's "GET /prefix" and "suffix HTTP/1.1...". A general request: its
+     * method, a space, and its own header block. */
+    const char *head = g ? g->method : h->head, *hdrs = g ? g->hdrs : h->hdrs;
+    size_t hl = g ? strlen(g->method) + 1 : h->head_len, xl = g ? g->hdrs_len : h->hdrs_len;
+    size_t tl = strlen(r->target), need = c->wlen + hl + tl + xl;
 
     if (need > c->wcap) {
         size_t cap = need > 2 * c->wcap ? need : 2 * c->wcap;
@@ -226,13 +226,11 @@ static int format_request(struct qf_conn *c, const struct qf_req *r)
         c->wcap = cap;
     }
     char *w = c->wbuf + c->wlen;
-    memcpy(w, method, ml);
-    w[ml] = ' ';
-    w += ml + 1;
-    memcpy(w, prefix, pl);
-    memcpy(w + pl, r->target, tl);
-    memcpy(w + pl + tl, suffix, sl);
-    memcpy(w + pl + tl + sl, hdrs, hl);
+    memcpy(w, head, g ? hl - 1 : hl);
+    if (g)
+        w[hl - 1] = ' ';
+    memcpy(w + hl, r->target, tl);
+    memcpy(w + hl + tl, hdrs, xl);
     c->wlen = need;
     return 0;
 }

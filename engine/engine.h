@@ -180,8 +180,10 @@ struct qf_host {
     int64_t hs_us;         /* the first full handshake's time here, 0 until measured */
     int64_t coming_us;     /* the loop turn (its now_us) whose hold timers share coming */
     int coming;            /* conn.c's ticket_coming() for that turn, -1 until asked */
-    char *hdrs;            /* quotes: " HTTP/1.1\r\nHost: ...\r\n...\r\n\r\n" after the target */
-    size_t hdrs_len;
+    /* Quotes: the request around the encoded symbol, made once: "GET /prefix" before it, and
+     * "suffix HTTP/1.1\r\nHost: ...\r\n\r\n" after it. */
+    char *head, *hdrs;
+    size_t head_len, hdrs_len;
     char *hostport;        /* Host header value */
 };
 

@@ -115,18 +115,23 @@ int qf_host_ready(struct qf_client *cl, struct qf_host *h)
     return 0;
 }
 
-/* The header block after a quote's request target, made once per host. */
-static int quote_headers(struct qf_host *h, const char *ua)
+/* A quote's request around its target, made once per host: "GET " and the URL prefix before
+ * it; the URL suffix and the header block after it. */
+static int quote_request(struct qf_host *h, const char *ua)
 {
-#define QUOTE_HDRS                                                                             \
-    " HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                  \
+#define QUOTE_HDRS                                                                                 \
+    "%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                    \
     "Connection: keep-alive\r\n\r\n"
-    int n = snprintf(NULL, 0, QUOTE_HDRS, h->hostport, ua);
+    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
+    int m = snprintf(NULL, 0, "GET %s", h->url.prefix);
     h->hdrs = qf_malloc((size_t)n + 1);
-    if (h->hdrs == NULL)
+    h->head = qf_malloc((size_t)m + 1);
+    if (h->hdrs == NULL || h->head == NULL)
         return QF_ENOMEM;
-    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->hostport, ua);
+    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
+    snprintf(h->head, (size_t)m + 1, "GET %s", h->url.prefix);
     h->hdrs_len = (size_t)n;
+    h->head_len = (size_t)m;
     return 0;
 }
 
@@ -160,7 +165,7 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     }
     snprintf(h->hostport, hp, "%s%s%s%s%s", v6 ? "[" : "", h->url.host, v6 ? "]" : "",
              dflt ? "" : ":", dflt ? "" : h->url.port);
-    if (quotes && quote_headers(h, cl->user_agent) < 0) {
+    if (quotes && quote_request(h, cl->user_agent) < 0) {
         qf_host_free(h);
         return NULL;
     }
@@ -182,6 +187,7 @@ void qf_host_free(struct qf_host *h)
     qf_free(h->pend);
     qf_free(h->idle);
     qf_free(h->hdrs);
+    qf_free(h->head);
     qf_free(h->hostport);
     qf_url_free(&h->url);
     qf_tls_cache_free(&h->cache);
