@@ -53,7 +53,7 @@ static void conn_set_state(struct qf_conn *c, enum qf_conn_state to)
     int held = (to == QF_CONN_HELD) - (c->state == QF_CONN_HELD);
     c->host->nheld += held;
     c->cl->nheld += held;
-    if (c->cl->nheld == 0) /* the next hold takes a new first sample */
+    if (held < 0 && c->cl->nheld == 0) /* the next hold takes a new first sample */
         c->cl->busy_wall_us = c->cl->busy_turn_us = 0;
     c->state = to;
 }

@@ -231,6 +231,8 @@ static enum node member_node(struct scan *sc, enum node parent, pos_t k, size_t 
 {
     enum node to = N_NONE;
 
+    if (parent == N_NONE) /* most keys: in objects off every path (bars, trading periods) */
+        return N_NONE;
 #define KEY(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, n) == 0)
     if (parent == N_ROOT)
         to = KEY("chart") ? N_CHART : KEY("finance") ? N_FINANCE : N_NONE;
@@ -345,10 +347,7 @@ key:
         p = skip_ws(p, end);
     if (p >= end || *p != '"' || (k = scan_string(p, end)) == NULL)
         return 0;
-    /* Most keys sit in objects off every path (bars, trading periods): no lookup. */
-    node = st[sp - 1].node == N_NONE
-               ? N_NONE
-               : member_node(sc, (enum node)st[sp - 1].node, p + 1, (size_t)(k - p - 2));
+    node = member_node(sc, (enum node)st[sp - 1].node, p + 1, (size_t)(k - p - 2));
     if (k < end && *k != ':' && (cls[*k] & C_WS))
         k = skip_ws(k, end);
     if (k >= end || *k != ':')
