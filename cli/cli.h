@@ -44,6 +44,14 @@ size_t cli_ceil(double x);
 void cli_pct_order(uint32_t *v, size_t n);
 uint32_t cli_pct(const uint32_t *v, size_t n, double p);
 
+/* The rows' text arena: offset 0 holds a NUL meaning "no words yet". cli_text_add() appends
+ * "a\0b\0" ("a\0" when b is NULL) and returns its offset, 0 when out of memory. */
+struct cli_text {
+    char *b;
+    size_t len, cap;
+};
+uint32_t cli_text_add(struct cli_text *t, const char *a, const char *b);
+
 /* text: the rows' arena. */
 void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, const char *text);
 

@@ -21,8 +21,7 @@ struct samples {
 struct run {
     struct cli_row *rows;
     uint32_t *row_of; /* client index -> row of the symbol's first occurrence */
-    char *text;       /* the rows' arena (cli.h); offset 0 is a NUL meaning "none" */
-    size_t text_len, text_cap;
+    struct cli_text text; /* the rows' words (cli.h) */
     int oom;
     size_t index_base; /* client indexes of this repetition start here */
     int failed;
@@ -78,35 +77,22 @@ static void put_words(struct run *run, struct cli_row *row, const char *a, const
 {
     size_t la = strlen(a) + 1, lb = b != NULL ? strlen(b) + 1 : 0, old = 0;
     if (row->text != 0) {
-        const char *p = run->text + row->text;
+        const char *p = run->text.b + row->text;
         old = strlen(p) + 1;
         if (row->err == 0)
             old += strlen(p + old) + 1;
     }
-    uint32_t at = row->text;
     if (la + lb > old) {
-        size_t need = (run->text_len ? run->text_len : 1) + la + lb;
-        if (need > run->text_cap) {
-            size_t cap = run->text_cap ? run->text_cap * 2 : 4096;
-            while (cap < need)
-                cap *= 2;
-            char *t = cap <= UINT32_MAX ? realloc(run->text, cap) : NULL;
-            if (t == NULL) {
-                run->oom = 1;
-                return;
-            }
-            run->text = t;
-            run->text_cap = cap;
-        }
-        if (run->text_len == 0)
-            run->text[run->text_len++] = '\0';
-        at = (uint32_t)run->text_len;
-        run->text_len += la + lb;
+        uint32_t at = cli_text_add(&run->text, a, b);
+        if (at == 0)
+            run->oom = 1;
+        else
+            row->text = at;
+        return;
     }
-    memcpy(run->text + at, a, la);
+    memcpy(run->text.b + row->text, a, la);
     if (b != NULL)
-        memcpy(run->text + at + la, b, lb);
-    row->text = at;
+        memcpy(run->text.b + row->text + la, b, lb);
 }
 
 static void on_result(const struct qf_result *r, void *udata)
@@ -398,10 +384,10 @@ int main(int argc, char **argv)
         rc = 2;
     }
     if (rc == 0)
-        cli_out_print(a.format, run.rows, a.ntickers, run.text);
+        cli_out_print(a.format, run.rows, a.ntickers, run.text.b);
     free(run.rows);
     free(run.row_of);
-    free(run.text);
+    free(run.text.b);
     free(first);
     free(sess);
     free(run.total.v);

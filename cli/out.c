@@ -2,9 +2,34 @@
  * [(ticker, Decimal('x.xx')), ...]). Rows arrive in input order. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+
+uint32_t cli_text_add(struct cli_text *t, const char *a, const char *b)
+{
+    size_t la = strlen(a) + 1, lb = b != NULL ? strlen(b) + 1 : 0;
+    size_t need = (t->len ? t->len : 1) + la + lb;
+    if (need > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *nb = cap <= UINT32_MAX ? realloc(t->b, cap) : NULL;
+        if (nb == NULL)
+            return 0;
+        t->b = nb;
+        t->cap = cap;
+    }
+    if (t->len == 0)
+        t->b[t->len++] = '\0';
+    uint32_t at = (uint32_t)t->len;
+    memcpy(t->b + at, a, la);
+    if (b != NULL)
+        memcpy(t->b + at + la, b, lb);
+    t->len += la + lb;
+    return at;
+}
 
 /* A row's words in the arena: its price (or error message), then its currency. */
 #define WORD(t, r) ((t) + (r)->text)

@@ -165,33 +165,20 @@ static double made_up_price(uint64_t h)
     return v;
 }
 
-/* The text arena of the rows being checked (cli.h), as cli/main.c fills it: a NUL at offset
- * 0, then "PRICE\0CURRENCY\0" for a success or "MESSAGE\0" for an error. */
-static char *words;
-static size_t words_len, words_cap;
+/* The text arena of the rows being checked (cli.h), filled as cli/main.c fills it. */
+static struct cli_text words;
 
 static uint32_t put_words(const char *a, const char *b)
 {
-    size_t la = strlen(a) + 1, lb = b != NULL ? strlen(b) + 1 : 0;
-    if (words_len + la + lb + 1 > words_cap) {
-        words_cap = 2 * (words_len + la + lb + 1);
-        words = realloc(words, words_cap);
-        if (words == NULL)
-            abort();
-    }
-    if (words_len == 0)
-        words[words_len++] = '\0';
-    uint32_t at = (uint32_t)words_len;
-    memcpy(words + at, a, la);
-    if (b != NULL)
-        memcpy(words + at + la, b, lb);
-    words_len += la + lb;
+    uint32_t at = cli_text_add(&words, a, b);
+    if (at == 0)
+        abort();
     return at;
 }
 
 static const char *word(const struct cli_row *r)
 {
-    return words + r->text;
+    return words.b + r->text;
 }
 
 static const char *currency(const struct cli_row *r)
@@ -210,7 +197,7 @@ static size_t capture(enum cli_format f, const struct cli_row *rows, size_t n, c
         abort();
     stdout = m;
     stderr = devnull();
-    cli_out_print(f, rows, n, words);
+    cli_out_print(f, rows, n, words.b);
     stdout = saved_out;
     stderr = saved_err;
     fclose(m);
@@ -383,7 +370,7 @@ static int check_output(struct ctx *c, const struct cli_args *a)
     }
     bad = check_json_out(c, rows, n, utf8) || check_csv_out(c, rows, n) ||
           check_other_out(c, rows, n);
-    words_len = 0;
+    words.len = 0;
     return bad;
 }
 
