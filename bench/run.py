@@ -48,9 +48,14 @@ CURL_WRITE_OUT = "%{http_code} %{size_download} %{num_connects} %{url_effective}
 RUN_TIMEOUT_S = 300
 CALLGRIND_TIMEOUT_S = 900
 WRK_SECONDS = 1
-CONTENDERS = ["qfetch", "qfetch_warm", "qfetch_shared", "curl", "libcurl", "wrk", "python"]
-LABEL = {"qfetch": "qfetch", "qfetch_warm": "qfetch+sessions",
-         "qfetch_shared": "qfetch (shared)", "curl": "curl CLI",
+# The steady row: one qfetch process fetches the N symbols this many times over its K
+# connections, about as long as wrk's run, so start-up weighs as little as in wrk's rate.
+STEADY_REPEAT = 6
+CONTENDERS = ["qfetch", "qfetch_steady", "qfetch_warm", "qfetch_shared", "curl", "libcurl", "wrk",
+              "python"]
+QFETCHES = ("qfetch", "qfetch_steady", "qfetch_warm", "qfetch_shared")
+LABEL = {"qfetch": "qfetch", "qfetch_steady": "qfetch x%d/run" % STEADY_REPEAT,
+         "qfetch_warm": "qfetch+sessions", "qfetch_shared": "qfetch (shared)", "curl": "curl CLI",
          "libcurl": "libcurl multi", "wrk": "wrk (no JSON)", "python": "Python seed"}
 
 
@@ -367,6 +372,8 @@ class Bench:
         self.qfetch_flags = ["--no-session-cache"] if "--no-session-cache" in qhelp else []
         if "--session-cache" in qhelp:
             self.tools["qfetch_warm"] = qfetch
+        if "--repeat" in qhelp:
+            self.tools["qfetch_steady"] = qfetch
         # build/qfetch links OpenSSL's archives; scenario (a) also shows the same code linked
         # against the shared libraries, as curl is.
         shared = os.path.join(self.build, "bench", "qfetch-shared")
@@ -510,9 +517,11 @@ end
         base = self.cell_files(cell)
         tmpl = cell.template(self.ng)
         k = str(cell.k)
-        if name in ("qfetch", "qfetch_warm", "qfetch_shared"):
+        if name in QFETCHES:
             cache = (["--session-cache", os.path.join(self.work, "sessions")]
                      if name == "qfetch_warm" else self.qfetch_flags)
+            if name == "qfetch_steady":
+                cache = cache + ["--repeat", str(STEADY_REPEAT)]
             return ([self.tools[name], "-t", "-", "-u", tmpl, "-c", k, "--cacert", self.ca,
                      "-f", "csv", "--stats"] + cache, base + ".syms", None)
         if name == "curl":
@@ -539,6 +548,8 @@ end
             return cell.sid != "a"
         if name in ("qfetch_warm", "qfetch_shared"):
             return cell.sid == "a"
+        if name == "qfetch_steady":  # beside wrk where it matters: 10k, K=8 and 64
+            return cell.sid in ("b", "d") and cell.n == 10000 and cell.k > 1
         if name == "python":
             # httpx ignores K (its pool allows 100): one cell per N and protocol.
             return cell.sid == "a" or cell.k == (64 if cell.sid == "c" else 8)
@@ -550,7 +561,7 @@ end
         r.extra = {}
         if r.timed_out:
             return "timed out after %d s" % RUN_TIMEOUT_S
-        if name in ("qfetch", "qfetch_warm", "qfetch_shared"):
+        if name in QFETCHES:
             m = re.search(r"conns_opened=(\d+).*?requests_sent=(\d+)", r.err)
             if m:
                 r.extra = {"conns": int(m.group(1)), "sent": int(m.group(2))}
@@ -635,6 +646,9 @@ end
                     # The same requests at wrk's steady rate: N / (req/s); CPU per request.
                     r.wall = cell.n / x["rps"]
                     r.cpu = r.cpu / x["requests"] * cell.n
+                elif name == "qfetch_steady":  # one batch's share of the run
+                    r.wall /= STEADY_REPEAT
+                    r.cpu /= STEADY_REPEAT
                 res[name].append(r)
         out = {}
         for name, rs in res.items():
@@ -956,6 +970,15 @@ end
                        "1024 B)" % ("PASS" if per < 1024 else "MISS", per))
         else:
             out.append("SKIP  peak RSS growth per ticker: not measured")
+        # Not targets: where the wall against wrk goes. wrk's rate leaves out its start-up and
+        # connection set-up; a batch of qfetch's 6-batch run carries a sixth of its own.
+        for what, x, y in (("batch of a %d-batch run / wrk" % STEADY_REPEAT, "qfetch_steady",
+                            "wrk"),
+                           ("one-batch run / batch of a %d-batch run" % STEADY_REPEAT, "qfetch",
+                            "qfetch_steady")):
+            if b10 and x in b10 and y in b10:
+                out.append("INFO  10k K=8 TLS wall, qfetch %s: %sx" % (
+                    what, fmt_ratio(b10[x]["wall"] / b10[y]["wall"])))
         return out
 
     def charts(self):
@@ -981,7 +1004,7 @@ end
                 res = self.find("a", 9, 8) if n == 9 else self.find("b", n, 8)
                 rows.append((n, res or {}))
             rss_names = [m for m in CONTENDERS
-                         if m not in ("wrk", "qfetch_warm", "qfetch_shared")
+                         if m not in ("wrk", "qfetch_steady", "qfetch_warm", "qfetch_shared")
                          and any(m in r for _, r in rows)]
             for n, r in rows:
                 f.write("%d " % n + " ".join(
@@ -1108,6 +1131,12 @@ end
                   "same N paths; its wall is N / (its req/s) and its CPU is scaled to N requests "
                   "(connection set-up and process start-up are therefore not in wrk's numbers). "
                   "It parses no JSON." % WRK_SECONDS,
+                  "- `qfetch x%d/run` (10k, K=8 and 64): one qfetch process fetches the N "
+                  "symbols %d times over the same K connections (`--repeat %d`), a run about as "
+                  "long as wrk's; its wall and CPU are divided by %d. Its start-up, TLS context and "
+                  "handshakes then weigh a sixth as much as in the `qfetch` row, near wrk's rate, "
+                  "which leaves them out; the INFO lines under the targets compare the three. Not "
+                  "a target row: the targets use `qfetch`." % ((STEADY_REPEAT,) * 4),
                   "- Same requests: curl, the libcurl program and wrk send qfetch's own header "
                   "lines (read off a local socket at start-up; listed under Commands), so nginx "
                   "parses the same bytes for every contender. Yahoo wants a browser's User-Agent; "
