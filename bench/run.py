@@ -1125,10 +1125,10 @@ end
                   "`--no-progress-meter`.",
                   "- Contenders run interleaved: within each run every contender runs once, and "
                   "the order rotates from run to run. One unmeasured warm-up pass (qfetch over "
-                  "all symbols) precedes the runs. Each cell: %d runs (scenario a and the 10k "
-                  "K=8 TLS cell: %d; the Python original %d there too, but for scenario a); "
-                  "medians with [min-max]." % (self.args.runs or 5, 4 * (self.args.runs or 5),
-                                               self.args.runs or 5),
+                  "all symbols) precedes the runs. Each cell: %d runs; scenario a: %d; the 10k "
+                  "K=8 TLS cell: %d, but %d for the Python original (16 s a run); medians with "
+                  "[min-max]." % (self.args.runs or 5, 4 * (self.args.runs or 5),
+                                  4 * (self.args.runs or 5), self.args.runs or 5),
                   "- wall: from fork to reap in `build/bench/measure` (process start-up included); "
                   "CPU: user+sys and peak RSS from its `wait4` rusage (the client only, not nginx; "
                   "forked from that small program so the RSS a parent had before exec does not "
