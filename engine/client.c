@@ -354,8 +354,10 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     n += snprintf(hd + n, hlen + 1 - (size_t)n, "\r\n");
     g->hdrs = hd;
     g->hdrs_len = (size_t)n;
-    g->method = method[0] == 'H' ? "HEAD" : "GET";
     g->no_body = method[0] == 'H';
+    g->method = g->no_body ? "HEAD" : "GET";
+    g->head = g->no_body ? "HEAD " : "GET ";
+    g->head_len = strlen(g->head);
     if (rq->timeout_ms > 0)
         r->timeout_us = rq->timeout_ms * 1000LL;
     if (rq->retries != 0)

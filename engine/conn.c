@@ -212,9 +212,9 @@ static int format_request(struct qf_conn *c, const struct qf_req *r)
     const struct qf_req_gen *g = r->gen;
     const struct qf_host *h = r->host;
     /* A quote: its host's "GET /prefix" and "suffix HTTP/1.1...". A general request: its
-     * method, a space, and its own header block. */
-    const char *head = g ? g->method : h->head, *hdrs = g ? g->hdrs : h->hdrs;
-    size_t hl = g ? strlen(g->method) + 1 : h->head_len, xl = g ? g->hdrs_len : h->hdrs_len;
+     * "METHOD " and its own header block. */
+    const char *head = g ? g->head : h->head, *hdrs = g ? g->hdrs : h->hdrs;
+    size_t hl = g ? g->head_len : h->head_len, xl = g ? g->hdrs_len : h->hdrs_len;
     size_t tl = strlen(r->target), need = c->wlen + hl + tl + xl;
 
     if (need > c->wcap) {
@@ -226,9 +226,7 @@ static int format_request(struct qf_conn *c, const struct qf_req *r)
         c->wcap = cap;
     }
     char *w = c->wbuf + c->wlen;
-    memcpy(w, head, g ? hl - 1 : hl);
-    if (g)
-        w[hl - 1] = ' ';
+    memcpy(w, head, hl);
     memcpy(w + hl, r->target, tl);
     memcpy(w + hl + tl, hdrs, xl);
     c->wlen = need;

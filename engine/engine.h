@@ -73,6 +73,8 @@ struct qf_conn;
  * come from its host. */
 struct qf_req_gen {
     const char *method;       /* "GET" or "HEAD" */
+    const char *head;         /* "GET " or "HEAD ": the request line before the target */
+    size_t head_len;
     const char *hdrs;         /* " HTTP/1.1\r\nHost: ...\r\n\r\n", written after the target */
     size_t hdrs_len;
     size_t body_seen;         /* streamed bytes so far */
