@@ -186,7 +186,7 @@ static void csv_field(struct outbuf *o, const char *s)
 
 static void csv(const struct cli_row *rows, size_t n, const char *t)
 {
-    static struct outbuf o;
+    struct outbuf o; /* on the stack: printing keeps no state between calls */
 
     o.n = 0;
     out_put(&o, "ticker,price,currency,status,error\r\n", 36);
