@@ -3,7 +3,7 @@
  * fail, to prove that running out of memory costs only what needed the memory. */
 #include <stdlib.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
 
 static unsigned long calls, fail_at; /* fail_at 0: never */
 

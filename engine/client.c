@@ -1,7 +1,8 @@
-/* Public API (include/qfetch.h): client lifetime, name resolution, the epoll/timerfd loop.
+/* Public API (include/qfetch.h): client lifetime, adding and cancelling requests, and the
+ * epoll/timerfd loop that steps connections, fires deadlines and lets the scheduler dispatch.
  * Every connection slot and its buffers are allocated here, up front; the loop then only
- * allocates request records up to the most in use at once (finished quote records are reused)
- * and grows buffers to their high-water mark. */
+ * allocates request records up to the most in use at once (sched.c reuses finished quote
+ * records) and grows buffers to their high-water mark. */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -14,19 +15,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
+#include "engine/client.h"
+#include "engine/conn.h"
+#include "engine/host.h"
+#include "engine/sched.h"
+#include "engine/timer.h"
 
 #define TIMERFD_TAG UINT64_MAX
 #define DEFAULT_UA                                                                            \
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "                 \
     "Chrome/131.0.0.0 Safari/537.36"
-
-int64_t qf_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 const char *qf_strerror(int err)
 {
@@ -79,6 +78,16 @@ static int has_ctl(const char *s)
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
             return 1;
     }
+    return 0;
+}
+
+int qf_client_tls_ctx(struct qf_client *cl, char *err, size_t errlen)
+{
+    if (cl->tls_ready)
+        return 0;
+    if (qf_tls_ctx_init(&cl->tls, cl->cacert, err, errlen) < 0)
+        return QF_ECONFIG;
+    cl->tls_ready = 1;
     return 0;
 }
 
@@ -156,11 +165,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         goto nomem;
     }
     /* A bad CA file is a configuration error now, not a per-request failure later. */
-    if ((c->hosts[0]->url.tls || c->cacert != NULL) && !c->tls_ready) {
-        if (qf_tls_ctx_init(&c->tls, c->cacert, err, elen) < 0)
-            goto fail;
-        c->tls_ready = 1;
-    }
+    if ((c->hosts[0]->url.tls || c->cacert != NULL) && qf_client_tls_ctx(c, err, elen) < 0)
+        goto fail;
 
     /* Writes to a peer that has gone raise SIGPIPE inside OpenSSL's socket BIO; a library
      * must not die of it. Only the default action is replaced, never a handler of the host. */
@@ -172,8 +178,10 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
 
     c->conns = qf_calloc(c->nconns, sizeof(*c->conns));
     c->free_slots = qf_calloc(c->nconns, sizeof(*c->free_slots));
-    if (c->conns == NULL || c->free_slots == NULL)
+    c->ready = qf_calloc(c->nconns, sizeof(*c->ready));
+    if (c->conns == NULL || c->free_slots == NULL || c->ready == NULL)
         goto nomem;
+    c->body_max_total = QF_CLIENT_BODY_MAX;
     size_t wcap = c->hosts[0]->head_len + 3 * QF_SYMBOL_MAX + c->hosts[0]->hdrs_len + 1;
     for (uint32_t i = 0; i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
@@ -212,51 +220,7 @@ fail:
     return NULL;
 }
 
-static struct qf_req *req_reset(struct qf_client *c, struct qf_req *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->timer.idx = -1;
-    r->timer.kind = QF_TIMER_REQ;
-    r->id = -1;
-    r->retries = c->retries;
-    r->timeout_us = c->timeout_us;
-    return r;
-}
-
-/* A record for a general request (extra: its gen, target and headers) or a quote. The timer
- * heap is reserved for every record alive, so arming a backoff wait can never fail. */
-struct qf_req *qf_req_new(struct qf_client *c, size_t extra)
-{
-    if (qf_heap_reserve(&c->timers, (int)(c->nconns + c->nrecords + 1)) < 0)
-        return NULL;
-    struct qf_req *r = qf_malloc(sizeof(*r) + extra);
-    if (r == NULL)
-        return NULL;
-    c->nrecords++;
-    return req_reset(c, r);
-}
-
-struct qf_req *qf_req_quote(struct qf_client *c)
-{
-    struct qf_req *r = c->spare;
-    if (r == NULL)
-        return qf_req_new(c, QF_QUOTE_EXTRA);
-    c->spare = r->next;
-    return req_reset(c, r);
-}
-
-void qf_req_release(struct qf_client *c, struct qf_req *r)
-{
-    if (r->gen == NULL) {
-        r->next = c->spare;
-        c->spare = r;
-        return;
-    }
-    c->nrecords--;
-    qf_free(r);
-}
-
-/* A quote is only packed into its host's pending list here; qf_sched_head() makes its record
+/* A quote is only packed into its host's pending list here; the scheduler makes its record
  * when a connection can take it. */
 int qf_client_add(qf_client *c, const char *symbol)
 {
@@ -334,12 +298,12 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     size_t plen = strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
                   xlen + 2;
-    /* One allocation: the record, its gen right after it (sizeof keeps the alignment), then
+    /* One allocation: the record, its general part right after it (sizeof keeps the alignment), then
      * the target and the header block. symbol[] is a quote's only. */
-    struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_gen) + plen + 1 + hlen + 1);
+    struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_general) + plen + 1 + hlen + 1);
     if (r == NULL)
         return QF_ENOMEM;
-    struct qf_req_gen *g = r->gen = (struct qf_req_gen *)(void *)(r + 1);
+    struct qf_req_general *g = r->general = (struct qf_req_general *)(void *)(r + 1);
     memset(g, 0, sizeof(*g));
     r->host = h;
     r->target = (char *)(g + 1);
@@ -387,19 +351,16 @@ int qf_client_cancel(qf_client *c, int id)
         break;
     case QF_REQ_ACTIVE:
         if (r->conn == c->stepping || r->conn->req != r) {
-            /* Its connection is mid-step, or r waits behind a pipelined request: drop r
-             * without a callback when its turn ends. */
+            /* Its connection is mid-step, or r waits behind a pipelined request: the
+             * scheduler drops r without a callback when its attempt ends. */
             r->cancelled = 1;
             c->byid[id] = NULL;
             return 0;
         }
-        /* The response is still on the wire: the connection cannot be reused. */
-        qf_conn_detach(r->conn);
+        qf_conn_abort(r->conn);
         break;
     }
-    c->byid[id] = NULL;
-    c->ndone++;
-    qf_req_release(c, r);
+    qf_sched_drop(c, r);
     return 0;
 }
 
@@ -410,12 +371,8 @@ int qf_client_fd(const qf_client *c)
 
 int qf_client_timeout_ms(const qf_client *c)
 {
-    for (unsigned i = 0; i < c->nhosts; i++) {
-        const struct qf_host *h = c->hosts[i];
-        if (h->nqueued > 0 && (h->fatal || !h->resolved || h->nidle > 0 ||
-                               (h->nopen < qf_sched_want(h) && c->nfree > 0)))
-            return 0;
-    }
+    if (c->nready > 0 || qf_sched_ready(c))
+        return 0;
     const struct qf_timer *t = qf_heap_top(&c->timers);
     if (t == NULL)
         return c->ndone < c->nadded ? 1000 : -1;
@@ -438,11 +395,27 @@ static void run_timers(struct qf_client *c)
     }
 }
 
-/* One loop turn: I/O events, then expired deadlines, then queued requests. */
+/* Steps the connections whose read budget ran out last turn: they may hold bytes that no
+ * new edge will announce. Ones that run out again wait for the next turn. */
+static void run_ready(struct qf_client *c, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct qf_conn *cn = &c->conns[c->ready[i]];
+        cn->ready = 0;
+        if (cn->state == QF_CONN_RECV)
+            qf_conn_step(cn, EPOLLIN);
+    }
+    c->nready -= n;
+    memmove(c->ready, c->ready + n, c->nready * sizeof(*c->ready));
+}
+
+/* One loop turn: I/O events, connections with bytes left from the last turn, expired
+ * deadlines, then queued requests. Every part is bounded, so a turn is too. */
 static int turn(struct qf_client *c, int timeout_ms)
 {
     struct epoll_event ev[64];
-    int n = epoll_wait(c->epfd, ev, 64, timeout_ms);
+    uint32_t nready = c->nready;
+    int n = epoll_wait(c->epfd, ev, 64, nready > 0 ? 0 : timeout_ms);
     if (n < 0 && errno != EINTR)
         return QF_EINVAL;
     c->now_us = qf_now_us();
@@ -456,14 +429,14 @@ static int turn(struct qf_client *c, int timeout_ms)
             continue;
         }
         struct qf_conn *cn = &c->conns[(uint32_t)tag];
-        if (cn->gen != (uint32_t)(tag >> 32) || cn->state == QF_CONN_FREE)
+        if (cn->fd_gen != (uint32_t)(tag >> 32) || cn->state == QF_CONN_FREE)
             continue; /* the slot got a new fd since this event was queued */
         qf_conn_step(cn, ev[i].events);
     }
+    run_ready(c, nready);
+    c->now_us = qf_now_us(); /* deadlines are judged by the clock after the work */
     run_timers(c);
     qf_sched_dispatch(c);
-    if (c->nheld > 0) /* the loop's utilisation matters only to held connections */
-        c->busy_us += qf_now_us() - c->now_us;
     return (int)(c->nadded - c->ndone);
 }
 
@@ -554,6 +527,7 @@ void qf_client_free(qf_client *c)
     qf_heap_free(&c->timers);
     qf_free(c->conns);
     qf_free(c->free_slots);
+    qf_free(c->ready);
     qf_free(c->toks);
     qf_free(c->hdrv);
     qf_free(c->byid);

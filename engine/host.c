@@ -1,5 +1,5 @@
 /* Hosts: one per scheme, name and port, each with its request queue, idle connections,
- * resolved addresses and TLS session cache. A host resolves on its first request (one
+ * resolved addresses and TLS session cache. A host resolves on its first dispatch (one
  * blocking lookup, or a --resolve entry), so a client that never uses a host pays nothing. */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -8,7 +8,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
+#include "engine/client.h"
+#include "engine/host.h"
+#include "engine/sched.h"
 
 /* Parses "HOST:PORT:ADDR" (ADDR may be a bracketed IPv6 literal). Fills sa when it applies to
  * host:port. Returns 1 applied, 0 not this host, QF_EINVAL malformed. */
@@ -71,25 +74,21 @@ int qf_host_check_resolve(const char *entry, char *err, size_t errlen)
     return parse_resolve(entry, NULL, NULL, &sa, &len, err, errlen) < 0 ? QF_EINVAL : 0;
 }
 
-/* Resolves the host and readies TLS. Failures make the host fatal: its requests fail. */
-int qf_host_ready(struct qf_client *cl, struct qf_host *h)
+void qf_host_setup(struct qf_client *cl, struct qf_host *h)
 {
     char err[160];
 
     h->resolved = 1;
-    if (h->url.tls && !cl->tls_ready) {
-        if (qf_tls_ctx_init(&cl->tls, cl->cacert, err, sizeof(err)) < 0) {
-            h->fatal = QF_ECONFIG;
-            snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", err);
-            return h->fatal;
-        }
-        cl->tls_ready = 1;
+    if (h->url.tls && qf_client_tls_ctx(cl, err, sizeof(err)) < 0) {
+        h->fatal = QF_ECONFIG;
+        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", err);
+        return;
     }
     for (char **e = cl->resolve; e != NULL && *e != NULL; e++) {
         if (parse_resolve(*e, h->url.host, h->url.port, &h->addrs[0], &h->addrlens[0], err,
                           sizeof(err)) == 1) {
             h->naddr = 1;
-            return 0;
+            return;
         }
     }
     /* An address literal needs no lookup; AI_ADDRCONFIG alone would cost a netlink query. */
@@ -105,14 +104,13 @@ int qf_host_ready(struct qf_client *cl, struct qf_host *h)
         h->fatal = QF_ERESOLVE;
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
                  h->url.host, gai_strerror(rc));
-        return h->fatal;
+        return;
     }
     for (struct addrinfo *ai = res; ai != NULL && h->naddr < QF_MAX_ADDRS; ai = ai->ai_next) {
         memcpy(&h->addrs[h->naddr], ai->ai_addr, ai->ai_addrlen);
         h->addrlens[h->naddr++] = ai->ai_addrlen;
     }
     freeaddrinfo(res);
-    return 0;
 }
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before

@@ -1,24 +1,60 @@
-/* Scheduling: per-host request queues, handing requests to idle or new connections,
- * outcomes (quotes extracted from bodies, general responses), retries with backoff, and
- * result delivery. */
-#include <stdarg.h>
+/* Scheduling: request records and their pool, per-host queues, handing requests to idle or
+ * new connections, and the policy for every attempt's outcome: finish, retry after a backoff,
+ * re-send after a stale keep-alive connection, fail the host. Connections only report. */
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/engine.h"
-#include "parser/price.h"
+#include "engine/alloc.h"
+#include "engine/client.h"
+#include "engine/conn.h"
+#include "engine/host.h"
+#include "engine/result.h"
+#include "engine/sched.h"
 
-void qf_sched_log(struct qf_client *cl, const char *fmt, ...)
+static struct qf_req *req_reset(struct qf_client *cl, struct qf_req *r)
 {
-    char line[512];
-    va_list ap;
+    memset(r, 0, sizeof(*r));
+    r->timer.idx = -1;
+    r->timer.kind = QF_TIMER_REQ;
+    r->id = -1;
+    r->retries = cl->retries;
+    r->timeout_us = cl->timeout_us;
+    return r;
+}
 
-    if (cl->log == NULL)
+/* A record for a general request (extra: its general part, target and headers) or a quote.
+ * The timer heap is reserved for every record alive, so arming a backoff wait cannot fail. */
+struct qf_req *qf_req_new(struct qf_client *cl, size_t extra)
+{
+    if (qf_heap_reserve(&cl->timers, (int)(cl->nconns + cl->nrecords + 1)) < 0)
+        return NULL;
+    struct qf_req *r = qf_malloc(sizeof(*r) + extra);
+    if (r == NULL)
+        return NULL;
+    cl->nrecords++;
+    return req_reset(cl, r);
+}
+
+/* A spare quote record, or a new one. */
+static struct qf_req *req_quote(struct qf_client *cl)
+{
+    struct qf_req *r = cl->spare;
+    if (r == NULL)
+        return qf_req_new(cl, QF_QUOTE_EXTRA);
+    cl->spare = r->next;
+    return req_reset(cl, r);
+}
+
+/* Quote records go back to the spares; general ones are freed. */
+void qf_req_release(struct qf_client *cl, struct qf_req *r)
+{
+    if (r->general == NULL) {
+        r->next = cl->spare;
+        cl->spare = r;
         return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    cl->log(line, cl->log_udata);
+    }
+    cl->nrecords--;
+    qf_free(r);
 }
 
 void qf_sched_push(struct qf_host *h, struct qf_req *r, int front)
@@ -72,34 +108,21 @@ int qf_sched_pend(struct qf_host *h, const char *symbol, size_t len)
     return 0;
 }
 
-/* A quote whose record could not be allocated still gets its one result. */
-static void quote_nomem(struct qf_client *cl, const char *symbol, size_t index)
+/* The end of a request, with or without a callback. */
+static void done(struct qf_client *cl, struct qf_req *r)
 {
-    struct qf_result res = {
-        .index = index,
-        .symbol = symbol,
-        .err = QF_ENOMEM,
-        .price_text = "",
-        .currency = "",
-        .errmsg = "out of memory",
-        .connect_ms = -1,
-        .tls_ms = -1,
-        .first_byte_ms = -1,
-        .total_ms = -1,
-    };
     cl->ndone++;
     cl->t_last_done = cl->now_us;
-    if (cl->cb != NULL)
-        cl->cb(&res, cl->udata);
+    if (r->id >= 0)
+        cl->byid[r->id] = NULL;
 }
 
-/* The queue's head: a queued record, else the oldest pending quote put in a record. */
 struct qf_req *qf_sched_head(struct qf_client *cl, struct qf_host *h)
 {
     while (h->qhead == NULL && h->npend > 0) {
         const char *symbol = h->pend + h->pend_off;
         size_t n = strlen(symbol), index = h->pend_index++;
-        struct qf_req *r = qf_req_quote(cl); /* runs no callback: pend stays put */
+        struct qf_req *r = req_quote(cl); /* runs no callback: pend stays put */
         char lost[QF_SYMBOL_MAX + 1];
         memcpy(r != NULL ? r->symbol : lost, symbol, n + 1);
         h->pend_off += n + 1;
@@ -108,7 +131,8 @@ struct qf_req *qf_sched_head(struct qf_client *cl, struct qf_host *h)
         if (h->npend == 0)
             h->pend_off = h->pend_len = 0;
         if (r == NULL) {
-            quote_nomem(cl, lost, index); /* its callback may add, moving pend */
+            cl->ndone++;
+            qf_result_nomem(cl, lost, index); /* its callback may add, moving pend */
             continue;
         }
         r->host = h;
@@ -132,22 +156,6 @@ void qf_sched_unlink(struct qf_host *h, struct qf_req *r)
     else
         h->qtail = r->prev;
     r->next = r->prev = NULL;
-}
-
-/* How many connections host h is worth. Until the first connect has measured the round trip
- * and the first response the server's time, all that are allowed: across a real network the
- * parallel handshakes are what make a batch fast. After that, one more TLS connection costs
- * a round trip and a handshake's CPU at both ends, and is worth it only when the requests in
- * hand would keep the others busy longer than that (on loopback 9 requests keep one
- * connection busy for less than one handshake). */
-unsigned qf_sched_want(const struct qf_host *h)
-{
-    if (!h->url.tls || h->rtt_us == 0 || h->serve_us == 0)
-        return h->max;
-    int64_t work = (int64_t)(h->nqueued + h->nopen) * h->serve_us;
-    int64_t cost = h->rtt_us + QF_HANDSHAKE_US;
-    int64_t want = (work + cost - 1) / cost;
-    return want < 1 ? 1 : want > (int64_t)h->max ? h->max : (unsigned)want;
 }
 
 /* A free slot for host h: a free one, or one taken from another host's idle connection. */
@@ -181,20 +189,36 @@ static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
     return head;
 }
 
+/* Fails every queued request of a host that cannot be reached. */
+static void fail_queue(struct qf_client *cl, struct qf_host *h)
+{
+    struct qf_outcome o = {.err = h->fatal, .msg = h->fatal_msg, .retry_after_s = -1,
+                           .span = {-1, -1, -1, 0}};
+    struct qf_req *r;
+
+    while ((r = qf_sched_head(cl, h)) != NULL) {
+        qf_sched_unlink(h, r);
+        done(cl, r);
+        qf_result_deliver(cl, r, &o);
+        qf_req_release(cl, r);
+    }
+}
+
 static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_req *r;
 
-    if (!h->resolved && h->nqueued > 0)
-        qf_host_ready(cl, h);
+    if (!h->resolved)
+        qf_host_setup(cl, h);
+    if (h->fatal) {
+        fail_queue(cl, h);
+        return;
+    }
     while ((r = qf_sched_head(cl, h)) != NULL) {
-        if (h->fatal) {
-            qf_sched_unlink(h, r);
-            qf_sched_finish(cl, r, h->fatal, 0, h->fatal_msg, NULL);
-        } else if (!r->want_fresh && h->nidle > 0) {
+        if (!r->want_fresh && h->nidle > 0) {
             struct qf_conn *c = h->idle[--h->nidle];
             qf_conn_assign(c, take(cl, h));
-        } else if (h->nopen < qf_sched_want(h) && (cl->nfree > 0 || cl->nhosts > 1)) {
+        } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
             struct qf_conn *c = free_slot(cl, h);
             if (c == NULL)
                 break;
@@ -204,6 +228,10 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
             qf_conn_close(h->idle[h->nidle - 1]); /* make room for a fresh connection */
         } else {
             break;
+        }
+        if (h->fatal) { /* a certificate failure on the way */
+            fail_queue(cl, h);
+            return;
         }
     }
 }
@@ -216,127 +244,15 @@ void qf_sched_dispatch(struct qf_client *cl)
     }
 }
 
-static double span_ms(int64_t from, int64_t to)
+int qf_sched_ready(const struct qf_client *cl)
 {
-    return from != 0 && to != 0 ? (double)(to - from) / 1000.0 : -1;
-}
-
-static void timings(const struct qf_client *cl, const struct qf_req *r, const struct qf_conn *c,
-                    double *connect_ms, double *tls_ms, double *first_ms, double *total_ms,
-                    int *reused)
-{
-    *connect_ms = *tls_ms = *first_ms = -1;
-    *reused = 0;
-    *total_ms = span_ms(r->t_start, cl->now_us);
-    if (c != NULL) {
-        *reused = c->t_open == 0;
-        *connect_ms = span_ms(c->t_start, c->t_open ? c->t_connected : 0);
-        *tls_ms = span_ms(c->t_start, c->t_open ? c->t_tls : 0);
-        *first_ms = span_ms(c->t_start, c->t_first);
+    for (unsigned i = 0; i < cl->nhosts; i++) {
+        const struct qf_host *h = cl->hosts[i];
+        if (h->nqueued > 0 &&
+            (h->fatal || !h->resolved || h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))
+            return 1;
     }
-}
-
-static void done(struct qf_client *cl, struct qf_req *r)
-{
-    cl->ndone++;
-    cl->t_last_done = cl->now_us;
-    if (r->id >= 0)
-        cl->byid[r->id] = NULL;
-}
-
-void qf_sched_quote(struct qf_client *cl, struct qf_req *r, int err, int status,
-                    const char *msg, double price, const char *price_text, const char *currency,
-                    const struct qf_conn *c)
-{
-    struct qf_result res = {
-        .index = r->index,
-        .symbol = r->symbol,
-        .err = err,
-        .status = status,
-        .price = price,
-        .price_text = price_text,
-        .currency = currency,
-        .errmsg = msg != NULL ? msg : "",
-        .attempts = r->attempts,
-    };
-    timings(cl, r, c, &res.connect_ms, &res.tls_ms, &res.first_byte_ms, &res.total_ms,
-            &res.reused);
-    if (cl->log != NULL) {
-        if (err == 0)
-            qf_sched_log(cl,
-                         "Received results for %s (connect %.1f ms, tls %.1f ms, first byte "
-                         "%.1f ms, total %.1f ms%s)",
-                         r->symbol, res.connect_ms, res.tls_ms, res.first_byte_ms, res.total_ms,
-                         res.reused ? ", reused connection" : "");
-        else
-            qf_sched_log(cl, "Received results for %s: error: %s", r->symbol, res.errmsg);
-    }
-    done(cl, r);
-    if (cl->cb != NULL)
-        cl->cb(&res, cl->udata);
-    qf_req_release(cl, r);
-}
-
-/* Headers captured by the parser as "name\0value\0" pairs, as an array for the callback. */
-size_t qf_sched_headers(struct qf_client *cl, const struct qf_http *h)
-{
-    if (h->hbuf == NULL || h->nheaders == 0)
-        return 0;
-    if (h->nheaders > cl->hdrv_cap) {
-        struct qf_header *v = qf_realloc(cl->hdrv, h->nheaders * sizeof(*v));
-        if (v == NULL)
-            return 0;
-        cl->hdrv = v;
-        cl->hdrv_cap = h->nheaders;
-    }
-    const char *p = h->hbuf, *end = h->hbuf + h->hlen;
-    size_t n = 0;
-    while (n < h->nheaders && p < end) {
-        cl->hdrv[n].name = p;
-        p += strlen(p) + 1;
-        if (p >= end)
-            break;
-        cl->hdrv[n++].value = p;
-        p += strlen(p) + 1;
-    }
-    return n;
-}
-
-/* The end of a request: a quote without a price, or a general request's outcome. With a
- * connection, its parser still holds the response (status, headers, body). */
-void qf_sched_finish(struct qf_client *cl, struct qf_req *r, int err, int status,
-                     const char *msg, const struct qf_conn *c)
-{
-    if (r->cancelled) {
-        done(cl, r);
-        qf_req_release(cl, r);
-        return;
-    }
-    const struct qf_req_gen *g = r->gen;
-    if (g == NULL) {
-        qf_sched_quote(cl, r, err, status, msg, 0, "", "", c);
-        return;
-    }
-    struct qf_response res = {
-        .id = r->id,
-        .udata = g->udata,
-        .err = err,
-        .status = status,
-        .errmsg = msg != NULL ? msg : "",
-        .attempts = r->attempts,
-    };
-    timings(cl, r, c, &res.connect_ms, &res.tls_ms, &res.first_byte_ms, &res.total_ms,
-            &res.reused);
-    if (c != NULL && c->req == NULL && err == 0) {
-        res.nheaders = qf_sched_headers(cl, &c->http);
-        res.headers = res.nheaders ? cl->hdrv : NULL;
-        res.body = g->on_chunk != NULL ? NULL : c->http.body_len ? qf_http_body(&c->http) : "";
-        res.body_len = g->on_chunk != NULL ? g->body_seen : c->http.body_len;
-    }
-    qf_sched_log(cl, "Received %s %s: %s", g->method, r->target, err == 0 ? "ok" : res.errmsg);
-    done(cl, r);
-    g->on_response(&res);
-    qf_req_release(cl, r);
+    return 0;
 }
 
 static uint64_t rnd(struct qf_client *cl)
@@ -355,6 +271,7 @@ static int retryable(int err, int status)
     case QF_ETIMEOUT:
     case QF_ECLOSED:
         return 1;
+    case 0:
     case QF_EHTTP:
         return status == 429 || status == 502 || status == 503 || status == 504;
     default:
@@ -362,17 +279,10 @@ static int retryable(int err, int status)
     }
 }
 
-void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, int status,
-                             const char *msg, int retry_after_s)
+/* Waits before the next attempt: exponential backoff with jitter in [d/2, d]; the server's
+ * Retry-After wins, capped so a hostile value cannot stall the batch. */
+static void backoff(struct qf_client *cl, struct qf_req *r, const char *msg, int retry_after_s)
 {
-    /* Streamed bytes cannot be taken back: such a request is never retried. */
-    if (!retryable(err, status) || r->attempts > r->retries ||
-        (r->gen != NULL && r->gen->body_seen > 0)) {
-        qf_sched_finish(cl, r, err, status, msg, NULL);
-        return;
-    }
-    /* Exponential backoff with jitter in [d/2, d]; the server's Retry-After wins, capped so a
-     * hostile value cannot stall the batch. */
     int64_t d_ms = 100LL << (r->attempts - 1 < 5 ? r->attempts - 1 : 5);
     if (d_ms > 2000)
         d_ms = 2000;
@@ -381,11 +291,93 @@ void qf_sched_attempt_failed(struct qf_client *cl, struct qf_req *r, int err, in
         d_ms = retry_after_s * 1000LL < QF_RETRY_AFTER_CAP_MS ? retry_after_s * 1000LL
                                                               : QF_RETRY_AFTER_CAP_MS;
     cl->st.retries++;
-    qf_sched_log(cl, "%s: retrying in %lld ms after: %s", r->gen == NULL ? r->symbol : r->target,
-                 (long long)d_ms, msg);
+    qf_result_log(cl, "%s: retrying in %lld ms after: %s",
+                  r->general == NULL ? r->symbol : r->target, (long long)d_ms, msg);
     r->where = QF_REQ_WAITING;
     r->conn = NULL;
     qf_heap_set(&cl->timers, &r->timer, cl->now_us + d_ms * 1000);
+}
+
+static void finish(struct qf_client *cl, struct qf_req *r, const struct qf_outcome *o)
+{
+    done(cl, r);
+    if (!r->cancelled)
+        qf_result_deliver(cl, r, o);
+    qf_req_release(cl, r);
+}
+
+void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_outcome *o)
+{
+    struct qf_host *h = r->host;
+    /* Streamed bytes cannot be taken back: such a request is never retried. */
+    int can_retry = r->attempts <= r->retries &&
+                    (r->general == NULL || r->general->body_seen == 0) && !r->cancelled;
+
+    r->conn = NULL;
+    if (r->cancelled) {
+        finish(cl, r, o);
+        return;
+    }
+    if (o->resendable && !r->resent) {
+        /* A keep-alive connection the server had closed: the request never reached it. */
+        r->resent = 1;
+        r->want_fresh = 1;
+        r->attempts--;
+        cl->st.stale_resends++;
+        qf_result_log(cl, "%s: re-sending on a new connection after: %s",
+                      r->general == NULL ? r->symbol : r->target, o->msg);
+        qf_sched_push(h, r, 1);
+        return;
+    }
+    if (o->err == QF_ENOSPC && h->nopen > 0) {
+        /* Out of file descriptors: live with the connections this host has. */
+        h->max = h->nopen;
+        r->attempts--;
+        qf_sched_push(h, r, 1);
+        return;
+    }
+    if (o->err == QF_ECERT && !h->fatal) {
+        /* Nothing is ever written to an unverified peer, and no other request to this host
+         * may be: the certificate will not get better within this run. */
+        h->fatal = QF_ECERT;
+        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", o->msg);
+    }
+    if (retryable(o->err, o->status) && can_retry) {
+        char msg[32];
+        if (o->err == 0)
+            snprintf(msg, sizeof(msg), "HTTP %d", o->status);
+        backoff(cl, r, o->err == 0 ? msg : o->msg, o->err == 0 ? o->retry_after_s : -1);
+        return;
+    }
+    if (o->err == QF_ENOSPC) {
+        struct qf_outcome x = *o;
+        x.err = QF_ECONNECT;
+        finish(cl, r, &x);
+        return;
+    }
+    finish(cl, r, o);
+}
+
+void qf_sched_unanswered(struct qf_client *cl, struct qf_host *h, struct qf_req *chain, int cut)
+{
+    struct qf_req *v[1024]; /* --pipeline is at most 1000 */
+    int n = 0;
+
+    if (cut)
+        h->no_pipeline = 1;
+    for (struct qf_req *q = chain; q != NULL && n < 1024; q = q->next)
+        v[n++] = q;
+    while (n-- > 0) { /* back to the front, in their order */
+        struct qf_req *q = v[n];
+        q->attempts--;
+        q->want_fresh = 1;
+        if (q->cancelled) {
+            done(cl, q);
+            qf_req_release(cl, q);
+        } else {
+            qf_sched_push(h, q, 1);
+        }
+    }
 }
 
 void qf_sched_timer(struct qf_client *cl, struct qf_req *r)
@@ -394,98 +386,8 @@ void qf_sched_timer(struct qf_client *cl, struct qf_req *r)
     qf_sched_push(r->host, r, 1);
 }
 
-/* Token array shared by all connections: parsing is synchronous, so one suffices. It grows
- * on demand and stays at its high-water mark. */
-static int extract(struct qf_client *cl, const char *body, size_t len, struct qf_quote *q)
+void qf_sched_drop(struct qf_client *cl, struct qf_req *r)
 {
-    for (;;) {
-        int rc = qf_json_extract(body, len, cl->toks, cl->ntoks, q);
-        if (rc != QF_ENOSPC)
-            return rc;
-        unsigned n = cl->ntoks ? cl->ntoks * 2 : 1024;
-        if (n > (1u << 23))
-            return QF_EJSON;
-        jsmntok_t *t = qf_realloc(cl->toks, (size_t)n * sizeof(*t));
-        if (t == NULL)
-            return QF_ENOMEM;
-        cl->toks = t;
-        cl->ntoks = n;
-    }
-}
-
-/* First line of a short text body, for messages like "HTTP 429: Edge: Too Many Requests". */
-static void text_detail(const char *body, size_t len, char *out, size_t cap)
-{
-    size_t o = 0;
-
-    out[0] = '\0';
-    if (len == 0 || body[0] == '<' || body[0] == '{')
-        return;
-    for (size_t i = 0; i < len && o + 1 < cap && o < 100; i++) {
-        unsigned char ch = (unsigned char)body[i];
-        if (ch == '\r' || ch == '\n')
-            break;
-        out[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-    }
-    out[o] = '\0';
-}
-
-static void quote_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
-{
-    const struct qf_http *h = &c->http;
-    const char *body = qf_http_body(h);
-    size_t len = h->body_len;
-    int status = h->status;
-    struct qf_quote q;
-    char msg[320];
-
-    if (status >= 200 && status < 300) {
-        int rc = extract(cl, body, len, &q);
-        if (rc == 0) {
-            char text[32];
-            if (qf_price_format(q.price, text, sizeof(text)) < 0) {
-                qf_sched_quote(cl, r, QF_ERANGE, status, "price out of range", 0, "", "", c);
-                return;
-            }
-            qf_sched_quote(cl, r, 0, status, "", q.price, text, q.currency, c);
-            return;
-        }
-        if (rc == QF_ENOPRICE)
-            snprintf(msg, sizeof(msg), "no price in response%s%s",
-                     q.err_desc[0] ? ": " : " (regularMarketPrice missing or not a number)",
-                     q.err_desc);
-        else if (rc == QF_EJSON)
-            snprintf(msg, sizeof(msg), "invalid JSON in response body (%zu bytes)", len);
-        else
-            snprintf(msg, sizeof(msg), "%s", qf_strerror(rc));
-        qf_sched_quote(cl, r, rc, status, msg, 0, "", "", c);
-        return;
-    }
-    char detail[200] = "";
-    if (len > 0 && body[0] == '{' && extract(cl, body, len, &q) != QF_EJSON && q.err_desc[0])
-        snprintf(detail, sizeof(detail), "%s", q.err_desc);
-    else
-        text_detail(body, len, detail, sizeof(detail));
-    snprintf(msg, sizeof(msg), "HTTP %d%s%s", status, detail[0] ? ": " : "", detail);
-    if (retryable(QF_EHTTP, status) && r->attempts <= r->retries)
-        qf_sched_attempt_failed(cl, r, QF_EHTTP, status, msg, h->retry_after_s);
-    else
-        qf_sched_quote(cl, r, QF_EHTTP, status, msg, 0, "", "", c);
-}
-
-/* A complete response arrived on c (already parked or closed; c->req is NULL). */
-void qf_sched_response(struct qf_client *cl, struct qf_req *r, const struct qf_conn *c)
-{
-    if (r->gen == NULL) {
-        quote_response(cl, r, c);
-        return;
-    }
-    int status = c->http.status;
-    if (retryable(QF_EHTTP, status) && r->attempts <= r->retries && r->gen->body_seen == 0) {
-        char msg[32];
-        snprintf(msg, sizeof(msg), "HTTP %d", status);
-        qf_sched_attempt_failed(cl, r, QF_EHTTP, status, msg, c->http.retry_after_s);
-        return;
-    }
-    qf_sched_finish(cl, r, 0, status, "", c);
+    done(cl, r);
+    qf_req_release(cl, r);
 }

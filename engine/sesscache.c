@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
+#include "engine/client.h"
+#include "engine/host.h"
 
 #define MAGIC "qfetch-session-cache 1\n"
 #define LINE_MAX_LEN 24000

@@ -1,8 +1,18 @@
-/* Binary min-heap of deadlines. Each timer records its own index so re-arming and removal
- * are O(log n) without searching. Capacity is reserved up front by the client. */
+/* The clock, and a binary min-heap of deadlines. Each timer records its own index so
+ * re-arming and removal are O(log n) without searching. Capacity is reserved up front. */
 #include <stdlib.h>
+#include <time.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
+#include "engine/timer.h"
+#include "qfetch.h"
+
+int64_t qf_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void swap(struct qf_heap *h, int a, int b)
 {

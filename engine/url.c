@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
+#include "engine/url.h"
+#include "qfetch.h"
 
 int qf_symbol_encode(const char *symbol, char *out, size_t cap)
 {

@@ -94,6 +94,7 @@ struct qf_options {
 #define QF_OPT_NO_EXIT_CLEANUP 4u
 
 #define QF_DEFAULT_CONNECTIONS 8
+#define QF_SYMBOL_MAX 64 /* bytes of the longest symbol qf_client_add() takes */
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
 
 struct qf_stats {
@@ -117,7 +118,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
 
 /* Queues one quote GET for symbol (copied) on the url_template's host. Returns its index
  * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent
- * (empty, longer than 64 bytes, spaces or control characters), QF_ENOMEM. May be called from
+ * (empty, longer than QF_SYMBOL_MAX bytes, spaces or control characters), QF_ENOMEM. May be called from
  * any callback. */
 int qf_client_add(qf_client *c, const char *symbol);
 

@@ -53,7 +53,7 @@ def session_resumes_across_runs():
     r1 = it.qf(tick, "-c", "4", *cache_env(path), srv=srv)
     it.expect_rc(r1, 0)
     s1 = stats(r1)
-    # Connections held back behind the first may resume its fresh tickets, or close unused.
+    # The four handshakes start together: none has a ticket yet to resume with.
     check(s1["tls_full"] >= 1 and
           s1["tls_full"] + s1["tls_resumed"] + s1["conns_unused"] == s1["conns_opened"] == 4,
           "first run: %s" % s1)
@@ -259,7 +259,6 @@ def repeat_and_stats_json():
     line = [ln for ln in r.err.splitlines() if ln.startswith("{")]
     check(len(line) == 1, "no JSON stats line: %r" % r.err[-300:])
     st = json.loads(line[0])
-    # A connection closed unused before its handshake may be opened again by a later round.
     check(st["requests_sent"] == 20 and st["conns_opened"] - st["conns_unused"] <= 2,
           "json %s" % st)
     lat = st["latency_ms"]

@@ -17,7 +17,11 @@
 
 #include <cmocka.h>
 
-#include "engine/engine.h"
+#include "engine/alloc.h"
+#include "engine/client.h"
+#include "engine/sched.h"
+#include "engine/timer.h"
+#include "engine/url.h"
 #include "qfetch.h"
 
 static pid_t server_pid = -1, plain_pid = -1;
@@ -465,41 +469,6 @@ static void test_url_parse(void **state)
 }
 
 /* The heap against a brute-force model under random arm, move and delete. */
-/* How many connections a host is worth (qf_sched_want): every allowed one until both the
- * round trip and the server's time are measured; then as many as the work in hand keeps
- * busy for longer than a handshake, between 1 and the limit. */
-static void test_conn_want(void **state)
-{
-    static const struct {
-        int tls;
-        int64_t rtt_us, serve_us;
-        unsigned nqueued, nopen, want;
-    } rows[] = {
-        {1, 0, 0, 1000, 8, 8},      /* nothing measured yet */
-        {1, 60, 0, 1, 8, 8},        /* the round trip alone decides nothing */
-        {0, 60, 100, 1, 8, 8},      /* plain HTTP: no handshake to spare */
-        {1, 60, 100, 1, 8, 1},      /* loopback, 9 requests: 900 us < 1060 us */
-        {1, 60, 100, 3, 8, 2},      /* 1100 us of work: two connections */
-        {1, 60, 40, 992, 8, 8},     /* 1000 requests keep 8 busy */
-        {1, 50000, 50000, 1, 8, 8}, /* 50 ms away: parallel handshakes pay */
-        {1, 60, 50000, 192, 8, 8},  /* a slow server: the same */
-        {1, 60, 100, 0, 0, 1},      /* never below one */
-    };
-    (void)state;
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        struct qf_host h;
-        memset(&h, 0, sizeof(h));
-        h.url.tls = rows[i].tls;
-        h.rtt_us = rows[i].rtt_us;
-        h.serve_us = rows[i].serve_us;
-        h.nqueued = rows[i].nqueued;
-        h.nopen = rows[i].nopen;
-        h.max = 8;
-        if (qf_sched_want(&h) != rows[i].want)
-            fail_msg("row %zu: want %u, got %u", i, rows[i].want, qf_sched_want(&h));
-    }
-}
-
 static void no_result(const struct qf_result *r, void *udata)
 {
     (void)r;
@@ -524,7 +493,7 @@ static void pending_take(qf_client *c, size_t *taken)
     assert_int_equal(r->index, *taken);
     assert_string_equal(r->symbol, sym);
     assert_string_equal(r->target, enc);
-    assert_null(r->gen);
+    assert_null(r->general);
     qf_sched_unlink(c->hosts[0], r);
     qf_req_release(c, r);
     ++*taken;
@@ -769,7 +738,7 @@ int main(void)
         cmocka_unit_test(test_bad_options),   cmocka_unit_test(test_symbol_checks),
         cmocka_unit_test(test_symbol_encode), cmocka_unit_test(test_url_parse),
         cmocka_unit_test(test_timer_heap),    cmocka_unit_test(test_request_checks),
-        cmocka_unit_test(test_conn_want),     cmocka_unit_test(test_pending_quotes),
+        cmocka_unit_test(test_pending_quotes),
     };
     const struct CMUnitTest live[] = {
         cmocka_unit_test(test_alloc_flat),

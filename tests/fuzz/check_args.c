@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "engine/engine.h"
+#include "engine/url.h"
 #include "parser/price.h"
 #include "qfetch.h"
 #include "tests/fuzz/oracle.h"
