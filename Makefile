@@ -10,8 +10,8 @@ QF_CFLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) $(OPT) $(WARN)
 ALL_CFLAGS = $(QF_CFLAGS) $(CFLAGS)
 LDLIBS_SSL = -lssl -lcrypto
 # The qfetch command links OpenSSL's static archives (libssl-dev) and glibc shared: relocating
-# libcrypto.so at every start was 1.2 ms of a 7 ms cold run, and its mapped pages 1.3 MB of
-# peak RSS. The archives are prerequisites, so after a Debian OpenSSL update the next make relinks.
+# libcrypto.so at every start cost a visible share of a cold run and of its peak RSS (figures in
+# bench/RESULTS.md). The archives are prerequisites: after an OpenSSL update the next make relinks.
 # SSL_LINK=shared links the shared libraries instead; libqfetch.a users link as they choose.
 SSL_LINK ?= static
 ifeq ($(SSL_LINK),shared)

@@ -1,6 +1,6 @@
 # Benchmarks (issue 4), included by the top Makefile. Owned by bench/.
 #   make bench        full comparison against curl, libcurl, wrk and the Python original;
-#                     writes bench/RESULTS.md and bench/*.png and refreshes README's Benchmarks
+#                     writes bench/RESULTS.md (its hand-written tail kept) and bench/*.png, nothing else
 #   make bench-quick  a subset in seconds (CI): fails when any contender gives a wrong answer
 #   make bench-parse  the parser microbenchmark alone
 BENCH_BIN    = $(BUILD)/bench/curl_multi $(BUILD)/bench/parse_bench $(BUILD)/bench/measure \
@@ -33,7 +33,7 @@ $(BUILD)/bench/measure: $(BUILD)/bench/measure.o
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all certs bench-bin
-	$(PY) bench/run.py --build $(BUILD) --readme $(BENCH_ARGS)
+	$(PY) bench/run.py --build $(BUILD) $(BENCH_ARGS)
 
 bench-quick: deps-bench
 	@$(MAKE) --no-print-directory all certs bench-bin

@@ -42,7 +42,7 @@ static const char *currency(const char *t, const struct cli_row *r)
 
 /* Decimal text of v in b[0..12), returned from its first digit (or sign). Rows go out through
  * fputs/putchar, CSV rows through a buffer: printf's format parsing was most of the cost of
- * printing a row (1.9 k instructions a CSV row, 1.5 ms for 10,000). */
+ * printing a row. */
 static const char *int_text(int v, char b[12])
 {
     char *p = b + 11;
@@ -292,7 +292,7 @@ void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, cons
 
 /* Puts the k-th smallest of v[lo..hi] at v[k], smaller ones before it, larger after
  * (Hoare's selection, median-of-three pivot): the percentiles need three ranks, not a sort,
- * and qsort took 1.4 ms of a 10,000-ticker run. */
+ * and sorting was a visible part of a 10,000-ticker run. */
 static void select_k(uint32_t *v, size_t lo, size_t hi, size_t k)
 {
 #define SWAP(a, b) (t = v[a], v[a] = v[b], v[b] = t)

@@ -3,7 +3,7 @@
 #   make test-examples  runs them (and the static build, size budget, install) against
 #                       tests/server.py: tests/examples.py, last line N passed, M failed
 #   make memprobe       bytes per idle keep-alive connection (1,000 of them) and per queued
-#                       request (100,000), printed as the README publishes them
+#                       request (100,000), printed as bench/RESULTS.md publishes them
 # Each example is compiled with the project's flags and sees include/qfetch.h only.
 EXAMPLES = quote poll_host get memprobe
 EXAMPLE_BIN = $(EXAMPLES:%=$(BUILD)/examples/%)

@@ -50,9 +50,9 @@ static int skip(const struct doc *d, int i)
 }
 
 /* ---- The scan: validates the whole body in one pass and finds the values we read -------
- * jsmn tokenizes only the values the answer comes from: the bar arrays after meta are most
- * of a body and were 80% of the JSON cost, and the rest of meta (trading periods, valid
- * ranges) was 40% of what remained. The scan is the JSON grammar (RFC 8259, bytes >= 0x80
+ * jsmn tokenizes only the values the answer comes from: tokenizing the bar arrays after meta
+ * (most of a body) and the rest of meta (trading periods, valid ranges) was where the JSON
+ * time went. The scan is the JSON grammar (RFC 8259, bytes >= 0x80
  * unchecked, as before), so a body jsmn never sees is still rejected exactly when it is not
  * JSON. */
 
@@ -116,7 +116,7 @@ static int is_hex(unsigned char c)
 /* The first byte at or after p that ends a run of plain string bytes ('"', '\\' or a control
  * byte), or end. Sixteen bytes at a time with SSE2, then eight: each SWAR test flags exactly
  * its first matching byte (borrows only spoil the bytes after it), so the lowest flag of the
- * three is exact. (The same SSE2 scan for digit runs cut instructions but took 10% longer a
+ * three is exact. (The same SSE2 scan for digit runs cut instructions but took longer a
  * body; the digits keep their SWAR loop.) */
 static pos_t skip_plain(pos_t p, pos_t end)
 {

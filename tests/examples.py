@@ -9,7 +9,7 @@ be built beforehand) and the certificates in DIR/test/certs unless --certs says.
 `skip name: why` (not counted; the static build, size and install need a non-sanitizer build) or
 `FAIL name: why`, and last `N passed, M failed`; exit status 1 if any failed.
 --measure runs no tests: it prints memprobe's figures for 1,000 idle TLS and plain keep-alive
-connections and 100,000 queued requests (what the README publishes).
+connections and 100,000 queued requests (what bench/RESULTS.md publishes).
 """
 import argparse
 import http.server

@@ -59,7 +59,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 }
 
 /* A hashed certificate directory is looked up lazily, one file per issuer actually needed;
- * parsing the whole bundle costs ~20 ms of start-up, most of a short run. The bundle is the
+ * parsing the whole bundle up front would be most of a short run's time. The bundle is the
  * fallback when there is no such directory or SSL_CERT_FILE asks for a file. */
 static int system_store(SSL_CTX *ctx)
 {
@@ -84,8 +84,8 @@ static int system_store(SSL_CTX *ctx)
 /* TLS 1.3 suites in the order browsers and Go offer them, AES-128-GCM first; OpenSSL's own
  * order puts AES-256-GCM first. The X25519 or P-256 key exchange that makes the keys gives
  * 128-bit security either way, AES-128-GCM is the suite RFC 8446 makes mandatory, and 10 AES
- * rounds instead of 14 (and SHA-256 in the key schedule) cost 1.8 k fewer instructions a
- * request. Only reorders: a suite the system's OpenSSL policy removed stays removed. */
+ * rounds instead of 14 (and SHA-256 in the key schedule) make every request cheaper.
+ * Only reorders: a suite the system's OpenSSL policy removed stays removed. */
 static int prefer_aes128(SSL_CTX *ctx)
 {
     static const char first[] = "TLS_AES_128_GCM_SHA256";
@@ -112,7 +112,7 @@ static int prefer_aes128(SSL_CTX *ctx)
 }
 
 /* SSL_get_error() needs an empty error queue, but ERR_clear_error() walks all its slots on
- * every call (800 instructions, twice a request); the queue is nearly always empty. */
+ * every call, twice a request, while the queue is nearly always empty. */
 static void err_reset(void)
 {
     if (ERR_peek_error() != 0)

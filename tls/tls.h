@@ -85,8 +85,8 @@ int qf_tls_cache_export(const struct qf_tls_cache *cache, int i, char *out, size
                         long long *expires);
 int qf_tls_cache_import(struct qf_tls_cache *cache, const char *b64, const char *host);
 
-/* The connection has nothing to do for now: its record buffers (about 34 KiB) are freed,
- * and allocated again by the next read or write. */
+/* The connection has nothing to do for now: its record buffers, a large share of an idle
+ * connection's memory, are freed, and allocated again by the next read or write. */
 void qf_tls_idle(struct qf_tls *s);
 
 /* Frees the session; sends close_notify only if it can without blocking. fd stays open. */
