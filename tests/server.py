@@ -460,9 +460,10 @@ class Conn:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def respond(self, status, body, ctype="application/json;charset=utf-8", extra=(),
-                      close=False):
+                      close=False, head_only=False):
+        """head_only: the answer to a HEAD request, whose body is never sent (RFC 9110 9.3.2)."""
         hdrs = yahoo_headers(ctype) + list(extra) + [("Content-Length", str(len(body)))]
-        self.write(self.head(status, hdrs, close=close) + body)
+        self.write(self.head(status, hdrs, close=close) + (b"" if head_only else body))
         await self.drain()
         return not (close or self.must_close)
 
@@ -1107,7 +1108,8 @@ class Server:
         STATS.requests_total += 1
         STATS.per_conn[c.id] = STATS.per_conn.get(c.id, 0) + 1
         if method != "GET":
-            return await c.respond(405, b"method not allowed", "text/plain")
+            return await c.respond(405, b"method not allowed", "text/plain",
+                                   head_only=method == "HEAD")
         if not path.startswith(CHART_PREFIX):
             return await c.respond(404, b"Not Found", "text/plain;charset=utf-8")
         sym = urllib.parse.unquote(path[len(CHART_PREFIX):])

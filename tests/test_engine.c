@@ -2,7 +2,9 @@
  * qf_client_fd/step, callbacks adding requests, allocation count in the steady state, the
  * timer heap and URL handling. Each test that runs a loop does so in a forked child under
  * alarm(), so a hung loop fails that test and not the suite. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 
 #include "engine/alloc.h"
 #include "engine/client.h"
+#include "engine/conn.h"
 #include "engine/sched.h"
 #include "engine/timer.h"
 #include "engine/url.h"
@@ -702,6 +706,273 @@ static void test_general_timeout_cancel(void **state)
     in_child(child_general_timeout_cancel, 30);
 }
 
+/* ---- issue-15 regressions: outcomes carry their response, callbacks cannot re-enter ---- */
+
+/* Pipelined general requests each get their own status, headers and body: the response is
+ * passed up with the outcome, never inferred from the connection's state afterwards. */
+static void child_pipelined_general(void)
+{
+    struct tally t = {0};
+    char url[160], ca[300], err[300];
+    snprintf(url, sizeof(url), "https://localhost:%d/v8/finance/chart/{}", server_port);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    struct qf_options o = {.url_template = url, .cacert = ca, .connections = 1,
+                           .pipeline = 4, .timeout_ms = 5000};
+    qf_client *c = qf_client_new(&o, on_result, &t, err, sizeof(err));
+    CHILD_CHECK(c != NULL);
+    enum { N = 8 };
+    struct gen g[N];
+    memset(g, 0, sizeof(g));
+    char u[N][160];
+    for (int i = 0; i < N; i++) {
+        int stream = i == 5, head = i == 3;
+        snprintf(u[i], sizeof(u[i]), "%s://%s:%d/v8/finance/chart/PIPE%d",
+                 i % 2 ? "https" : "http", i % 2 ? "localhost" : "127.0.0.1",
+                 i % 2 ? server_port : plain_port, i);
+        struct qf_request rq = {.url = u[i], .on_response = on_gen, .udata = &g[i],
+                                .method = head ? "HEAD" : NULL,
+                                .on_chunk = stream ? on_gen_chunk : NULL,
+                                .on_head = stream ? on_gen_head : NULL};
+        CHILD_CHECK(qf_client_request(c, &rq) == i);
+    }
+    CHILD_CHECK(qf_client_run(c) == 0);
+    for (int i = 0; i < N; i++) {
+        if (g[i].n != 1 || g[i].err != 0)
+            fprintf(stderr, "request %d: %d responses, err %d, status %d\n", i, g[i].n, g[i].err,
+                    g[i].status);
+        CHILD_CHECK(g[i].n == 1 && g[i].err == 0);
+        if (i == 3) {
+            CHILD_CHECK(g[i].body_len == 0 && (g[i].status == 200 || g[i].status == 405));
+        } else if (i == 5) {
+            CHILD_CHECK(g[i].status == 200 && g[i].streamed == g[i].body_len &&
+                        g[i].body_len > 10 && g[i].heads == 1 && g[i].saw_ctype);
+        } else {
+            CHILD_CHECK(g[i].status == 200 && g[i].saw_ctype && g[i].body_ok);
+        }
+    }
+    struct qf_stats st;
+    qf_client_stats(c, &st);
+    CHILD_CHECK(st.conns_opened == 2 && st.requests_sent == N); /* one pipelined per host */
+    qf_client_free(c);
+}
+
+static void test_pipelined_general(void **state)
+{
+    (void)state;
+    in_child(child_pipelined_general, 30);
+}
+
+/* Every callback cancels the siblings still running, while one host's handshakes fail at
+ * once (an https URL at a plain-HTTP port). Each request ends exactly once: delivered, or
+ * cancelled without a callback; ASan watches the records. */
+enum { SIBS = 12 };
+struct sibs {
+    qf_client *c;
+    int ids[SIBS], delivered[SIBS], cancelled[SIBS];
+};
+struct sib {
+    struct sibs *s;
+    int i;
+};
+
+static void on_sib(const struct qf_response *r)
+{
+    const struct sib *me = r->udata;
+    struct sibs *s = me->s;
+    s->delivered[me->i]++;
+    for (int k = 1; k <= 2; k++) { /* the next two still running */
+        int j = (me->i + k) % SIBS;
+        if (!s->delivered[j] && !s->cancelled[j] && qf_client_cancel(s->c, s->ids[j]) == 0)
+            s->cancelled[j] = 1;
+    }
+}
+
+static void sibling_cancel_run(int pipeline, const char *prefix)
+{
+    char ca[300], err[300], url[SIBS][160];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    struct qf_options o = {.url_template = "https://127.0.0.1:9/{}", .cacert = ca,
+                           .connections = 3, .pipeline = pipeline, .timeout_ms = 5000};
+    struct sibs s = {0};
+    struct sib me[SIBS];
+    s.c = qf_client_new(&o, NULL, NULL, err, sizeof(err));
+    CHILD_CHECK(s.c != NULL);
+    for (int i = 0; i < SIBS; i++) {
+        /* every third request goes to a port that answers a ClientHello with plain HTTP */
+        snprintf(url[i], sizeof(url[i]), "https://localhost:%d/v8/finance/chart/%sSIB%d",
+                 i % 3 == 1 ? plain_port : server_port, prefix, i);
+        me[i] = (struct sib){&s, i};
+        struct qf_request rq = {.url = url[i], .on_response = on_sib, .udata = &me[i],
+                                .retries = -1};
+        s.ids[i] = qf_client_request(s.c, &rq);
+        CHILD_CHECK(s.ids[i] == i);
+    }
+    CHILD_CHECK(qf_client_run(s.c) == 0);
+    for (int i = 0; i < SIBS; i++)
+        CHILD_CHECK(s.delivered[i] + s.cancelled[i] == 1);
+    qf_client_free(s.c);
+}
+
+static void child_sibling_cancel(void)
+{
+    sibling_cancel_run(1, "");       /* keep-alive */
+    sibling_cancel_run(1, "CLOSE_"); /* Connection: close after each response */
+    sibling_cancel_run(3, "");       /* pipelined: cancelled ones wait behind others */
+    sibling_cancel_run(3, "CLOSE_");
+}
+
+static void test_sibling_cancel(void **state)
+{
+    (void)state;
+    in_child(child_sibling_cancel, 60);
+}
+
+/* A server of our own that answers any request with head, then writes fill forever (until
+ * the client goes or 20 s pass): faster than a client can parse. Returns its port. */
+static int flood_start(const char *head, char fill, pid_t *pidp)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 8) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        static char buf[65536];
+        alarm(20);
+        signal(SIGPIPE, SIG_IGN);
+        memset(buf, fill, sizeof(buf));
+        for (;;) {
+            int s = accept(ls, NULL, NULL);
+            if (s < 0)
+                _exit(0);
+            if (fork() == 0) {
+                char req[4096];
+                int sndbuf = 8 << 20; /* megabytes wait for the client between its steps */
+                setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+                if (read(s, req, sizeof(req)) <= 0 || write(s, head, strlen(head)) < 0)
+                    _exit(0);
+                while (write(s, buf, sizeof(buf)) > 0)
+                    ;
+                _exit(0);
+            }
+            close(s);
+        }
+    }
+    close(ls);
+    *pidp = pid;
+    return ntohs(a.sin_port);
+}
+
+/* Drives c from a poll() loop until done or limit_ms, pausing 10 ms between steps so the
+ * flood servers fill the socket buffers. Returns the longest step in us, and in *most the
+ * most bytes one step read. */
+static int64_t drive(qf_client *c, int64_t limit_ms, uint64_t *most)
+{
+    int64_t worst = 0, end = qf_now_us() + limit_ms * 1000;
+    int left = 1;
+    struct qf_stats st;
+    *most = 0;
+    while (left > 0 && qf_now_us() < end) {
+        qf_client_stats(c, &st);
+        uint64_t before = st.bytes_read;
+        int64_t t0 = qf_now_us();
+        left = qf_client_step(c);
+        int64_t d = qf_now_us() - t0;
+        qf_client_stats(c, &st);
+        worst = d > worst ? d : worst;
+        *most = st.bytes_read - before > *most ? st.bytes_read - before : *most;
+        struct pollfd p = {.fd = qf_client_fd(c), .events = POLLIN};
+        int to = qf_client_timeout_ms(c);
+        poll(&p, 1, to < 0 || to > 100 ? 100 : to);
+        usleep(10000);
+    }
+    CHILD_CHECK(left == 0);
+    return worst;
+}
+
+/* A server streaming faster than qfetch parses cannot hold qf_client_step(): each step reads
+ * a bounded amount (each connection at most twice its budget: once for its event, once from
+ * the ready list), deadlines are checked every turn, and a healthy host's request completes
+ * meanwhile. Before the read budget, one step read all the megabytes the servers had queued
+ * and went on for as long as they kept up. The wall-time bound is only a backstop. */
+static void child_flood(void)
+{
+    pid_t fp = -1, zp = -1;
+    int fport = flood_start("HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n", 'x', &fp);
+    int zport = flood_start("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", '0', &zp);
+    CHILD_CHECK(fport > 0 && zport > 0);
+    char zurl[128], furl[128], okurl[160], err[300];
+    snprintf(zurl, sizeof(zurl), "http://127.0.0.1:%d/v8/finance/chart/{}", zport);
+    snprintf(furl, sizeof(furl), "http://127.0.0.1:%d/flood", fport);
+    snprintf(okurl, sizeof(okurl), "http://127.0.0.1:%d/v8/finance/chart/HEALTHY", plain_port);
+    struct tally t = {0};
+    struct qf_options o = {.url_template = zurl, .timeout_ms = 1000, .retries = -1};
+    qf_client *c = qf_client_new(&o, on_result, &t, err, sizeof(err));
+    CHILD_CHECK(c != NULL);
+    struct gen gf = {0}, gok = {0};
+    struct qf_request rf = {.url = furl, .on_response = on_gen, .on_chunk = on_gen_chunk,
+                            .udata = &gf, .timeout_ms = 1000, .retries = -1};
+    struct qf_request rok = {.url = okurl, .on_response = on_gen, .udata = &gok};
+    CHILD_CHECK(qf_client_add(c, "ZEROS") == 0);
+    CHILD_CHECK(qf_client_request(c, &rf) == 0);
+    CHILD_CHECK(qf_client_request(c, &rok) == 1);
+    uint64_t most = 0;
+    int64_t worst_us = drive(c, 8000, &most);
+    if (most > 3 * 2 * QF_READ_BUDGET + QF_RBUF_SIZE)
+        fprintf(stderr, "one step read %llu bytes\n", (unsigned long long)most);
+    CHILD_CHECK(most <= 3 * 2 * QF_READ_BUDGET + QF_RBUF_SIZE);
+    /* the endless chunk-size line: a timeout, or a parse error where the parser caps it */
+    CHILD_CHECK(t.failed == 1 && t.ok == 0);
+    CHILD_CHECK(gf.n == 1 && gf.err == QF_ETIMEOUT && gf.streamed > 0);
+    CHILD_CHECK(gok.n == 1 && gok.err == 0 && gok.status == 200);
+    if (worst_us >= 1000000)
+        fprintf(stderr, "longest step %lld us\n", (long long)worst_us);
+    CHILD_CHECK(worst_us < 1000000);
+    qf_client_free(c);
+    kill(fp, SIGKILL);
+    kill(zp, SIGKILL);
+}
+
+static void test_flood_bounded(void **state)
+{
+    (void)state;
+    in_child(child_flood, 30);
+}
+
+/* The client-wide cap on buffered body bytes: two large bodies at once do not both fit in
+ * 1.5 MiB, so exactly one fails with a clear error and the other completes. */
+static void child_body_budget(void)
+{
+    char tmpl[160], url[160], err[300];
+    snprintf(tmpl, sizeof(tmpl), "http://127.0.0.1:%d/v8/finance/chart/{}", plain_port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v8/finance/chart/BIG_BUDGET", plain_port);
+    struct qf_options o = {.url_template = tmpl, .connections = 2};
+    qf_client *c = qf_client_new(&o, NULL, NULL, err, sizeof(err));
+    CHILD_CHECK(c != NULL);
+    c->body_max_total = 3 * 512 * 1024;
+    struct gen g[2];
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < 2; i++) {
+        struct qf_request rq = {.url = url, .on_response = on_gen, .udata = &g[i],
+                                .retries = -1};
+        CHILD_CHECK(qf_client_request(c, &rq) == i);
+    }
+    CHILD_CHECK(qf_client_run(c) == 0);
+    int ok = (g[0].err == 0) + (g[1].err == 0), capped = (g[0].err == QF_EBODY) +
+                                                         (g[1].err == QF_EBODY);
+    CHILD_CHECK(g[0].n == 1 && g[1].n == 1 && ok == 1 && capped == 1);
+    CHILD_CHECK(c->body_total <= c->body_max_total);
+    qf_client_free(c);
+}
+
+static void test_body_budget(void **state)
+{
+    (void)state;
+    in_child(child_body_budget, 30);
+}
+
 static void test_request_checks(void **state)
 {
     (void)state;
@@ -749,6 +1020,10 @@ int main(void)
         cmocka_unit_test(test_general_requests),
         cmocka_unit_test(test_general_timeout_cancel),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_pipelined_general),
+        cmocka_unit_test(test_sibling_cancel),
+        cmocka_unit_test(test_flood_bounded),
+        cmocka_unit_test(test_body_budget),
     };
     int failed = cmocka_run_group_tests_name("engine", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("engine_live", live, setup_server, teardown_server);
