@@ -89,7 +89,7 @@ struct qf_options {
 #define QF_OPT_TCP_FASTOPEN 1u /* TCP Fast Open where the kernel allows it */
 #define QF_OPT_EARLY_DATA 2u   /* send the request as TLS 1.3 early data when resuming */
 /* Leave OpenSSL's process-wide state for the OS to reclaim at exit instead of freeing it in
- * an atexit handler (about 0.3 ms, 1.3M instructions): for a program that exits when done.
+ * an atexit handler (its cost is in bench/RESULTS.md): for a program that exits when done.
  * Takes effect only if OpenSSL was not initialised before this client. */
 #define QF_OPT_NO_EXIT_CLEANUP 4u
 

@@ -86,42 +86,6 @@ static int split_number(const char *s, size_t len, struct numparts *p)
     return i == len;
 }
 
-/* Grammar only, on every number of every body: one forward pass, no bookkeeping. */
-int qf_price_is_number(const char *s, size_t len)
-{
-    const char *p = s, *end = s + len;
-
-    if (p < end && *p == '-')
-        p++;
-    if (p == end || !is_digit(*p))
-        return 0;
-    if (*p++ == '0') {
-        if (p < end && is_digit(*p))
-            return 0;
-    } else {
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    if (p < end && *p == '.') {
-        const char *f = ++p;
-        while (p < end && is_digit(*p))
-            p++;
-        if (p == f)
-            return 0;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        const char *x = p;
-        while (p < end && is_digit(*p))
-            p++;
-        if (p == x)
-            return 0;
-    }
-    return p == end;
-}
-
 /* Powers of ten a double holds exactly. */
 static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,

@@ -10,9 +10,6 @@
  * (or is longer than 400 characters), QF_ERANGE when not finite (underflow gives 0). */
 int qf_price_parse(const char *s, size_t len, double *out);
 
-/* Returns 1 when s[0..len) matches the JSON number grammar exactly, else 0. No conversion. */
-int qf_price_is_number(const char *s, size_t len);
-
 /* Writes v rounded half-even to two decimals ("-0.00" for negative zero, as Decimal does).
  * Returns the length, QF_ERANGE when v is not finite or |v| >= 1e26 (Decimal's default
  * 28-digit context would raise), QF_ENOSPC when cap is too small (32 always suffices).
