@@ -8,7 +8,8 @@ ssl.MemoryBIO so handshake outcomes, resumption and bytes after a failed handsha
     server.py --cert server.pem --key server.key [--plain] [--port 0] [--demo]
               [--close-after K] [--idle-close-ms MS [--lazy-idle-close]] [--stats-file F]
               [--fixtures DIR] [--watch-stdin] [--tls-max VER] [--rcvbuf BYTES]
-              [--wait-usr1]
+              [--wait-usr1] [--rate-limit PER_S --burst N] [--max-inflight N]
+              [--limit-retry-after SEC] [--service-ms MS]
 
 Prints `PORT <n>` once listening; serves until SIGTERM/SIGINT (or stdin EOF with --watch-stdin).
 With --wait-usr1 it first prints `WAITING` and binds only when SIGUSR1 arrives (a restart on a
@@ -18,6 +19,12 @@ unread rest of a large request stays in flight (in the client's send queue) whil
 not reading. Fault injection for tests/reliability.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
 SLOWLORIS_, EARLY_, EARLYCLOSE_, EARLYRST_, EXTRAREC_ (their handlers say what they send); what
 they did shows in /_stats as `special_events`.
+Per-address limits, as Yahoo's edge has (tests/reliability.py, issue 17): --rate-limit/--burst
+is a token bucket and --max-inflight a cap on requests being served at once; a chart request
+beyond either is answered 429 (with `Retry-After: SEC` when --limit-retry-after is given) and
+counted in /_stats as `limited`. --service-ms holds every chart request that long before its
+answer, so requests overlap as they would over a real network. /_stats `arrivals` lists chart
+requests in arrival order as [symbol, ms since the first].
 `price_for(sym)` is importable: the price every ordinary ticker gets.
 """
 import argparse
@@ -262,6 +269,9 @@ class Stats:
         self.headers = {}         # symbol -> last request's headers (lower-case names)
         self.failure_reasons = []
         self.events = []          # what the fault-injecting specials did (last 50)
+        self.limited = 0          # 429s from --rate-limit/--max-inflight
+        self.arrivals = []        # [symbol, ms since the first] per chart request (last 2000)
+        self.t0 = None
 
     def event(self, **kw):
         """Records kw (later changes to the returned dict show in /_stats too)."""
@@ -303,6 +313,8 @@ class Stats:
             "handshake_failure_reasons": self.failure_reasons[-20:],
             "tls_versions": self.tls_versions,
             "special_events": self.events,
+            "limited": self.limited,
+            "arrivals": self.arrivals,
         }
 
 
@@ -547,6 +559,27 @@ async def h_rate(c, sym):
 
 async def h_rate_always(c, sym):
     return await c.respond(429, YAHOO_429, "text/plain;charset=utf-8", [("Retry-After", "1")])
+
+
+async def h_rate_no_ra(c, sym):
+    return await c.respond(429, YAHOO_429, "text/plain;charset=utf-8")
+
+
+async def h_rate_json(c, sym):
+    """RATEJSON_: always 429, with a Yahoo JSON error body that names the symbol delisted."""
+    return await c.respond(429, YAHOO_404)
+
+
+async def h_rate_long(c, sym):
+    """RATELONG_: 429 asking for an hour, far beyond any client's retry cap."""
+    return await c.respond(429, YAHOO_429, "text/plain;charset=utf-8", [("Retry-After", "3600")])
+
+
+async def h_err503_ra(c, sym):
+    """ERR503RA_: the first request a 503 with Retry-After: 1, then the price."""
+    if c.srv.hits[sym] == 1:
+        return await c.respond(503, HTML_503, "text/html; charset=utf-8", [("Retry-After", "1")])
+    return await h_normal(c, sym)
 
 
 async def h_err500(c, sym):
@@ -855,8 +888,9 @@ async def h_demo(c, sym):
 SPECIALS = [
     ("PRICE_", h_price), ("CHUNKED_", h_chunked), ("DRIP_", h_drip), ("HTTP10_", h_http10),
     ("CLOSE_", h_close), ("DELISTED_", h_404), ("RATEALWAYS_", h_rate_always),
-    ("RATE_", h_rate), ("ERR500_", h_err500), ("ERR503_", h_err503), ("BADJSON_", h_badjson),
-    ("TRUNCJSON_", h_truncjson), ("NULLPRICE_", h_nullprice), ("NOPRICE_", h_noprice),
+    ("RATE_", h_rate), ("RATENORA_", h_rate_no_ra), ("RATELONG_", h_rate_long),
+    ("RATEJSON_", h_rate_json), ("ERR503RA_", h_err503_ra), ("ERR500_", h_err500),
+    ("ERR503_", h_err503), ("BADJSON_", h_badjson), ("TRUNCJSON_", h_truncjson), ("NULLPRICE_", h_nullprice), ("NOPRICE_", h_noprice),
     ("STRPRICE_", h_strprice), ("DECOY_", h_decoy), ("TRUNC_", h_trunc), ("HANG_", h_hang),
     ("SILENT_", h_silent), ("RST_", h_rst), ("EXTRA_", h_extra), ("BIG_", h_big),
     ("SLOW_", h_slow), ("FIX_", h_fixture),
@@ -878,9 +912,41 @@ def behaviour(sym, demo):
     return h_normal
 
 
+class Limiter:
+    """--rate-limit/--burst: a token bucket (full at start, refilled continuously);
+    --max-inflight: requests being served at once. A request that gets no token or slot is
+    refused; a refused request takes neither."""
+
+    def __init__(self, args):
+        self.rate, self.burst, self.max_inflight = args.rate_limit, args.burst, args.max_inflight
+        self.active = bool(self.rate or self.max_inflight)
+        self.tokens = float(self.burst or 1)
+        self.t_fill = time.monotonic()
+        self.inflight = 0
+
+    def admit(self):
+        if self.rate:
+            now = time.monotonic()
+            self.tokens = min(float(self.burst or 1),
+                              self.tokens + (now - self.t_fill) * self.rate)
+            self.t_fill = now
+            if self.tokens < 1:
+                return False
+        if self.max_inflight and self.inflight >= self.max_inflight:
+            return False
+        if self.rate:
+            self.tokens -= 1
+        self.inflight += 1
+        return True
+
+    def release(self):
+        self.inflight -= 1
+
+
 class Server:
     def __init__(self, args):
         self.args = args
+        self.limiter = Limiter(args)
         self.ctx = None
         if not args.plain:
             self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -1117,7 +1183,25 @@ class Server:
         STATS.targets.setdefault(sym, []).append(target)
         del STATS.targets[sym][:-5]
         STATS.headers[sym] = headers
+        now = time.monotonic()
+        STATS.t0 = STATS.t0 if STATS.t0 is not None else now
+        STATS.arrivals.append([sym, round((now - STATS.t0) * 1000, 1)])
+        del STATS.arrivals[:-2000]
         self.hits[sym] = self.hits.get(sym, 0) + 1
+        lim = self.limiter
+        if lim.active and not lim.admit():
+            STATS.limited += 1
+            ra = self.args.limit_retry_after
+            return await c.respond(429, YAHOO_429, "text/plain;charset=utf-8",
+                                   [("Retry-After", str(ra))] if ra is not None else [])
+        if self.args.service_ms:
+            try:
+                await asyncio.sleep(self.args.service_ms / 1000)
+            finally:
+                if lim.active:
+                    lim.release()  # before the answer is written: its reader may send at once
+        elif lim.active:
+            lim.release()
         return await behaviour(sym, self.args.demo)(c, sym)
 
 
@@ -1208,6 +1292,16 @@ def main(argv=None):
                     help="TLS 1.3 session tickets sent after each handshake (OpenSSL: 2)")
     ap.add_argument("--wait-usr1", action="store_true",
                     help="print WAITING and bind only after SIGUSR1")
+    ap.add_argument("--rate-limit", type=float, default=0, metavar="PER_S",
+                    help="token bucket: chart requests per second (429 when empty)")
+    ap.add_argument("--burst", type=int, default=0, metavar="N",
+                    help="token bucket size (default 1)")
+    ap.add_argument("--max-inflight", type=int, default=0, metavar="N",
+                    help="429 for a chart request arriving while N are being served")
+    ap.add_argument("--limit-retry-after", type=int, metavar="SEC",
+                    help="Retry-After of the limiters' 429s (default: none)")
+    ap.add_argument("--service-ms", type=int, default=0, metavar="MS",
+                    help="hold every chart request this long before answering it")
     args = ap.parse_args(argv)
     if not args.plain and not (args.cert and args.key):
         ap.error("--cert and --key are required unless --plain")
