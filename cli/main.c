@@ -264,6 +264,8 @@ static void print_stats(const qf_client *c, struct run *run, int json)
         {"stale_resends", st.stale_resends},
         {"bytes_read", st.bytes_read},
         {"early_data", st.early_data},
+        {"rate_limited", st.rate_limited},
+        {"host_pauses", st.host_pauses},
     };
     fputs(json ? "{" : "qfetch: stats:", stderr);
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)

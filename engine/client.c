@@ -390,7 +390,7 @@ static void run_timers(struct qf_client *c)
         qf_heap_del(&c->timers, t);
         if (t->kind == QF_TIMER_CONN)
             qf_conn_timeout((struct qf_conn *)((char *)t - offsetof(struct qf_conn, timer)));
-        else
+        else if (t->kind == QF_TIMER_REQ)
             qf_sched_timer(c, (struct qf_req *)((char *)t - offsetof(struct qf_req, timer)));
     }
 }

@@ -152,6 +152,8 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     h->url = *u;
     u->prefix = u->suffix = NULL;
     h->max = cl->max_per_host;
+    h->pause.idx = -1;
+    h->pause.kind = QF_TIMER_HOST;
     h->idle = qf_calloc(h->max, sizeof(*h->idle));
     int v6 = strchr(h->url.host, ':') != NULL;
     int dflt = strcmp(h->url.port, h->url.tls ? "443" : "80") == 0;

@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include "engine/timer.h"
 #include "engine/url.h"
 #include "tls/tls.h"
 
@@ -39,6 +40,13 @@ struct qf_host {
     char *head, *hdrs;
     size_t head_len, hdrs_len;
     char *hostport;        /* Host header value */
+    /* One rate limit per host, kept by sched.c: requests handed to connections and not yet
+     * reported; the window they may fill (0: no 429 yet, the connections' capacity); the
+     * window a 429 last met (regrowing to it is slow); successes toward the next +1; 429
+     * episodes since the last success; halvings so far (a request carries the count it was
+     * sent under). While pause is armed nothing is dispatched to this host. */
+    unsigned inflight, win, win_top, win_acks, n429, epoch;
+    struct qf_timer pause;
 };
 
 /* First use of h: resolve its name (a --resolve entry, an address literal or a lookup) and

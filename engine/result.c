@@ -145,6 +145,35 @@ static void quote_from_body(struct qf_client *cl, const struct qf_outcome *o,
     snprintf(msg, msgcap, "HTTP %d%s%s", o->status, detail[0] ? ": " : "", detail);
 }
 
+/* A quote the host's rate limit ended, said plainly whatever the body was (Yahoo's 429 body
+ * may be JSON, or name a symbol "delisted"). A 503 keeps the status line's message. */
+static int limit_message(const struct qf_client *cl, const struct qf_req *r,
+                         const struct qf_outcome *o, char *msg, size_t cap)
+{
+    const char *host = r->host->url.host;
+    const char *hint = cl->max_per_host > 2   ? "try -c 2 or "
+                       : cl->max_per_host > 1 ? "try -c 1 or "
+                                              : "";
+
+    if (o->limited == QF_LIMIT_LONG && o->status == 429)
+        snprintf(msg, cap,
+                 "rate limited by %.100s (HTTP 429): the server asks to wait %d s, beyond the %d s "
+                 "qfetch waits; Yahoo limits requests per address, try again then",
+                 host, o->wait_s, QF_RETRY_AFTER_CAP_MS / 1000);
+    else if (o->limited == QF_LIMIT_LONG)
+        snprintf(msg, cap,
+                 "HTTP %d from %.100s: the server asks to wait %d s, beyond the %d s qfetch waits",
+                 o->status, host, o->wait_s, QF_RETRY_AFTER_CAP_MS / 1000);
+    else if (o->status == 429)
+        snprintf(msg, cap,
+                 "rate limited by %.100s (HTTP 429) after %d attempt%s; Yahoo limits requests per "
+                 "address, %swait %d s",
+                 host, r->attempts, r->attempts == 1 ? "" : "s", hint, o->wait_s);
+    else
+        return 0;
+    return 1;
+}
+
 static double total_ms(const struct qf_client *cl, const struct qf_req *r)
 {
     return r->t_start != 0 ? (double)(cl->now_us - r->t_start) / 1000.0 : -1;
@@ -172,7 +201,10 @@ static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const st
 
     if (o->err == 0) {
         msg[0] = '\0';
-        quote_from_body(cl, o, &res, &q, msg, sizeof(msg), text, sizeof(text));
+        if (o->limited != QF_LIMIT_NONE && limit_message(cl, r, o, msg, sizeof(msg)))
+            res.err = QF_EHTTP;
+        else
+            quote_from_body(cl, o, &res, &q, msg, sizeof(msg), text, sizeof(text));
         res.errmsg = msg;
     }
     if (cl->log != NULL) {

@@ -1,6 +1,7 @@
 /* Scheduling: request records and their pool, per-host queues, handing requests to idle or
  * new connections, and the policy for every attempt's outcome: finish, retry after a backoff,
- * re-send after a stale keep-alive connection, fail the host. Connections only report. */
+ * re-send after a stale keep-alive connection, fail the host, slow a rate-limited host down.
+ * Connections only report. */
 #include <stdio.h>
 #include <string.h>
 
@@ -23,10 +24,11 @@ static struct qf_req *req_reset(struct qf_client *cl, struct qf_req *r)
 }
 
 /* A record for a general request (extra: its general part, target and headers) or a quote.
- * The timer heap is reserved for every record alive, so arming a backoff wait cannot fail. */
+ * The timer heap is reserved for every record alive and every host's pause, so arming a
+ * backoff wait or a pause cannot fail. */
 struct qf_req *qf_req_new(struct qf_client *cl, size_t extra)
 {
-    if (qf_heap_reserve(&cl->timers, (int)(cl->nconns + cl->nrecords + 1)) < 0)
+    if (qf_heap_reserve(&cl->timers, (int)(cl->nconns + cl->nrecords + cl->nhosts + 1)) < 0)
         return NULL;
     struct qf_req *r = qf_malloc(sizeof(*r) + extra);
     if (r == NULL)
@@ -173,15 +175,39 @@ static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
     return cl->nfree > 0 ? &cl->conns[cl->free_slots[--cl->nfree]] : NULL;
 }
 
-/* Takes the queue's head, and with pipelining up to depth-1 more behind it, as a chain. */
-static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
+/* Requests in flight the host's connections can hold: its window before any 429. */
+static unsigned win_cap(const struct qf_client *cl, const struct qf_host *h)
+{
+    return h->max * (h->no_pipeline ? 1 : cl->pipeline);
+}
+
+/* Requests the host may be handed now: none while it is paused, else what its window leaves. */
+static unsigned room(const struct qf_client *cl, const struct qf_host *h)
+{
+    unsigned cap = win_cap(cl, h), w = h->win != 0 && h->win < cap ? h->win : cap;
+
+    return h->pause.idx < 0 && w > h->inflight ? w - h->inflight : 0;
+}
+
+static void send_one(struct qf_host *h, struct qf_req *r)
+{
+    qf_sched_unlink(h, r);
+    r->epoch = h->epoch;
+    h->inflight++;
+}
+
+/* Takes the queue's head, and with pipelining up to depth-1 more behind it (within the host's
+ * room), as a chain. */
+static struct qf_req *take(struct qf_client *cl, struct qf_host *h, unsigned room_left)
 {
     unsigned depth = h->no_pipeline ? 1 : cl->pipeline;
     struct qf_req *head = h->qhead, *tail = head, *r;
 
-    qf_sched_unlink(h, head);
+    if (depth > room_left)
+        depth = room_left;
+    send_one(h, head);
     for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL && !r->want_fresh; k++) {
-        qf_sched_unlink(h, r);
+        send_one(h, r);
         tail->next = r;
         tail = r;
     }
@@ -214,16 +240,17 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
         fail_queue(cl, h);
         return;
     }
-    while ((r = qf_sched_head(cl, h)) != NULL) {
+    unsigned n;
+    while ((n = room(cl, h)) > 0 && (r = qf_sched_head(cl, h)) != NULL) {
         if (!r->want_fresh && h->nidle > 0) {
             struct qf_conn *c = h->idle[--h->nidle];
-            qf_conn_assign(c, take(cl, h));
+            qf_conn_assign(c, take(cl, h, n));
         } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
             struct qf_conn *c = free_slot(cl, h);
             if (c == NULL)
                 break;
             r->want_fresh = 0;
-            qf_conn_open(c, h, take(cl, h));
+            qf_conn_open(c, h, take(cl, h, n));
         } else if (h->nidle > 0) {
             qf_conn_close(h->idle[h->nidle - 1]); /* make room for a fresh connection */
         } else {
@@ -249,7 +276,8 @@ int qf_sched_ready(const struct qf_client *cl)
     for (unsigned i = 0; i < cl->nhosts; i++) {
         const struct qf_host *h = cl->hosts[i];
         if (h->nqueued > 0 &&
-            (h->fatal || !h->resolved || h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))
+            (h->fatal || !h->resolved ||
+             (room(cl, h) > 0 && (h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))))
             return 1;
     }
     return 0;
@@ -306,6 +334,110 @@ static void finish(struct qf_client *cl, struct qf_req *r, const struct qf_outco
     qf_req_release(cl, r);
 }
 
+/* ---- One rate limit per host ------------------------------------------------------------
+ * A server limits an address, not a request: a 429 (or a 503 with Retry-After) slows the whole
+ * host. Its in-flight window is halved (additive increase, multiplicative decrease: one more
+ * per window of successes, up to the connections' capacity) and the host pauses: until
+ * Retry-After, capped, or for an exponential backoff with jitter per consecutive 429. The
+ * requests it hit go back to the front of the host's queue, paced by the window. */
+
+#define PAUSE_BASE_MS 500 /* without Retry-After: 250-500 ms, doubled per consecutive 429 */
+/* Regrowing the window to where a 429 met it takes this many windows of successes instead of
+ * one: against a fixed limit the plain sawtooth would meet it again every few requests, and
+ * each meeting costs a refused request per request in flight. */
+#define WIN_PROBE 16
+
+static int rate_limited(const struct qf_outcome *o)
+{
+    return o->err == 0 && (o->status == 429 || (o->status == 503 && o->retry_after_s >= 0));
+}
+
+/* A complete answer, neither a rate limit nor a server error: the window grows. Answers to
+ * requests sent before the last halving say nothing about the window since. */
+static void host_served(struct qf_client *cl, struct qf_host *h, const struct qf_req *r)
+{
+    if (r->epoch != h->epoch)
+        return;
+    h->n429 = 0;
+    if (h->win == 0 || h->win >= win_cap(cl, h))
+        return;
+    unsigned need = h->win + 1 >= h->win_top ? h->win * WIN_PROBE : h->win;
+    if (++h->win_acks < need)
+        return;
+    h->win++;
+    h->win_acks = 0;
+    if (h->win >= h->win_top)
+        h->win_top = 0; /* the old limit is passed: plain growth again */
+}
+
+/* The host's limit answered r (ra_s: its Retry-After, within the cap, or -1). The first such
+ * answer to a request sent since the last halving halves the window and pauses the host;
+ * later ones tell of the same overload, though a later Retry-After may extend the pause.
+ * Returns the pause left, in ms. */
+static int64_t host_slow(struct qf_client *cl, struct qf_host *h, const struct qf_req *r,
+                         int status, int ra_s)
+{
+    int64_t d_ms = ra_s >= 0 ? ra_s * 1000LL : -1;
+
+    if (r->epoch == h->epoch) {
+        unsigned cap = win_cap(cl, h), flight = h->inflight + 1; /* r was in flight */
+        unsigned w = h->win != 0 && h->win < cap ? h->win : cap;
+        if (flight < w)
+            w = flight;
+        h->win_top = w;
+        h->win = w / 2 > 0 ? w / 2 : 1;
+        h->win_acks = 0;
+        h->epoch++;
+        if (h->n429 < 16)
+            h->n429++;
+        if (d_ms < 0) {
+            d_ms = (int64_t)PAUSE_BASE_MS << (h->n429 - 1 < 4 ? h->n429 - 1 : 4);
+            if (d_ms > QF_RETRY_AFTER_CAP_MS)
+                d_ms = QF_RETRY_AFTER_CAP_MS;
+            d_ms = d_ms / 2 + (int64_t)(rnd(cl) % (uint64_t)(d_ms / 2 + 1));
+        }
+        qf_result_log(cl, "%s: HTTP %d: window %u, host paused %lld ms", h->url.host, status,
+                      h->win, (long long)d_ms);
+    }
+    if (d_ms > 0) {
+        int64_t until = cl->now_us + d_ms * 1000;
+        if (h->pause.idx < 0)
+            cl->st.host_pauses++;
+        if (h->pause.idx < 0 || h->pause.at_us < until)
+            qf_heap_set(&cl->timers, &h->pause, until);
+    }
+    return h->pause.idx >= 0 ? (h->pause.at_us - cl->now_us + 999) / 1000 : 0;
+}
+
+/* r met the host's rate limit: back to the front of the queue, or its final outcome. */
+static void on_limited(struct qf_client *cl, struct qf_req *r, const struct qf_outcome *o,
+                       int can_retry)
+{
+    struct qf_host *h = r->host;
+    struct qf_outcome x = *o;
+
+    cl->st.rate_limited++;
+    if (o->retry_after_s >= 0 && o->retry_after_s * 1000LL > QF_RETRY_AFTER_CAP_MS) {
+        /* Retrying before the server's word would only be refused again. The host does not
+         * pause for a wait it would not keep, nor shrink for an answer that ends r anyway. */
+        x.limited = QF_LIMIT_LONG;
+        x.wait_s = o->retry_after_s;
+        finish(cl, r, &x);
+        return;
+    }
+    int64_t left_ms = host_slow(cl, h, r, o->status, o->retry_after_s);
+    if (can_retry) {
+        cl->st.retries++;
+        qf_result_log(cl, "%s: HTTP %d, back in the queue of %s",
+                      r->general == NULL ? r->symbol : r->target, o->status, h->url.host);
+        qf_sched_push(h, r, 1);
+        return;
+    }
+    x.limited = QF_LIMIT_RETRIES;
+    x.wait_s = left_ms > 1000 ? (int)((left_ms + 999) / 1000) : 1;
+    finish(cl, r, &x);
+}
+
 void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_outcome *o)
 {
     struct qf_host *h = r->host;
@@ -313,6 +445,7 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
     int can_retry = r->attempts <= r->retries &&
                     (r->general == NULL || r->general->body_seen == 0) && !r->cancelled;
 
+    h->inflight--;
     r->conn = NULL;
     if (r->cancelled) {
         finish(cl, r, o);
@@ -342,6 +475,12 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
         h->fatal = QF_ECERT;
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", o->msg);
     }
+    if (rate_limited(o)) {
+        on_limited(cl, r, o, can_retry);
+        return;
+    }
+    if (o->err == 0 && o->status < 500)
+        host_served(cl, h, r);
     if (retryable(o->err, o->status) && can_retry) {
         char msg[32];
         if (o->err == 0)
@@ -369,6 +508,7 @@ void qf_sched_unanswered(struct qf_client *cl, struct qf_host *h, struct qf_req 
         v[n++] = q;
     while (n-- > 0) { /* back to the front, in their order */
         struct qf_req *q = v[n];
+        h->inflight--;
         q->attempts--;
         q->want_fresh = 1;
         if (q->cancelled) {
@@ -388,6 +528,8 @@ void qf_sched_timer(struct qf_client *cl, struct qf_req *r)
 
 void qf_sched_drop(struct qf_client *cl, struct qf_req *r)
 {
+    if (r->where == QF_REQ_ACTIVE)
+        r->host->inflight--;
     done(cl, r);
     qf_req_release(cl, r);
 }

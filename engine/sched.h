@@ -45,6 +45,7 @@ struct qf_req {
     int id;                /* general requests: key in the client's id table; quotes: -1 */
     int attempts;          /* attempts started */
     int retries;
+    unsigned epoch;        /* its host's epoch when it was handed to a connection */
     unsigned char where;   /* enum qf_req_where */
     unsigned char resent;  /* already re-sent once after a stale keep-alive connection */
     unsigned char want_fresh;   /* the next attempt must use a new connection */
@@ -63,6 +64,10 @@ struct qf_span {
     int reused;            /* the attempt went over a kept-alive connection */
 };
 
+/* Why a rate-limited request ended: its retries ran out, or the server asked for a longer
+ * wait (Retry-After) than QF_RETRY_AFTER_CAP_MS. */
+enum qf_limit { QF_LIMIT_NONE, QF_LIMIT_RETRIES, QF_LIMIT_LONG };
+
 /* What one attempt came to, reported by its connection, which has already parked or closed
  * itself: a decision may hand the request (or others) to any connection. The views are valid
  * during the call only. */
@@ -77,6 +82,9 @@ struct qf_outcome {
     const char *headers;   /* general requests: "name\0value\0" pairs, nheaders of them */
     size_t headers_len, nheaders;
     struct qf_span span;
+    /* Set by the scheduler on a final outcome that the host's rate limit decided. */
+    enum qf_limit limited;
+    int wait_s;            /* with limited: the wait the server asks for, or the host's pause */
 };
 
 /* The record pool: records alive are bounded by the most in use at once. */

@@ -1,10 +1,12 @@
-/* The engine's clock and one min-heap of deadlines (connections' and backoff waits'). */
+/* The engine's clock and one min-heap of deadlines: connections', backoff waits' and hosts'
+ * rate-limit pauses. */
 #ifndef QF_TIMER_H
 #define QF_TIMER_H
 
 #include <stdint.h>
 
-enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ };
+/* HOST: a host's rate-limit pause, whose expiry needs no action: dispatch follows. */
+enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ, QF_TIMER_HOST };
 struct qf_timer {
     int64_t at_us;
     int idx; /* position in the heap, -1 when not armed */

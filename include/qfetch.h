@@ -109,6 +109,8 @@ struct qf_stats {
     uint64_t early_data;      /* requests the server accepted as TLS 1.3 early data */
     uint64_t conns_unused;    /* connected, then closed before a handshake: the others sufficed */
     double wall_ms;           /* from the first step to the last completion */
+    uint64_t rate_limited;    /* answers that were a host's rate limit: 429, 503 with Retry-After */
+    uint64_t host_pauses;     /* times a host was paused for its rate limit */
 };
 
 /* Creates a client. On failure returns NULL and, when errbuf is not NULL, writes the reason.

@@ -41,9 +41,10 @@ DEFAULT_FIXTURES = os.path.join(HERE, "..", "..", "shared", "fixtures", "yahoo")
 STATS_RE = re.compile(r"^qfetch: stats: conns_opened=(\d+) conns_unused=(\d+) requests_sent=(\d+) "
                       r"reused=(\d+) tls_full=(\d+) tls_resumed=(\d+) retries=(\d+) "
                       r"stale_resends=(\d+) bytes_read=(\d+) early_data=(\d+) "
-                      r"wall_ms=(\d+(?:\.\d+)?)$", re.M)
+                      r"rate_limited=(\d+) host_pauses=(\d+) wall_ms=(\d+(?:\.\d+)?)$", re.M)
 STATS_KEYS = ["conns_opened", "conns_unused", "requests_sent", "reused", "tls_full", "tls_resumed",
-              "retries", "stale_resends", "bytes_read", "early_data", "wall_ms"]
+              "retries", "stale_resends", "bytes_read", "early_data", "rate_limited",
+              "host_pauses", "wall_ms"]
 CENT = Decimal("0.01")
 
 
