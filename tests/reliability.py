@@ -904,7 +904,130 @@ def valgrind_1000_tickers():
     note("%.1fs under valgrind" % r.elapsed)
 
 
-# ---------------------------------------------------------------- 5. bad input from the user
+# ---------------------------------------------------------------- 5. one rate limit per host
+
+RATE_N = 200              # tickers per limited batch, qfetch's defaults otherwise (-c 8)
+RATE_RUN_TIMEOUT_S = 240  # a bound, not a target: twenty 1 s Retry-After pauses take ~20 s
+
+
+def limited_batch(target, *server_opts):
+    """RATE_N tickers with default options against a server that limits requests per address
+    (issue 17): every price, and at most `target` requests per ticker as the server counted
+    them. --timeout 30: a loaded machine may slow an answer, never a count."""
+    tickers = [uniq() for _ in range(RATE_N)]
+    with I.fresh_server(*server_opts) as srv:
+        r = qf(tickers, "--timeout", "30", srv=srv, stats=True, timeout=RATE_RUN_TIMEOUT_S)
+        st = srv.stats()
+    expect_rc(r, 0)
+    I.expect_all_ok(r, tickers)
+    cs = r.stats()
+    per = st["requests_total"] / RATE_N
+    note("%.2f requests per ticker (%d refused), %d host pauses, %.1fs"
+         % (per, st["limited"], cs["host_pauses"], r.elapsed))
+    check(per <= target, "%d requests for %d tickers: %.2f per ticker, more than %.1f"
+          % (st["requests_total"], RATE_N, per, target))
+    check(cs["rate_limited"] == st["limited"], "client counted %d rate-limit answers, the server "
+          "sent %d" % (cs["rate_limited"], st["limited"]))
+    check(cs["requests_sent"] == st["requests_total"], "client sent %d, server saw %d"
+          % (cs["requests_sent"], st["requests_total"]))
+
+
+@test
+def rate_limit_token_bucket_retry_after():
+    """20 requests/s, burst 10, 429 with Retry-After: 1 when empty: 200/200, <= 1.3 per ticker."""
+    limited_batch(1.3, "--rate-limit", "20", "--burst", "10", "--limit-retry-after", "1")
+
+
+@test
+def rate_limit_token_bucket_no_retry_after():
+    """The same bucket answering a bare 429: the host's own backoff paces it."""
+    limited_batch(1.3, "--rate-limit", "20", "--burst", "10")
+
+
+@test
+def rate_limit_max_inflight_4():
+    """429 to a request arriving while 4 are being served (each takes 20 ms): <= 1.1 per
+    ticker, with -c 8."""
+    limited_batch(1.1, "--max-inflight", "4", "--service-ms", "20")
+
+
+LIMIT_MSG = ("rate limited by localhost (HTTP 429) after %d attempt%s; Yahoo limits requests "
+             "per address, %swait %s s")
+
+
+@test
+def rate_limited_error_after_retries():
+    """A ticker the server always refuses with 429 ends with one plain sentence naming the host,
+    the attempts and the wait (Retry-After: 1, or the host's pause without it), never the
+    body's JSON error ("delisted") or text; the other tickers get their prices. Separate runs:
+    in one batch, one ticker's 429s would lengthen the pause the other's message names."""
+    ra, bare, js = "RATEALWAYS_" + uniq(), "RATENORA_" + uniq(), "RATEJSON_" + uniq()
+    normals = [uniq() for _ in range(4)]
+    any_wait = re.escape(LIMIT_MSG % (3, "s", "try -c 2 or ", "@")).replace("@", r"\d+")
+    with I.fresh_server() as srv:
+        r = qf(normals[:2] + [ra] + normals[2:], srv=srv, timeout=60)
+        r2 = qf([bare, normals[0], js], srv=srv, timeout=60)
+        r3 = qf([bare], "-c", "1", "--retries", "0", srv=srv)
+        st = srv.stats()
+    expect_rc(r, 1)
+    for t in normals:
+        expect_ok(r, t)
+    it = expect_err(r, ra, status=429)
+    check(it["error"] == LIMIT_MSG % (3, "s", "try -c 2 or ", "1"), "%s: %r" % (ra, it["error"]))
+    check(I.server_count(st, ra) == 3, "%s requested %d times, expected 3 (--retries 2)"
+          % (ra, I.server_count(st, ra)))
+    expect_rc(r2, 1)
+    expect_ok(r2, normals[0])
+    for t in (bare, js):
+        it = expect_err(r2, t, status=429)
+        check(re.fullmatch(any_wait, it["error"]), "%s: %r" % (t, it["error"]))
+    check(I.server_count(st, js) == 3, "%s requested %d times" % (js, I.server_count(st, js)))
+    expect_rc(r3, 1)
+    it = expect_err(r3, bare, status=429)
+    check(it["error"] == LIMIT_MSG % (1, "", "", "1"), "-c 1 --retries 0: %r" % it["error"])
+
+
+@test
+def retry_after_beyond_cap_ends_ticker():
+    """Retry-After: 3600 is beyond the 5 s qfetch waits: that ticker ends after one request
+    with the wait named, instead of retrying early; the host is not paused for it."""
+    t = "RATELONG_" + uniq()
+    normals = [uniq() for _ in range(3)]
+    with I.fresh_server() as srv:
+        r = qf([normals[0], t] + normals[1:], "-c", "1", srv=srv, stats=True)
+        st = srv.stats()
+    expect_rc(r, 1)
+    for n in normals:
+        expect_ok(r, n)
+    it = expect_err(r, t, "rate limited by localhost", "wait 3600 s", status=429)
+    check(I.server_count(st, t) == 1, "requested %d times" % I.server_count(st, t))
+    cs = r.stats()
+    check(cs["host_pauses"] == 0 and cs["retries"] == 0, "stats %s" % cs)
+    note(it["error"])
+
+
+@test
+def host_paused_by_429_and_503_retry_after():
+    """A 429, or a 503 with Retry-After, pauses the whole host: with -c 1 the next ticker is not
+    sent before the retry, which waits the server's second (the server's clock)."""
+    for prefix in ("ERR503RA_", "RATE_"):
+        x, a, b = prefix + uniq(), uniq(), uniq()
+        with I.fresh_server() as srv:
+            r = qf([x, a, b], "-c", "1", srv=srv, stats=True)
+            st = srv.stats()
+        expect_rc(r, 0)
+        I.expect_all_ok(r, [x, a, b])
+        order = [sym for sym, _ in st["arrivals"]]
+        check(order == [x, x, a, b], "%s: requests in the order %s, expected the retry first"
+              % (prefix, order))
+        gap_ms = st["arrivals"][1][1] - st["arrivals"][0][1]
+        check(gap_ms >= 950, "%s: retried after %.0f ms, Retry-After says 1 s" % (prefix, gap_ms))
+        cs = r.stats()
+        check(cs["host_pauses"] == 1 and cs["rate_limited"] == 1 and cs["retries"] == 1,
+              "%s: stats %s" % (prefix, cs))
+
+
+# ---------------------------------------------------------------- 6. bad input from the user
 
 def refused(args, stdin=None):
     """Exit 2, exactly one line on stderr, nothing on stdout, nothing sent to the server."""
