@@ -175,7 +175,7 @@ static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
     return cl->nfree > 0 ? &cl->conns[cl->free_slots[--cl->nfree]] : NULL;
 }
 
-/* Requests in flight the host's connections can hold: its window before any 429. */
+/* Requests in flight the host's connections can hold, pipelined: its window before a 429. */
 static unsigned win_cap(const struct qf_client *cl, const struct qf_host *h)
 {
     return h->max * (h->no_pipeline ? 1 : cl->pipeline);
@@ -337,11 +337,11 @@ static void finish(struct qf_client *cl, struct qf_req *r, const struct qf_outco
 /* ---- One rate limit per host ------------------------------------------------------------
  * A server limits an address, not a request: a 429 (or a 503 with Retry-After) slows the whole
  * host. Its in-flight window is halved (additive increase, multiplicative decrease: one more
- * per window of successes, up to the connections' capacity) and the host pauses: until
+ * per window of successes, up to -c, the host's connections) and the host pauses: until
  * Retry-After, capped, or for an exponential backoff with jitter per consecutive 429. The
  * requests it hit go back to the front of the host's queue, paced by the window. */
 
-#define PAUSE_BASE_MS 500 /* without Retry-After: 250-500 ms, doubled per consecutive 429 */
+#define PAUSE_BASE_MS 1000 /* without Retry-After: 0.5-1 s, doubled per consecutive 429 */
 /* Regrowing the window to where a 429 met it takes this many windows of successes instead of
  * one: against a fixed limit the plain sawtooth would meet it again every few requests, and
  * each meeting costs a refused request per request in flight. */
@@ -354,12 +354,12 @@ static int rate_limited(const struct qf_outcome *o)
 
 /* A complete answer, neither a rate limit nor a server error: the window grows. Answers to
  * requests sent before the last halving say nothing about the window since. */
-static void host_served(struct qf_client *cl, struct qf_host *h, const struct qf_req *r)
+static void host_served(struct qf_host *h, const struct qf_req *r)
 {
     if (r->epoch != h->epoch)
         return;
     h->n429 = 0;
-    if (h->win == 0 || h->win >= win_cap(cl, h))
+    if (h->win == 0 || h->win >= h->max)
         return;
     unsigned need = h->win + 1 >= h->win_top ? h->win * WIN_PROBE : h->win;
     if (++h->win_acks < need)
@@ -385,7 +385,9 @@ static int64_t host_slow(struct qf_client *cl, struct qf_host *h, const struct q
         if (flight < w)
             w = flight;
         h->win_top = w;
-        h->win = w / 2 > 0 ? w / 2 : 1;
+        /* Pipelined requests behind a refused one are refused too: a limited host gets at most
+         * one request per connection. */
+        h->win = w / 2 > h->max ? h->max : w / 2 > 0 ? w / 2 : 1;
         h->win_acks = 0;
         h->epoch++;
         if (h->n429 < 16)
@@ -409,6 +411,28 @@ static int64_t host_slow(struct qf_client *cl, struct qf_host *h, const struct q
     return h->pause.idx >= 0 ? (h->pause.at_us - cl->now_us + 999) / 1000 : 0;
 }
 
+/* Back into the queue, to be sent at the host's pace: ahead of every request with fewer
+ * attempts, behind those with as many. A refused batch keeps its order, and the requests
+ * nearest their last attempt go first: pushed to the very front one by one, the batch would
+ * turn round each time and its last requests be refused again and again. */
+static void requeue(struct qf_host *h, struct qf_req *r)
+{
+    struct qf_req *q = h->qhead;
+
+    while (q != NULL && q->attempts >= r->attempts)
+        q = q->next;
+    if (q == NULL || q->prev == NULL) {
+        qf_sched_push(h, r, q != NULL);
+        return;
+    }
+    h->nqueued++;
+    r->where = QF_REQ_QUEUED;
+    r->prev = q->prev;
+    r->next = q;
+    q->prev->next = r;
+    q->prev = r;
+}
+
 /* r met the host's rate limit: back to the front of the queue, or its final outcome. */
 static void on_limited(struct qf_client *cl, struct qf_req *r, const struct qf_outcome *o,
                        int can_retry)
@@ -430,7 +454,7 @@ static void on_limited(struct qf_client *cl, struct qf_req *r, const struct qf_o
         cl->st.retries++;
         qf_result_log(cl, "%s: HTTP %d, back in the queue of %s",
                       r->general == NULL ? r->symbol : r->target, o->status, h->url.host);
-        qf_sched_push(h, r, 1);
+        requeue(h, r);
         return;
     }
     x.limited = QF_LIMIT_RETRIES;
@@ -480,7 +504,7 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
         return;
     }
     if (o->err == 0 && o->status < 500)
-        host_served(cl, h, r);
+        host_served(h, r);
     if (retryable(o->err, o->status) && can_retry) {
         char msg[32];
         if (o->err == 0)

@@ -910,13 +910,14 @@ RATE_N = 200              # tickers per limited batch, qfetch's defaults otherwi
 RATE_RUN_TIMEOUT_S = 240  # a bound, not a target: twenty 1 s Retry-After pauses take ~20 s
 
 
-def limited_batch(target, *server_opts):
+def limited_batch(target, *server_opts, client_opts=()):
     """RATE_N tickers with default options against a server that limits requests per address
     (issue 17): every price, and at most `target` requests per ticker as the server counted
     them. --timeout 30: a loaded machine may slow an answer, never a count."""
     tickers = [uniq() for _ in range(RATE_N)]
     with I.fresh_server(*server_opts) as srv:
-        r = qf(tickers, "--timeout", "30", srv=srv, stats=True, timeout=RATE_RUN_TIMEOUT_S)
+        r = qf(tickers, "--timeout", "30", *client_opts, srv=srv, stats=True,
+               timeout=RATE_RUN_TIMEOUT_S)
         st = srv.stats()
     expect_rc(r, 0)
     I.expect_all_ok(r, tickers)
@@ -949,6 +950,14 @@ def rate_limit_max_inflight_4():
     """429 to a request arriving while 4 are being served (each takes 20 ms): <= 1.1 per
     ticker, with -c 8."""
     limited_batch(1.1, "--max-inflight", "4", "--service-ms", "20")
+
+
+@test
+def rate_limit_token_bucket_pipelined():
+    """--pipeline 25 puts all 200 requests in flight before the first answer, so about 190 are
+    refused whatever the client does; after that a limited host gets one request per
+    connection, and the refused ones keep their order (no ticker is refused three times)."""
+    limited_batch(2.3, "--rate-limit", "20", "--burst", "10", client_opts=("--pipeline", "25"))
 
 
 LIMIT_MSG = ("rate limited by localhost (HTTP 429) after %d attempt%s; Yahoo limits requests "
