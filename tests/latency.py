@@ -6,7 +6,7 @@ files, --repeat with --stats=json, the progress line on a terminal, TCP Fast Ope
     latency.py --build DIR [--certs DIR] [--filter SUBSTR]
 
 Reuses integration.py's runner and helpers; prints `ok name` / `FAIL name: why` and ends with
-`N passed, M failed`.
+`N passed, M failed, K skipped`.
 """
 import json
 import os

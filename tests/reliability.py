@@ -6,7 +6,7 @@
 Runs DIR/qfetch against tests/server.py (its fault-injecting specials), raw sockets and nginx.
 Every test runs qfetch in a subprocess with a hard timeout, asserts real outcomes (the prices of
 the untouched tickers, the named error of the broken ones, the run time, the server's counters)
-and prints `ok <name>` or `FAIL <name>: <why>`; the last line is `N passed, M failed`.
+and prints `ok <name>` or `FAIL <name>: <why>`; the last line is `N passed, M failed, K skipped`.
 --load adds the slow tests: 100,000 tickers through nginx, peak RSS at 1k/10k/100k tickers,
 valgrind on 1,000 tickers (run.py passes it for the non-sanitizer build only).
 The helpers (TestServer, qf, expect_ok, expect_err, uniq, usage_case...) are integration.py's.
@@ -1173,10 +1173,10 @@ def main():
             print(t.__name__)
         return 0
     t_all = time.monotonic()
-    passed, failed = I.run_selected(selected, certs=("ca.pem", "chainleaf.pem", "chainfull.pem",
-                                                     "ca.der", "keyonly.pem"))
+    certs = ("ca.pem", "chainleaf.pem", "chainfull.pem", "ca.der", "keyonly.pem")
+    passed, failed, skipped = I.run_selected(selected, certs=certs)
     print("# reliability suite: %.1fs" % (time.monotonic() - t_all), flush=True)
-    print("%d passed, %d failed" % (passed, failed), flush=True)
+    print(I.summary_line(passed, failed, skipped), flush=True)
     return 1 if failed else 0
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """`make test` driver: every cmocka binary, the integration suite and the reliability suite, for
 the normal build and optionally the ASan/UBSan build. Streams each suite's output and ends with
-exactly one line `N passed, M failed` summing all suites; exit status 1 if M > 0 or any suite
-errored. The reliability suite's slow tests (--load: 100k tickers, RSS, valgrind) run for the
-normal build only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
+exactly one line `N passed, M failed, K skipped` summing all suites; exit status 1 if M > 0 or
+any suite errored. The reliability suite's slow tests (--load: 100k tickers, RSS, valgrind) run
+for the normal build only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
+--unit-only (`make check`) runs the cmocka binaries alone.
 
     run.py --build build [--asan-build build/asan] [--no-valgrind] [--filter SUBSTR]
+           [--unit-only]
 """
 import argparse
 import glob
@@ -27,6 +29,8 @@ SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
 
 
 BENCH_TIMEOUT_S = 600
+# A suite's closing line: `N passed, M failed`, optionally `, K skipped`.
+SUMMARY_RE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$", re.M)
 
 
 def stream(cmd, env, timeout):
@@ -59,16 +63,22 @@ def stream(cmd, env, timeout):
     return rc, "".join(lines)
 
 
-def cmocka_counts(text):
-    """(passed, failed) from cmocka's summary lines, summed over groups; None if absent."""
-    passed = [int(n) for n in re.findall(r"^\[  PASSED  \] (\d+) test", text, re.M)]
-    failed = [int(n) for n in re.findall(r"^\[  FAILED  \] (\d+) test", text, re.M)]
-    if not passed and not failed:
-        m = re.findall(r"^(\d+) passed, (\d+) failed\s*$", text, re.M)
-        if m:
-            return int(m[-1][0]), int(m[-1][1])
+def summary_counts(text):
+    """(passed, failed, skipped) from the last closing line in text; None if there is none."""
+    m = SUMMARY_RE.findall(text)
+    if not m:
         return None
-    return sum(passed), sum(failed)
+    return int(m[-1][0]), int(m[-1][1]), int(m[-1][2] or 0)
+
+
+def cmocka_counts(text):
+    """(passed, failed, skipped) from cmocka's summary lines, summed over groups; None if absent.
+    cmocka prints `[  SKIPPED ] N test(s), listed below:` only when a test called skip()."""
+    def total(word):
+        return sum(int(n) for n in re.findall(r"^\[  %s *\] (\d+) test" % word, text, re.M))
+    if not re.search(r"^\[  (PASSED|FAILED)  \] \d+ test", text, re.M):
+        return summary_counts(text)
+    return total("PASSED"), total("FAILED"), total("SKIPPED")
 
 
 def run_unit(build, env, label, results):
@@ -82,16 +92,31 @@ def run_unit(build, env, label, results):
         counts = cmocka_counts(out)
         if counts is None:
             # A crash, a hang or a binary that printed no summary counts as one failure.
-            results.append((name, 0, 1, True))
+            results.append((name, 0, 1, 0, True))
             print("run.py: %s: no test counts (exit %s): 1 failure" % (name, rc), flush=True)
             continue
-        p, f = counts
+        p, f, s = counts
         errored = rc != 0 and f == 0
         if errored:
             print("run.py: %s exited %s with no failed test reported: 1 failure" % (name, rc),
                   flush=True)
             f = 1
-        results.append((name, p, f, errored))
+        results.append((name, p, f, s, errored))
+
+
+def suite_result(name, rc, out, results):
+    """One suite's counts from its closing line; no line, or an exit status the counts do not
+    explain, is one failure."""
+    counts = summary_counts(out)
+    if counts is None:
+        results.append((name, 0, 1, 0, True))
+        print("run.py: %s: no summary line (exit %s): 1 failure" % (name, rc), flush=True)
+        return
+    p, f, s = counts
+    errored = rc not in (0, 1) or (rc == 1 and f == 0)
+    if errored and f == 0:
+        f = 1
+    results.append((name, p, f, s, errored))
 
 
 def run_integration(build, env, label, results, valgrind, certs, filt, suite="integration"):
@@ -105,17 +130,8 @@ def run_integration(build, env, label, results, valgrind, certs, filt, suite="in
         cmd += ["--filter", filt]
     timeout = INTEGRATION_TIMEOUT_S if suite == "integration" else RELIABILITY_TIMEOUT_S
     rc, out = stream(cmd, env, timeout)
-    m = re.findall(r"^(\d+) passed, (\d+) failed\s*$", out, re.M)
-    name = "%s %s" % (label, suite)
-    if not m:
-        results.append((name, 0, 1, True))
-        print("run.py: %s: no summary line (exit %s): 1 failure" % (name, rc), flush=True)
-        return
-    p, f = int(m[-1][0]), int(m[-1][1])
-    errored = rc not in (0, 1) or (rc == 1 and f == 0)
-    if errored and f == 0:
-        f = 1
-    results.append((name, p, f, errored))
+    suite_result("%s %s" % (label, suite), rc, out, results)
+
 
 
 def run_fuzz(env, results):
@@ -129,7 +145,7 @@ def run_fuzz(env, results):
     bad = len(lines) - ok
     if rc != 0 and bad == 0:
         bad = 1
-    results.append(("fuzz (%ss per target)" % secs, ok, bad, rc != 0 and not lines))
+    results.append(("fuzz (%ss per target)" % secs, ok, bad, 0, rc != 0 and not lines))
 
 
 def run_bench_quick(env, results):
@@ -137,7 +153,7 @@ def run_bench_quick(env, results):
     rot; one test, failed when any contender gives a wrong answer or the harness breaks."""
     rc, out = stream(["make", "--no-print-directory", "-C", ROOT, "bench-quick"], env,
                      BENCH_TIMEOUT_S)
-    results.append(("bench-quick", 1 if rc == 0 else 0, 0 if rc == 0 else 1, False))
+    results.append(("bench-quick", 1 if rc == 0 else 0, 0 if rc == 0 else 1, 0, False))
 
 
 def certs_for(build, fallback):
@@ -156,6 +172,7 @@ def main():
     ap.add_argument("--clang-build", help="a clang build whose cmocka binaries run too")
     ap.add_argument("--no-valgrind", action="store_true")
     ap.add_argument("--filter", default="", help="passed to integration.py and reliability.py")
+    ap.add_argument("--unit-only", action="store_true", help="the cmocka binaries alone")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     t0 = time.monotonic()
@@ -164,6 +181,8 @@ def main():
     # The sanitizer options are inert for a build without sanitizers, so every suite gets them.
     env = dict(os.environ, QF_BUILD=build, **SAN_ENV)
     run_unit(build, env, os.path.relpath(build, ROOT), results)
+    if args.unit_only:
+        return summarize(results, t0)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
@@ -189,14 +208,18 @@ def main():
         for suite in ("reliability", "latency", "examples"):
             run_integration(asan, aenv, label, results, False, certs, args.filter, suite=suite)
 
+    return summarize(results, t0)
+
+
+def summarize(results, t0):
+    """One row per suite, then the closing line CI reads; the exit status."""
     print("== summary (%.0f s)" % (time.monotonic() - t0))
-    for name, p, f, errored in results:
-        print("   %-32s %4d passed, %d failed%s" % (name, p, f, "  (suite errored)" if errored
-                                                    else ""))
-    passed = sum(r[1] for r in results)
-    failed = sum(r[2] for r in results)
-    print("%d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed or any(r[3] for r in results) else 0
+    for name, p, f, s, errored in results:
+        print("   %-36s %4d passed, %d failed, %d skipped%s"
+              % (name, p, f, s, "  (suite errored)" if errored else ""))
+    passed, failed, skipped = (sum(r[i] for r in results) for i in (1, 2, 3))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped), flush=True)
+    return 1 if failed or any(r[4] for r in results) else 0
 
 
 if __name__ == "__main__":
