@@ -29,9 +29,11 @@ void *qf_malloc(size_t n);
 void *qf_calloc(size_t n, size_t size);
 void *qf_realloc(void *p, size_t n);
 void qf_free(void *p);
+#ifdef QF_ALLOC_HOOKS /* the test library's alloc.o only (Makefile): libqfetch.a keeps no count */
 unsigned long qf_alloc_calls(void);
 /* Tests: the call that makes qf_alloc_calls() reach n returns NULL (0: none). */
 void qf_alloc_fail_at(unsigned long n);
+#endif
 
 /* timer.c: one min-heap of deadlines for connections and backoff waits. */
 enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ };
