@@ -4,10 +4,11 @@ the normal build and optionally the ASan/UBSan build. Streams each suite's outpu
 exactly one line `N passed, M failed, K skipped` summing all suites; exit status 1 if M > 0 or
 any suite errored. The reliability suite's slow tests (--load: 100k tickers, RSS, valgrind) run
 for the normal build only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
---unit-only (`make check`) runs the cmocka binaries alone.
+--unit-only (`make check`) runs the cmocka binaries alone; --fresh-check (`make test`) first
+runs .ci/fresh-check, a clean clone's first `make demo`, before any other suite.
 
     run.py --build build [--asan-build build/asan] [--no-valgrind] [--filter SUBSTR]
-           [--unit-only]
+           [--unit-only] [--fresh-check]
 """
 import argparse
 import glob
@@ -29,6 +30,7 @@ SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
 
 
 BENCH_TIMEOUT_S = 600
+FRESH_TIMEOUT_S = 1200
 # A suite's closing line: `N passed, M failed`, optionally `, K skipped`.
 SUMMARY_RE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$", re.M)
 
@@ -133,6 +135,14 @@ def run_integration(build, env, label, results, valgrind, certs, filt, suite="in
     suite_result("%s %s" % (label, suite), rc, out, results)
 
 
+def run_fresh_check(results):
+    """.ci/fresh-check: removes node-llhttp and libjsmn-dev, runs a clean clone's first
+    `make demo` (which installs them again). It runs before every other suite and alone, so no
+    build of this run can see /usr/share/llhttp half gone."""
+    rc, out = stream([os.path.join(ROOT, ".ci", "fresh-check")], dict(os.environ),
+                     FRESH_TIMEOUT_S)
+    suite_result("fresh-check", rc, out, results)
+
 
 def run_fuzz(env, results):
     """`make fuzz`: each libFuzzer target for FUZZ_SECONDS (60 unless set) under ASan+UBSan;
@@ -173,11 +183,14 @@ def main():
     ap.add_argument("--no-valgrind", action="store_true")
     ap.add_argument("--filter", default="", help="passed to integration.py and reliability.py")
     ap.add_argument("--unit-only", action="store_true", help="the cmocka binaries alone")
+    ap.add_argument("--fresh-check", action="store_true", help="first, .ci/fresh-check")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     t0 = time.monotonic()
     results = []
 
+    if args.fresh_check:
+        run_fresh_check(results)
     # The sanitizer options are inert for a build without sanitizers, so every suite gets them.
     env = dict(os.environ, QF_BUILD=build, **SAN_ENV)
     run_unit(build, env, os.path.relpath(build, ROOT), results)
