@@ -91,32 +91,21 @@ def run_unit(build, env, label, results):
     for b in bins:
         name = "%s %s" % (label, os.path.basename(b))
         rc, out = stream([b], env, UNIT_TIMEOUT_S)
-        counts = cmocka_counts(out)
-        if counts is None:
-            # A crash, a hang or a binary that printed no summary counts as one failure.
-            results.append((name, 0, 1, 0, True))
-            print("run.py: %s: no test counts (exit %s): 1 failure" % (name, rc), flush=True)
-            continue
-        p, f, s = counts
-        errored = rc != 0 and f == 0
-        if errored:
-            print("run.py: %s exited %s with no failed test reported: 1 failure" % (name, rc),
-                  flush=True)
-            f = 1
-        results.append((name, p, f, s, errored))
+        record(name, rc, cmocka_counts(out), results)
 
 
-def suite_result(name, rc, out, results):
-    """One suite's counts from its closing line; no line, or an exit status the counts do not
-    explain, is one failure."""
-    counts = summary_counts(out)
+def record(name, rc, counts, results):
+    """Appends one suite's (name, passed, failed, skipped, errored). A crash, a hang or no
+    summary (counts None), or a failing exit status with no failed test, is one failure."""
     if counts is None:
         results.append((name, 0, 1, 0, True))
-        print("run.py: %s: no summary line (exit %s): 1 failure" % (name, rc), flush=True)
+        print("run.py: %s: no test counts (exit %s): 1 failure" % (name, rc), flush=True)
         return
     p, f, s = counts
-    errored = rc not in (0, 1) or (rc == 1 and f == 0)
+    errored = rc is None or rc < 0 or (rc != 0 and f == 0)
     if errored and f == 0:
+        print("run.py: %s exited %s with no failed test reported: 1 failure" % (name, rc),
+              flush=True)
         f = 1
     results.append((name, p, f, s, errored))
 
@@ -132,7 +121,7 @@ def run_integration(build, env, label, results, valgrind, certs, filt, suite="in
         cmd += ["--filter", filt]
     timeout = INTEGRATION_TIMEOUT_S if suite == "integration" else RELIABILITY_TIMEOUT_S
     rc, out = stream(cmd, env, timeout)
-    suite_result("%s %s" % (label, suite), rc, out, results)
+    record("%s %s" % (label, suite), rc, summary_counts(out), results)
 
 
 def run_fresh_check(results):
@@ -141,7 +130,7 @@ def run_fresh_check(results):
     build of this run can see /usr/share/llhttp half gone."""
     rc, out = stream([os.path.join(ROOT, ".ci", "fresh-check")], dict(os.environ),
                      FRESH_TIMEOUT_S)
-    suite_result("fresh-check", rc, out, results)
+    record("fresh-check", rc, summary_counts(out), results)
 
 
 def run_fuzz(env, results):
