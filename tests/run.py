@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""`make test` driver: every cmocka binary, the integration suite and the reliability suite, for
-the normal build and optionally the ASan/UBSan build. Streams each suite's output and ends with
-exactly one line `N passed, M failed, K skipped` summing all suites; exit status 1 if M > 0 or
-any suite errored. The reliability suite's slow tests (--load: 100k tickers, RSS, valgrind) run
-for the normal build only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
+"""`make test` driver: every cmocka binary and every Python suite (cli_fetch.py,
+faults_and_limits.py, sessions_and_pipelining.py, examples_and_install.py) for the normal build
+and optionally the ASan/UBSan build. Streams each suite's output and ends with exactly one line
+`N passed, M failed, K skipped` summing all suites; exit status 1 if M > 0 or any suite errored.
+faults_and_limits.py's slow tests (--load: 100k tickers, RSS, valgrind) run for the normal build
+only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
 --unit-only (`make check`) runs the cmocka binaries alone; --fresh-check (`make test`) first
 runs .ci/fresh-check, a clean clone's first `make demo`, before any other suite.
 
@@ -110,16 +111,16 @@ def record(name, rc, counts, results):
     results.append((name, p, f, s, errored))
 
 
-def run_integration(build, env, label, results, valgrind, certs, filt, suite="integration"):
-    """integration.py (valgrind: --valgrind) or reliability.py (valgrind: --load)."""
+def run_integration(build, env, label, results, valgrind, certs, filt, suite="cli_fetch"):
+    """cli_fetch.py (valgrind: --valgrind) or faults_and_limits.py (valgrind: --load)."""
     cmd = [PY, os.path.join(HERE, suite + ".py"), "--build", build]
     if certs:
         cmd += ["--certs", certs]
     if valgrind:
-        cmd.append("--valgrind" if suite == "integration" else "--load")
+        cmd.append("--valgrind" if suite == "cli_fetch" else "--load")
     if filt:
         cmd += ["--filter", filt]
-    timeout = INTEGRATION_TIMEOUT_S if suite == "integration" else RELIABILITY_TIMEOUT_S
+    timeout = INTEGRATION_TIMEOUT_S if suite == "cli_fetch" else RELIABILITY_TIMEOUT_S
     rc, out = stream(cmd, env, timeout)
     record("%s %s" % (label, suite), rc, summary_counts(out), results)
 
@@ -170,7 +171,7 @@ def main():
     ap.add_argument("--asan-build")
     ap.add_argument("--clang-build", help="a clang build whose cmocka binaries run too")
     ap.add_argument("--no-valgrind", action="store_true")
-    ap.add_argument("--filter", default="", help="passed to integration.py and reliability.py")
+    ap.add_argument("--filter", default="", help="passed to the Python suites")
     ap.add_argument("--unit-only", action="store_true", help="the cmocka binaries alone")
     ap.add_argument("--fresh-check", action="store_true", help="first, .ci/fresh-check")
     args = ap.parse_args()
@@ -188,8 +189,8 @@ def main():
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
-                    not args.no_valgrind, None, args.filter, suite="reliability")
-    for suite in ("latency", "examples"):
+                    not args.no_valgrind, None, args.filter, suite="faults_and_limits")
+    for suite in ("sessions_and_pipelining", "examples_and_install"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
@@ -207,7 +208,8 @@ def main():
         label = os.path.relpath(asan, ROOT)
         run_unit(asan, aenv, label, results)
         run_integration(asan, aenv, label, results, False, certs, args.filter)
-        for suite in ("reliability", "latency", "examples"):
+        for suite in ("faults_and_limits", "sessions_and_pipelining",
+                      "examples_and_install"):
             run_integration(asan, aenv, label, results, False, certs, args.filter, suite=suite)
 
     return summarize(results, t0)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """qfetch integration tests: the built CLI against tests/server.py, nginx and stalled sockets.
 
-    integration.py --build DIR [--certs CERTDIR] [--valgrind] [--filter SUBSTR] [--list]
+    cli_fetch.py --build DIR [--certs CERTDIR] [--valgrind] [--filter SUBSTR] [--list]
 
 Uses DIR/qfetch and the certificates in DIR/test/certs (`make certs`) unless --certs says.
 Every test runs qfetch in a subprocess with a hard timeout and prints `ok <name>` or

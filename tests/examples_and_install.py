@@ -2,7 +2,7 @@
 """qfetch examples suite: examples/*.c, the static build, the size budget, `make install` and the
 man page, against tests/server.py (and a plain HTTP server in this process) on 127.0.0.1.
 
-    examples.py --build DIR [--certs CERTDIR] [--filter SUBSTR] [--measure]
+    examples_and_install.py --build DIR [--certs CERTDIR] [--filter SUBSTR] [--measure]
 
 Uses DIR/examples/* (built here with `make examples` unless DIR is a sanitizer build, which must
 be built beforehand) and the certificates in DIR/test/certs unless --certs says. Prints `ok name`,
