@@ -15,7 +15,7 @@ With --wait-usr1 it first prints `WAITING` and binds only when SIGUSR1 arrives (
 fixed port with the interpreter already loaded). --tls-max 1.0/1.1 offers only those versions
 (with `@SECLEVEL=0` so OpenSSL 3 agrees); --rcvbuf shrinks SO_RCVBUF of accepted sockets, so the
 unread rest of a large request stays in flight (in the client's send queue) while the server is
-not reading. Fault injection for tests/reliability.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
+not reading. Fault injection for tests/faults_and_limits.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
 SLOWLORIS_, EARLY_, EARLYCLOSE_, EARLYRST_, EXTRAREC_ (their handlers say what they send); what
 they did shows in /_stats as `special_events`.
 `price_for(sym)` is importable: the price every ordinary ticker gets.
@@ -860,7 +860,7 @@ SPECIALS = [
     ("STRPRICE_", h_strprice), ("DECOY_", h_decoy), ("TRUNC_", h_trunc), ("HANG_", h_hang),
     ("SILENT_", h_silent), ("RST_", h_rst), ("EXTRA_", h_extra), ("BIG_", h_big),
     ("SLOW_", h_slow), ("FIX_", h_fixture),
-    # fault injection (tests/reliability.py)
+    # fault injection (tests/faults_and_limits.py)
     ("RSTHDR_", h_rst_headers), ("ALERT_", h_alert), ("ALERTRAW_", h_alert),
     ("ALERTCN_", h_alert), ("SLOWLORIS_", h_slowloris), ("EARLY_", h_early),
     ("EARLYCLOSE_", h_early), ("EARLYRST_", h_early), ("EXTRAREC_", h_extra_record),

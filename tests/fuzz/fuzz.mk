@@ -43,9 +43,9 @@ $(FUZZ_DIR)/fuzz_args: $(FUZZ_ARGS_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lm $(LDFLAGS)
 
 # tests/test_fuzz_regress.c replays the corpora through the same checks under `make test` (gcc,
-# and the asan build). $^ lists these objects after libqfetch.a, so the archive is named again
+# and the asan build). $^ lists these objects after the test library, so it is named again
 # after them.
 FUZZ_REGRESS_OBJ = $(BUILD)/test/fuzz/check_response.o $(BUILD)/test/fuzz/check_args.o \
     $(BUILD)/test/fuzz/oracle.o $(BUILD)/cli/args.o $(BUILD)/cli/out.o
 $(BUILD)/test/test_fuzz_regress: $(FUZZ_REGRESS_OBJ)
-$(BUILD)/test/test_fuzz_regress: private override LDFLAGS += $(BUILD)/libqfetch.a -lm
+$(BUILD)/test/test_fuzz_regress: private override LDFLAGS += $(TEST_LIB) -lm

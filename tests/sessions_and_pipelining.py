@@ -3,10 +3,10 @@
 0-RTT early data (accepted and refused), HTTP/1.1 pipelining, corrupt or foreign session cache
 files, --repeat with --stats=json, the progress line on a terminal, TCP Fast Open.
 
-    latency.py --build DIR [--certs DIR] [--filter SUBSTR]
+    sessions_and_pipelining.py --build DIR [--certs DIR] [--filter SUBSTR]
 
-Reuses integration.py's runner and helpers; prints `ok name` / `FAIL name: why` and ends with
-`N passed, M failed`.
+Reuses cli_fetch.py's runner and helpers; prints `ok name` / `FAIL name: why` and ends with
+`N passed, M failed, K skipped`.
 """
 import json
 import os
@@ -21,8 +21,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import integration as it  # noqa: E402
-from integration import Fail, check, cert, uniq, price_for, chart_body, cents  # noqa: E402
+import cli_fetch as it  # noqa: E402
+from cli_fetch import Fail, check, cert, uniq, price_for, chart_body, cents  # noqa: E402
 
 del it.TESTS[:]  # only this file's tests
 test = it.test

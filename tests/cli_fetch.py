@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """qfetch integration tests: the built CLI against tests/server.py, nginx and stalled sockets.
 
-    integration.py --build DIR [--certs CERTDIR] [--valgrind] [--filter SUBSTR] [--list]
+    cli_fetch.py --build DIR [--certs CERTDIR] [--valgrind] [--filter SUBSTR] [--list]
 
 Uses DIR/qfetch and the certificates in DIR/test/certs (`make certs`) unless --certs says.
 Every test runs qfetch in a subprocess with a hard timeout and prints `ok <name>` or
-`FAIL <name>: <why>` followed by the tail of qfetch's stderr. The last line is
-`N passed, M failed`; exit status 1 if any failed.
+`FAIL <name>: <why>` followed by the tail of qfetch's stderr, or `skip <name>: <why>` when what
+it needs is absent (the Yahoo captures). The last line is `N passed, M failed, K skipped`;
+exit status 1 if any failed.
 Servers listen on 127.0.0.1 only and are stopped at exit, also when a test fails.
 Real Yahoo captures are read in place from /work/shared/fixtures/yahoo (or $QF_FIXTURES).
 """
@@ -61,6 +62,10 @@ NOTES = []          # remarks of the current test, printed after `ok name`
 
 class Fail(Exception):
     pass
+
+
+class Skip(Exception):
+    """Raised by a test whose subject is absent from this machine; counted apart."""
 
 
 def check(cond, msg):
@@ -1429,8 +1434,7 @@ def fixture_body_price(stem):
 @test
 def yahoo_fixtures():
     if not CFG.fixtures:
-        note("no fixtures folder; skipped")
-        return
+        raise Skip("no fixtures folder")
     exp = fixture_expectations()
     check(len([e for e in exp if e[1] == "ok"]) >= 6, "SOURCES.md table not understood: %s" % exp)
     tickers = ["FIX_" + stem for stem, _, _ in exp]
@@ -1488,12 +1492,12 @@ def tail(text, n=15):
 
 def run_selected(selected, certs=("ca.pem",)):
     """Runs the tests in turn (each `ok`/`FAIL` line as it ends), then every CLEANUP.
-    Returns (passed, failed); the caller prints the summary line."""
+    Returns (passed, failed, skipped); the caller prints summary_line() of them."""
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
 
-    passed = failed = 0
+    passed = failed = skipped = 0
     try:
         pre = []
         if not os.access(CFG.qfetch, os.X_OK):
@@ -1515,6 +1519,10 @@ def run_selected(selected, certs=("ca.pem",)):
                 passed += 1
                 extra = ("; " + "; ".join(NOTES)) if NOTES else ""
                 print("ok %s  # %.1fs%s" % (t.__name__, time.monotonic() - t0, extra), flush=True)
+            except Skip as e:
+                skipped += 1
+                print("skip %s: %s" % (t.__name__, e), flush=True)
+                continue
             except Fail as e:
                 failed += 1
                 print("FAIL %s: %s" % (t.__name__, e), flush=True)
@@ -1539,7 +1547,12 @@ def run_selected(selected, certs=("ca.pem",)):
                 fn()
             except Exception:
                 pass
-    return passed, failed
+    return passed, failed, skipped
+
+
+def summary_line(passed, failed, skipped):
+    """The closing line run.py and CI read."""
+    return "%d passed, %d failed, %d skipped" % (passed, failed, skipped)
 
 
 def setup(args, cache_prefix):
@@ -1571,8 +1584,8 @@ def main():
         for t in selected:
             print(t.__name__)
         return 0
-    passed, failed = run_selected(selected)
-    print("%d passed, %d failed" % (passed, failed), flush=True)
+    passed, failed, skipped = run_selected(selected)
+    print(summary_line(passed, failed, skipped), flush=True)
     return 1 if failed else 0
 
 
