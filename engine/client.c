@@ -419,6 +419,7 @@ static int turn(struct qf_client *c, int timeout_ms)
     if (n < 0 && errno != EINTR)
         return QF_EINVAL;
     c->now_us = qf_now_us();
+    c->turns++;
     for (int i = 0; i < n; i++) {
         uint64_t tag = ev[i].data.u64;
         if (tag == TIMERFD_TAG) {

@@ -62,6 +62,7 @@ struct qf_client {
     struct qf_header *hdrv;  /* headers handed to on_response, kept at high-water mark */
     size_t hdrv_cap;
     int64_t now_us, t_first_step, t_last_done;
+    uint64_t turns;          /* loop turns so far */
     uint64_t rng;
     struct qf_stats st;
 };

@@ -177,9 +177,10 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
     /* A reused connection that failed before any response byte met a keep-alive connection
      * the server had already closed. */
     o.resendable = c->nreq > 0 && !c->got_byte && (err == QF_ECLOSED || err == QF_ETLS);
+    /* Pipelined requests were written and the connection failed before all were answered. */
+    o.pipeline_cut = c->woff > 0 && (c->nanswered > 0 || c->ninflight > 1);
     span(c, &o.span);
-    /* Requests behind the head were cut only if any were written. */
-    struct qf_req *r = close_take(c, c->woff > 0);
+    struct qf_req *r = close_take(c, 0);
     if (r == NULL)
         return QF_CONN_FREE;
     if (cl->log != NULL)
@@ -289,6 +290,7 @@ static int begin_batch(struct qf_conn *c, struct qf_req *chain)
 
     c->req = chain;
     c->ninflight = 0;
+    c->nanswered = 0;
     c->write_failed = 0;
     c->wlen = c->woff = 0;
     for (struct qf_req *r = chain; r != NULL; r = r->next) {
@@ -298,7 +300,8 @@ static int begin_batch(struct qf_conn *c, struct qf_req *chain)
         r->attempts++;
         c->ninflight++;
         if (r->attempts == 1 && cl->log != NULL && r->general == NULL)
-            qf_result_log(cl, "Making request for %s price", r->symbol);
+            qf_result_log(cl, r->resent ? "Re-sending request for %s price on conn %u"
+                                        : "Making request for %s price", r->symbol, c->slot);
         if (rc == 0)
             rc = format_request(c, r);
     }
@@ -508,6 +511,16 @@ static int not_reusable(struct qf_conn *c)
     return n >= 0 || (errno != EAGAIN && errno != EINTR);
 }
 
+int qf_conn_reusable(struct qf_conn *c, int force)
+{
+    if ((!force && c->parked_turn == c->cl->turns) || !not_reusable(c))
+        return 1;
+    if (c->cl->log != NULL)
+        qf_result_log(c->cl, "conn %u: closed by the server while idle", c->slot);
+    qf_conn_close(c);
+    return 0;
+}
+
 /* The head request's response is complete: the connection parks, closes, or goes on with the
  * next pipelined response, and then the response is reported. more_bytes: the read held
  * bytes after it. Returns QF_CONN_RECV when another response is expected here. */
@@ -535,6 +548,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     qf_heap_del(&cl->timers, &c->timer);
     span(c, &o.span);
     c->nreq++;
+    c->nanswered++;
     if (keep && next == NULL && not_reusable(c))
         keep = 0;
     if (!keep) {
@@ -543,6 +557,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     } else if (next == NULL) {
         c->req = NULL;
         c->ninflight = 0;
+        c->parked_turn = cl->turns;
         conn_set_state(c, QF_CONN_PARKED);
         c->host->idle[c->host->nidle++] = c;
         if (c->host->nqueued == 0 && c->host->url.tls)

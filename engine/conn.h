@@ -41,11 +41,13 @@ struct qf_conn {
     int ready;             /* on the loop's ready list: its read budget ran out */
     unsigned nreq;         /* responses completed on this connection */
     unsigned ninflight;    /* requests written or to be written, answered in order */
+    unsigned nanswered;    /* responses completed of the batch written last */
     struct qf_client *cl;
     struct qf_host *host;
     struct qf_req *req;    /* the head of the chain being answered, in order */
     struct qf_timer timer;
     int64_t t_start, t_open, t_connected, t_tls, t_first; /* us; t_open 0 when reused */
+    uint64_t parked_turn;  /* the loop turn that parked it */
     struct qf_tls tls;
     char *wbuf;
     size_t wlen, woff, wcap;
@@ -64,6 +66,10 @@ void qf_conn_step(struct qf_conn *c, uint32_t events);
 void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r);
 /* A parked connection takes the chain r. */
 void qf_conn_assign(struct qf_conn *c, struct qf_req *r);
+/* A parked connection about to be reused: 1 when it is still usable; else it is closed (the
+ * server closed it or sent bytes while it idled). One parked in this loop turn was checked
+ * then, and is asked again only when force is set. */
+int qf_conn_reusable(struct qf_conn *c, int force);
 /* Its deadline passed. */
 void qf_conn_timeout(struct qf_conn *c);
 /* Releases the fd, TLS state and its place among the host's idle ones; the slot becomes free.

@@ -21,7 +21,7 @@ struct qf_host {
     socklen_t addrlens[QF_MAX_ADDRS];
     int naddr;
     int fatal;             /* resolution, TLS setup or certificate failure: fails every request */
-    int no_pipeline;       /* a pipelined connection closed early: one request at a time */
+    int64_t pipeline_off_until_us; /* a pipeline was cut: one request at a time until then */
     char fatal_msg[160];
     struct qf_tls_cache cache;
     struct qf_req *qhead, *qtail; /* queued records: retries, general requests */

@@ -1171,6 +1171,62 @@ def close_after_3():
 
 
 @test
+def half_close_with_the_response():
+    """As Apache does at its keep-alive limit: the FIN comes right behind a response that did
+    not announce a close. The connection must not be parked and handed the next request (which
+    then waited for --timeout); with --retries 0 every ticker still gets its price."""
+    tickers = [uniq() for _ in range(12)]
+    for plain in (False, True):
+        with fresh_server("--silent-close-after", "1", plain=plain) as srv:
+            url = "http://127.0.0.1:%d/v8/finance/chart/{}" % srv.port if plain else True
+            r = qf(tickers, "-c", "2", "--retries", "0", "--timeout", "5", srv=srv, url=url)
+            expect_rc(r, 0)
+            expect_all_ok(r, tickers)
+            cs = r.stats()
+        check(cs["retries"] == 0, "retries=%d" % cs["retries"])
+        check(cs["conns_opened"] >= 12, "12 answers, each followed by a FIN, over %d connections"
+              % cs["conns_opened"])
+
+
+@test
+def announced_close_keeps_pipelining():
+    """A server that says Connection: close at every 3rd response (nginx's and Apache's
+    keep-alive limits) cuts no pipeline: the requests written behind the announced last one go
+    again on a new connection, and pipelining goes on. Before, the first such close turned it
+    off for the rest of the run, so requests_sent stayed at the ticker count plus one."""
+    tickers = [uniq() for _ in range(40)]
+    with fresh_server("--close-after", "3") as srv:
+        r = qf(tickers, "-c", "2", "--pipeline", "4", srv=srv)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st, cs = srv.stats(), r.stats()
+    check(cs["retries"] == 0, "retries=%d" % cs["retries"])
+    check(max(st["requests_per_connection"]) <= 3, "per connection %s"
+          % st["requests_per_connection"])
+    check(st["pipelined"] >= 12, "pipelining stopped after the first announced close: server saw "
+          "%d pipelined requests; %s" % (st["pipelined"], cs))
+
+
+@test
+def unannounced_close_pauses_pipelining():
+    """A server that closes every 3rd response's connection without saying so cuts the
+    requests pipelined behind it: they go again, not as retries, and the host is not pipelined
+    to for a while. Every ticker gets its price with --retries 0."""
+    tickers = [uniq() for _ in range(30)]
+    with fresh_server("--silent-close-after", "3", plain=True) as srv:
+        r = qf(tickers, "-c", "2", "--pipeline", "4", "--retries", "0", srv=srv,
+               url="http://127.0.0.1:%d/v8/finance/chart/{}" % srv.port)
+        expect_rc(r, 0)
+        expect_all_ok(r, tickers)
+        st, cs = srv.stats(), r.stats()
+    check(cs["retries"] == 0, "retries=%d" % cs["retries"])
+    # The first two connections carry 4 requests each; the server reads 3 of each, 2 of them
+    # pipelined. Had pipelining gone on, each later connection would add 2 more.
+    check(st["pipelined"] <= 6, "pipelining went on after an unannounced cut: server saw %d "
+          "pipelined requests; %s" % (st["pipelined"], cs))
+
+
+@test
 def idle_close_while_backing_off():
     # -c 1: the connection idles while RATE_ waits out Retry-After; the server closes it at
     # 300 ms, so the retry must notice (or re-send on a fresh connection).

@@ -6,7 +6,8 @@ Serves GET /v8/finance/chart/{SYM} with Yahoo-shaped bodies and misbehaves on de
 ssl.MemoryBIO so handshake outcomes, resumption and bytes after a failed handshake are visible.
 
     server.py --cert server.pem --key server.key [--plain] [--port 0] [--demo]
-              [--close-after K] [--idle-close-ms MS [--lazy-idle-close]] [--stats-file F]
+              [--close-after K] [--silent-close-after K] [--idle-close-ms MS [--lazy-idle-close]]
+              [--stats-file F]
               [--fixtures DIR] [--watch-stdin] [--tls-max VER] [--rcvbuf BYTES]
               [--wait-usr1]
 
@@ -255,6 +256,7 @@ class Stats:
         self.intervals = {}       # conn id -> [open_t, close_t or None]
         self.bytes_sent = 0
         self.idle_closes = 0
+        self.pipelined = 0
         self.lazy_idle_closes = 0
         self.status_counts = {}
         self.tls_versions = {}    # negotiated version -> handshakes
@@ -296,6 +298,7 @@ class Stats:
             "open_connections": sum(1 for a, b in self.intervals.values() if b is None),
             "bytes_sent": self.bytes_sent,
             "idle_closes": self.idle_closes,
+            "pipelined": self.pipelined,
             "lazy_idle_closes": self.lazy_idle_closes,
             "status_counts": self.status_counts,
             "targets_per_symbol": self.targets,
@@ -994,6 +997,8 @@ class Server:
     async def read_request(self, c, idle_timeout):
         """(method, target, version, headers), or None at EOF or after an idle close."""
         deadline = None
+        if c.buf and c.nreq > 0 and not c.control:
+            STATS.pipelined += 1  # sent before the answer to the one before it
         while True:
             end = c.buf.find(b"\r\n\r\n")
             if end >= 0:
@@ -1082,6 +1087,9 @@ class Server:
                              not c.control))
             keep = await self.dispatch(c, method, target, path, headers)
             last_done = time.monotonic()
+            if (args.silent_close_after and not c.control and
+                    c.nreq % args.silent_close_after == 0):
+                keep = False  # as Apache does at its limit: FIN right behind the response
             if not keep or c.must_close:
                 await c.close()
                 return
@@ -1191,6 +1199,9 @@ def main(argv=None):
     ap.add_argument("--demo", action="store_true", help="fixed data for the seed's tickers")
     ap.add_argument("--close-after", type=int, default=0, metavar="K",
                     help="Connection: close on every K-th request of a connection")
+    ap.add_argument("--silent-close-after", type=int, default=0, metavar="K",
+                    help="close after every K-th response of a connection without announcing "
+                         "it: the FIN follows the response at once")
     ap.add_argument("--idle-close-ms", type=int, default=0, metavar="MS",
                     help="close kept-alive connections idle this long, without a response")
     ap.add_argument("--lazy-idle-close", action="store_true",
