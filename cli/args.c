@@ -17,7 +17,7 @@ void cli_usage(void)
           "                            https://query1.finance.yahoo.com/v8/finance/chart/{})\n"
           "  -c, --connections N       max concurrent connections per host (default 8)\n"
           "      --cacert FILE         trust this PEM bundle instead of the system store\n"
-          "      --resolve H:P:ADDR    use ADDR for host H port P, as curl does\n"
+          "      --resolve H:P:ADDR[,ADDR...]  use these addresses for host H port P, as curl does\n"
           "      --timeout SEC         per-attempt timeout, decimals allowed (default 10)\n"
           "      --connect-timeout SEC TCP + TLS handshake timeout (default 5)\n"
           "      --retries N           retries for 429/502/503/504, resets, timeouts (default 2)\n"

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -100,6 +102,15 @@ static ssize_t conn_write(struct qf_conn *c, const char *buf, size_t len)
     return QF_ECLOSED;
 }
 
+/* Closes the attempt at race index i; the later ones move down. */
+static void race_drop(struct qf_conn *c, int i)
+{
+    close(c->race_fd[i]); /* also removes it from the epoll set */
+    c->nracing--;
+    memmove(c->race_fd + i, c->race_fd + i + 1, (size_t)(c->nracing - i) * sizeof(int));
+    memmove(c->race_addr + i, c->race_addr + i + 1, (size_t)(c->nracing - i));
+}
+
 static void release_body(struct qf_conn *c)
 {
     if (c->body_cap <= BODY_KEEP)
@@ -129,10 +140,12 @@ void qf_conn_close(struct qf_conn *c)
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
-        h->nopen--;
     }
+    while (c->nracing > 0)
+        race_drop(c, c->nracing - 1);
     c->ninflight = 0;
     if (c->state != QF_CONN_FREE) {
+        h->nopen--;
         conn_set_state(c, QF_CONN_FREE);
         cl->free_slots[cl->nfree++] = c->slot;
     }
@@ -190,17 +203,56 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
     return QF_CONN_FREE;
 }
 
-static int start_connect(struct qf_conn *c)
+/* Happy eyeballs (RFC 8305): a connection tries its host's addresses in qf_host_order()'s
+ * order, starting the next one QF_RACE_DELAY_US after the last unless that one has connected
+ * (a failure starts it at once); the first to connect wins and the others close. The connect
+ * deadline bounds the whole race. */
+
+static void addr_text(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+    const void *a = sa->ss_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (inet_ntop(sa->ss_family, a, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "?");
+}
+
+static void race_failed(struct qf_conn *c, int ai, int err)
+{
+    char a[INET6_ADDRSTRLEN];
+
+    addr_text(&c->host->addrs[ai], a, sizeof(a));
+    if (c->cl->log != NULL)
+        qf_result_log(c->cl, "conn %u: connect %s port %s: %s", c->slot, a, c->host->url.port,
+                      strerror(err));
+    snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", c->host->url.host,
+             c->host->url.port, strerror(err));
+}
+
+/* The race timer: the next attempt's start, or the connect deadline. */
+static void race_arm(struct qf_conn *c)
+{
+    int more = c->ntried < c->norder;
+    arm(c, more && c->next_try_us < c->connect_deadline_us ? c->next_try_us
+                                                           : c->connect_deadline_us);
+}
+
+/* Starts the next address's connect; an address that fails at once passes to the next.
+ * Returns 0 while any attempt is in flight, else QF_ECONNECT (or QF_ENOSPC: out of fds). */
+static int race_next(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
     struct qf_host *h = c->host;
 
-    for (; c->addr_i < h->naddr; c->addr_i++) {
-        const struct sockaddr *sa = (const struct sockaddr *)&h->addrs[c->addr_i];
+    while (c->ntried < c->norder) {
+        int ai = c->order[c->ntried++];
+        const struct sockaddr *sa = (const struct sockaddr *)&h->addrs[ai];
         int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             int e = errno;
             snprintf(c->errmsg, sizeof(c->errmsg), "socket: %s", strerror(e));
+            if (c->nracing > 0)
+                return 0;
             return e == EMFILE || e == ENFILE ? QF_ENOSPC : QF_ECONNECT;
         }
         int one = 1;
@@ -208,25 +260,51 @@ static int start_connect(struct qf_conn *c)
         /* Best effort: without kernel support the connect is an ordinary one. */
         if (cl->flags & QF_OPT_TCP_FASTOPEN)
             setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one));
-        c->fd = fd;
-        h->nopen++;
-        c->fd_gen++;
-        cl->st.conns_opened++;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                  .data.u64 = (uint64_t)c->fd_gen << 32 | c->slot};
         if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             snprintf(c->errmsg, sizeof(c->errmsg), "epoll_ctl: %s", strerror(errno));
-            return QF_ECONNECT;
+            close(fd);
+            return c->nracing > 0 ? 0 : QF_ECONNECT;
         }
-        if (connect(fd, sa, h->addrlens[c->addr_i]) == 0 || errno == EINPROGRESS)
+        c->race_fd[c->nracing] = fd;
+        c->race_addr[c->nracing++] = (unsigned char)ai;
+        if (cl->log != NULL) {
+            char a[INET6_ADDRSTRLEN];
+            addr_text(&h->addrs[ai], a, sizeof(a));
+            qf_result_log(cl, "conn %u: connecting to %s port %s", c->slot, a, h->url.port);
+        }
+        if (connect(fd, sa, h->addrlens[ai]) == 0 || errno == EINPROGRESS) {
+            c->next_try_us = cl->now_us + QF_RACE_DELAY_US;
+            race_arm(c);
             return 0;
-        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
-                 h->url.port, strerror(errno));
-        close(fd);
-        c->fd = -1;
-        h->nopen--;
+        }
+        race_failed(c, ai, errno);
+        race_drop(c, c->nracing - 1);
     }
-    return QF_ECONNECT;
+    race_arm(c);
+    return c->nracing > 0 ? 0 : QF_ECONNECT;
+}
+
+/* Attempt i connected: it becomes the connection's fd, under a new generation so that events
+ * still queued for the others are dropped. */
+static void race_won(struct qf_conn *c, int i)
+{
+    struct qf_client *cl = c->cl;
+    int fd = c->race_fd[i];
+
+    c->host->addr_good = c->race_addr[i];
+    c->race_fd[i] = -1;
+    for (int k = 0; k < c->nracing; k++) {
+        if (c->race_fd[k] >= 0)
+            close(c->race_fd[k]);
+    }
+    c->nracing = 0;
+    c->fd = fd;
+    c->fd_gen++;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)c->fd_gen << 32 | c->slot};
+    epoll_ctl(cl->epfd, EPOLL_CTL_MOD, fd, &ev);
 }
 
 /* Appends the request to the slot's buffer, which keeps its high-water size. 0 or
@@ -315,14 +393,18 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     release_body(c); /* a body buffer left large by the slot's last connection */
     c->host = h;
     c->nreq = 0;
-    c->addr_i = 0;
+    c->norder = qf_host_order(h, c->order);
+    c->ntried = c->nracing = 0;
     c->t_connected = c->t_tls = 0;
     conn_set_state(c, QF_CONN_CONNECTING);
+    h->nopen++;
+    cl->st.conns_opened++;
     int rc = begin_batch(c, r);
     c->t_open = cl->now_us;
-    arm(c, cl->now_us + connect_limit(cl, r));
+    c->connect_deadline_us = cl->now_us + connect_limit(cl, r);
+    arm(c, c->connect_deadline_us);
     if (rc == 0)
-        rc = start_connect(c);
+        rc = race_next(c);
     if (rc < 0) {
         cl->stepping = c;
         conn_fail(c, rc, rc == QF_ENOMEM ? "out of memory" : c->errmsg);
@@ -361,33 +443,45 @@ static int start_tls(struct qf_conn *c)
     return QF_CONN_HANDSHAKE;
 }
 
-static int on_connecting(struct qf_conn *c, uint32_t events)
+/* An event on one of the racing sockets: each is asked without blocking. */
+static int on_connecting(struct qf_conn *c)
 {
-    int soerr = 0;
-    socklen_t len = sizeof(soerr);
+    struct pollfd p[QF_MAX_ADDRS];
+    int n = c->nracing, failed = 0;
 
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = c->race_fd[i], .events = POLLOUT};
+    if (poll(p, (nfds_t)n, 0) <= 0)
         return QF_AGAIN;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        soerr = errno;
-    if (soerr == 0) {
-        c->t_connected = c->cl->now_us;
-        if (!c->host->url.tls) {
-            arm(c, c->t_start + c->req->timeout_us);
-            return QF_CONN_SEND;
+    for (int i = n - 1; i >= 0; i--) {
+        if (!(p[i].revents & (POLLOUT | POLLERR | POLLHUP)))
+            continue;
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (getsockopt(c->race_fd[i], SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+            soerr = errno;
+        if (soerr == 0) {
+            race_won(c, i);
+            c->t_connected = c->cl->now_us;
+            if (!c->host->url.tls) {
+                arm(c, c->t_start + c->req->timeout_us);
+                return QF_CONN_SEND;
+            }
+            return start_tls(c);
         }
-        return start_tls(c);
+        race_failed(c, c->race_addr[i], soerr);
+        race_drop(c, i);
+        failed++;
     }
-    snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", c->host->url.host,
-             c->host->url.port, strerror(soerr));
-    /* Try the host's next address on the same slot. */
-    close(c->fd);
-    c->fd = -1;
-    c->host->nopen--;
-    c->addr_i++;
-    if (c->addr_i < c->host->naddr && start_connect(c) == 0)
-        return QF_AGAIN;
-    return conn_fail(c, QF_ECONNECT, c->errmsg);
+    /* A failure starts the next address at once. */
+    while (failed-- > 0 && c->ntried < c->norder) {
+        int rc = race_next(c);
+        if (rc < 0)
+            return conn_fail(c, rc, c->errmsg);
+    }
+    if (c->nracing == 0)
+        return conn_fail(c, QF_ECONNECT, c->errmsg);
+    return QF_AGAIN;
 }
 
 static int on_handshake(struct qf_conn *c)
@@ -726,13 +820,14 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
 {
     struct qf_client *cl = c->cl;
 
+    (void)events; /* it only wakes the connection: each handler asks its socket itself */
     assert(cl->stepping == NULL); /* never one connection from inside another's handler */
     cl->stepping = c;
     for (;;) {
         int next;
         switch (c->state) {
         case QF_CONN_CONNECTING:
-            next = on_connecting(c, events);
+            next = on_connecting(c);
             break;
         case QF_CONN_HANDSHAKE:
             next = on_handshake(c);
@@ -763,6 +858,19 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
 void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
+
+    if (c->state == QF_CONN_CONNECTING) {
+        if (cl->now_us < c->connect_deadline_us) { /* the next address's turn */
+            cl->stepping = c;
+            int rc = race_next(c);
+            if (rc < 0)
+                conn_fail(c, rc, c->errmsg);
+            cl->stepping = NULL;
+            return;
+        }
+        for (int i = 0; i < c->nracing; i++) /* tried last for the rest of the run */
+            c->host->addr_slow[c->race_addr[i]] = 1;
+    }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
     int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE;
     const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "engine/host.h"
 #include "engine/timer.h"
 #include "parser/http.h"
 #include "tls/tls.h"
@@ -14,6 +15,9 @@
 /* Bytes one connection may read in one loop turn before the others and the timers get theirs:
  * a server that streams faster than we parse cannot hold qf_client_step(). */
 #define QF_READ_BUDGET (4 * QF_RBUF_SIZE)
+/* RFC 8305's Connection Attempt Delay: the next address starts this long after the last one
+ * if that has not connected by then. */
+#define QF_RACE_DELAY_US 250000
 
 struct qf_client;
 struct qf_host;
@@ -33,7 +37,12 @@ struct qf_conn {
     int fd;
     uint32_t fd_gen;       /* bumped per fd so stale epoll events are dropped */
     uint32_t slot;
-    int addr_i;            /* address being tried */
+    int order[QF_MAX_ADDRS]; /* the host's addresses, in the order this connection tries them */
+    int norder, ntried;    /* how many in order, how many started */
+    int race_fd[QF_MAX_ADDRS]; /* connects in flight, the oldest first; the winner becomes fd */
+    unsigned char race_addr[QF_MAX_ADDRS]; /* their addresses' indexes */
+    int nracing;
+    int64_t next_try_us, connect_deadline_us;
     int write_failed;      /* send failed: read what the peer said before giving up */
     int early;             /* the request goes out as TLS 1.3 early data */
     int head_seen;         /* on_head already called for the current response */

@@ -13,65 +13,128 @@
 #include "engine/host.h"
 #include "engine/sched.h"
 
-/* Parses "HOST:PORT:ADDR" (ADDR may be a bracketed IPv6 literal). Fills sa when it applies to
- * host:port. Returns 1 applied, 0 not this host, QF_EINVAL malformed. */
-static int parse_resolve(const char *e, const char *host, const char *port,
-                         struct sockaddr_storage *sa, socklen_t *salen, char *err, size_t errlen)
+/* One IP literal (an IPv6 one may be bracketed) and port into sa. 0, or QF_EINVAL. */
+static int parse_addr(const char *a, size_t alen, long port, struct sockaddr_storage *sa,
+                      socklen_t *salen)
 {
-    const char *c1 = strchr(e, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (c1 == NULL || c2 == NULL || c1 == e) {
-        snprintf(err, errlen, "--resolve wants HOST:PORT:ADDR, got '%.100s'", e);
-        return QF_EINVAL;
-    }
     char addr[64];
-    const char *a = c2 + 1;
-    size_t alen = strlen(a);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+
     if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
         a++;
         alen -= 2;
     }
-    if (alen == 0 || alen >= sizeof(addr)) {
-        snprintf(err, errlen, "--resolve: bad address in '%.100s'", e);
+    if (alen == 0 || alen >= sizeof(addr))
         return QF_EINVAL;
-    }
     memcpy(addr, a, alen);
     addr[alen] = '\0';
+    memset(sa, 0, sizeof(*sa));
+    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *salen = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *salen = sizeof(*s6);
+    } else {
+        return QF_EINVAL;
+    }
+    return 0;
+}
+
+/* Parses "HOST:PORT:ADDR[,ADDR...]" (curl's --resolve). When it applies to host:port (h
+ * non-NULL), its addresses become h's, in the order given. Returns 1 applied, 0 not this host,
+ * QF_EINVAL malformed. */
+static int parse_resolve(const char *e, struct qf_host *h, char *err, size_t errlen)
+{
+    const char *c1 = strchr(e, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (c1 == NULL || c2 == NULL || c1 == e) {
+        snprintf(err, errlen, "--resolve wants HOST:PORT:ADDR[,ADDR...], got '%.100s'", e);
+        return QF_EINVAL;
+    }
     char *end;
     long p = strtol(c1 + 1, &end, 10);
     if (end != c2 || p < 1 || p > 65535) {
         snprintf(err, errlen, "--resolve: bad port in '%.100s'", e);
         return QF_EINVAL;
     }
-    struct sockaddr_storage tmp;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&tmp;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&tmp;
-    memset(&tmp, 0, sizeof(tmp));
-    socklen_t len;
-    if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)p);
-        len = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)p);
-        len = sizeof(*s6);
-    } else {
-        snprintf(err, errlen, "--resolve: '%.60s' is not an IP address", addr);
-        return QF_EINVAL;
+    struct sockaddr_storage sa[QF_MAX_ADDRS];
+    socklen_t len[QF_MAX_ADDRS];
+    int n = 0;
+    for (const char *a = c2 + 1;; n++) {
+        const char *comma = strchr(a, ',');
+        size_t alen = comma ? (size_t)(comma - a) : strlen(a);
+        if (n == QF_MAX_ADDRS) {
+            snprintf(err, errlen, "--resolve: more than %d addresses in '%.100s'",
+                     QF_MAX_ADDRS, e);
+            return QF_EINVAL;
+        }
+        if (parse_addr(a, alen, p, &sa[n], &len[n]) < 0) {
+            snprintf(err, errlen, "--resolve: '%.*s' is not an IP address",
+                     (int)(alen < 60 ? alen : 60), a);
+            return QF_EINVAL;
+        }
+        if (comma == NULL)
+            break;
+        a = comma + 1;
     }
-    if (host == NULL || (size_t)(c1 - e) != strlen(host) ||
-        strncasecmp(e, host, (size_t)(c1 - e)) != 0 || p != atol(port))
+    n++;
+    if (h == NULL || (size_t)(c1 - e) != strlen(h->url.host) ||
+        strncasecmp(e, h->url.host, (size_t)(c1 - e)) != 0 || p != atol(h->url.port))
         return 0;
-    *sa = tmp;
-    *salen = len;
+    for (int i = 0; i < n; i++) {
+        h->addrs[i] = sa[i];
+        h->addrlens[i] = len[i];
+    }
+    h->naddr = n;
     return 1;
 }
 
 int qf_host_check_resolve(const char *entry, char *err, size_t errlen)
 {
-    struct sockaddr_storage sa;
-    socklen_t len;
-    return parse_resolve(entry, NULL, NULL, &sa, &len, err, errlen) < 0 ? QF_EINVAL : 0;
+    return parse_resolve(entry, NULL, err, errlen) < 0 ? QF_EINVAL : 0;
+}
+
+/* RFC 8305 section 4: the families alternate, starting with the first address's (the
+ * resolver's RFC 6724 order prefers it), each family keeping its own order. */
+static void interleave(struct qf_host *h)
+{
+    struct sockaddr_storage a[QF_MAX_ADDRS];
+    socklen_t l[QF_MAX_ADDRS];
+    int fam = h->addrs[0].ss_family, next[2] = {0, 0}; /* the first family's, the others' */
+
+    for (int n = 0; n < h->naddr; n++) {
+        for (int t = 0, k = n % 2; t < 2; t++, k ^= 1) {
+            int j = next[k];
+            while (j < h->naddr && (h->addrs[j].ss_family == fam) != (k == 0))
+                j++;
+            if (j < h->naddr) {
+                a[n] = h->addrs[j];
+                l[n] = h->addrlens[j];
+                next[k] = j + 1;
+                break;
+            }
+        }
+    }
+    memcpy(h->addrs, a, sizeof(a[0]) * (size_t)h->naddr);
+    memcpy(h->addrlens, l, sizeof(l[0]) * (size_t)h->naddr);
+}
+
+int qf_host_order(const struct qf_host *h, int *order)
+{
+    int n = 0;
+
+    if (h->addr_good >= 0)
+        order[n++] = h->addr_good;
+    for (int pass = 0; pass < 2; pass++) { /* those that timed out last */
+        for (int i = 0; i < h->naddr; i++) {
+            if (i != h->addr_good && h->addr_slow[i] == pass)
+                order[n++] = i;
+        }
+    }
+    return n;
 }
 
 void qf_host_setup(struct qf_client *cl, struct qf_host *h)
@@ -85,11 +148,8 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h)
         return;
     }
     for (char **e = cl->resolve; e != NULL && *e != NULL; e++) {
-        if (parse_resolve(*e, h->url.host, h->url.port, &h->addrs[0], &h->addrlens[0], err,
-                          sizeof(err)) == 1) {
-            h->naddr = 1;
+        if (parse_resolve(*e, h, err, sizeof(err)) == 1)
             return;
-        }
     }
     /* An address literal needs no lookup; AI_ADDRCONFIG alone would cost a netlink query. */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -111,6 +171,7 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h)
         h->addrlens[h->naddr++] = ai->ai_addrlen;
     }
     freeaddrinfo(res);
+    interleave(h);
 }
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before
@@ -151,6 +212,7 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
         return NULL;
     h->url = *u;
     u->prefix = u->suffix = NULL;
+    h->addr_good = -1;
     h->max = cl->max_per_host;
     h->idle = qf_calloc(h->max, sizeof(*h->idle));
     int v6 = strchr(h->url.host, ':') != NULL;

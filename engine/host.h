@@ -20,6 +20,8 @@ struct qf_host {
     struct sockaddr_storage addrs[QF_MAX_ADDRS];
     socklen_t addrlens[QF_MAX_ADDRS];
     int naddr;
+    int addr_good;         /* the address a connection last reached, -1: none yet */
+    unsigned char addr_slow[QF_MAX_ADDRS]; /* its connect timed out: tried last from now on */
     int fatal;             /* resolution, TLS setup or certificate failure: fails every request */
     int64_t pipeline_off_until_us; /* a pipeline was cut: one request at a time until then */
     char fatal_msg[160];
@@ -48,5 +50,9 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h);
 struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes);
 void qf_host_free(struct qf_host *h);
 int qf_host_check_resolve(const char *entry, char *err, size_t errlen);
+/* The order in which a new connection tries h's addresses (indexes into addrs): the one that
+ * last worked first, then the rest as resolved (families interleaved, RFC 8305), those that
+ * timed out last. Returns how many. */
+int qf_host_order(const struct qf_host *h, int *order);
 
 #endif

@@ -71,7 +71,8 @@ struct qf_options {
     const char *url_template;   /* "{}" replaced by the percent-encoded symbol; NULL: Yahoo's chart URL */
     int connections;            /* max connections per host; 0: QF_DEFAULT_CONNECTIONS */
     const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system */
-    const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR" entries, as curl --resolve */
+    const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR[,ADDR...]" entries, as
+                                 * curl --resolve; addresses are raced (RFC 8305) in this order */
     int timeout_ms;             /* per attempt, request sent to body complete; 0: 10000 */
     int connect_timeout_ms;     /* TCP connect + TLS handshake; 0: 5000 */
     int retries;                /* 0: default (2); < 0: no retries; > 0: that many */

@@ -1265,6 +1265,102 @@ def stale_connection_resend():
               % (st["lazy_idle_closes"], cs["stale_resends"]))
 
 
+
+# ---------------------------------------------------------------- every address, raced
+
+class Blackhole:
+    """A listener whose accept queue is full: the kernel drops further SYNs to it, as a host
+    behind broken IPv6 does. family AF_INET6 binds [::1]:port (IPv6 only), AF_INET 127.0.0.1."""
+
+    def __init__(self, port, family=socket.AF_INET6):
+        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        self.ls = socket.socket(family)
+        if family == socket.AF_INET6:
+            self.ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.ls.bind((host, port))
+        self.ls.listen(0)
+        self.fill = []
+        for _ in range(3):  # a backlog of 0 still queues one: fill it
+            c = socket.socket(family)
+            c.setblocking(False)
+            try:
+                c.connect((host, port))
+            except BlockingIOError:
+                pass
+            self.fill.append(c)
+        time.sleep(0.1)
+        CLEANUP.append(self.close)
+
+    def close(self):
+        for s in self.fill + [self.ls]:
+            s.close()
+
+
+def attempts_to(r, addr):
+    return len(re.findall(r"^conn \d+: connecting to %s port" % re.escape(addr), r.err, re.M))
+
+
+@test
+def dead_first_address_races_to_the_next():
+    """The host's first address drops SYNs (broken IPv6), the second is live: the connection
+    starts the second address 250 ms in and keeps whichever connects, within --connect-timeout
+    and --retries 0. Later connections start from the address that worked: with a server that
+    closes after every 2nd answer, 9 tickers take 5 connections but only the first 3 try ::1."""
+    tickers = [uniq() for _ in range(9)]
+    with fresh_server("--silent-close-after", "2") as srv:
+        hole = Blackhole(srv.port)
+        r = qf(tickers, "-v", "-c", "3", "--connect-timeout", "3", "--retries", "0",
+               "--resolve", "localhost:%d:[::1],127.0.0.1" % srv.port, srv=srv)
+        hole.close()
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(attempts_to(r, "::1") == 3, "%d connects to ::1, expected 3 (one per first race)"
+          % attempts_to(r, "::1"))
+    check(r.stats()["conns_opened"] >= 5, "stats %s" % r.stats())
+
+
+@test
+def refused_first_address_tries_the_next_at_once():
+    """An address that refuses fails at once and starts the next one: -v names it."""
+    tickers = [uniq() for _ in range(3)]
+    srv = server()
+    r = qf(tickers, "-v", "-c", "2", "--retries", "0",
+           "--resolve", "localhost:%d:[::1],127.0.0.1" % srv.port, srv=srv)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(re.search(r"^conn \d+: connect ::1 port %d: Connection refused$" % srv.port, r.err,
+                    re.M), "no refused line for ::1: %s" % tail(r.err))
+
+
+@test
+def every_address_dead_ends_at_the_connect_timeout():
+    """Both addresses drop SYNs: the connect timeout bounds the whole race, and each ticker
+    fails with it while the batch completes."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    port = ls.getsockname()[1]
+    ls.close()
+    holes = [Blackhole(port), Blackhole(port, socket.AF_INET)]
+    tickers = [uniq() for _ in range(2)]
+    r = qf(tickers, "-c", "2", "--connect-timeout", "1", "--retries", "0",
+           "--resolve", "localhost:%d:[::1],127.0.0.1" % port,
+           url="https://localhost:%d/v8/finance/chart/{}" % port, timeout=20)
+    for h in holes:
+        h.close()
+    expect_rc(r, 1)
+    for t in tickers:
+        expect_err(r, t, "timed out after 1.0 s connecting")
+
+
+@test
+def resolve_takes_an_address_list():
+    for bad in ("localhost:443:[::1],", "localhost:443:1.2.3.4,nope", "localhost:443:" +
+                ",".join(["127.0.0.1"] * 9)):
+        r = run_raw(["-t", "X", "--resolve", bad])
+        expect_rc(r, 2)
+        check("--resolve" in r.err and r.err.count("\n") == 1, "usage error: %r" % r.err)
+
+
 # ---------------------------------------------------------------- nginx
 
 def die_with_parent():
