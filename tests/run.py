@@ -168,7 +168,7 @@ def main():
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter, suite="reliability")
-    for suite in ("latency", "examples"):
+    for suite in ("latency", "examples", "relaycheck"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
