@@ -110,7 +110,7 @@ def main():
     for tool in ("curl", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit("latency bench: %s missing" % tool)
-    # Fast Open needs the server side enabled too (bit 2; the client's, bit 1, is the default).
+    # Fast Open needs the server side enabled too (flag 2; the client's, 1, is the default).
     # The setting is the whole machine's: it goes back however the run ends, signals included.
     with relay.fastopen_sysctl(3) as tfo:
         if not tfo:

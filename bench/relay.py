@@ -24,7 +24,7 @@ max(t, t0 + 3h), since a server cannot write before it accepts; each arrives h a
 With TCP Fast Open the SYN itself carried the client's first bytes and the server took them:
 those leave at t0 and the server may answer from t0 + h; bytes the SYN did not carry still wait
 for the SYN-ACK. The relay learns this from the kernel (the saved SYN's length, and TCP_INFO's
-flag that the SYN's data was acknowledged; the listener needs net.ipv4.tcp_fastopen bit 2).
+flag that the SYN's data was acknowledged; the listener needs net.ipv4.tcp_fastopen flag 2).
 "Written at t" is when the kernel received the bytes (SO_TIMESTAMPNS), not when the relay got
 round to reading them, so a relay kept waiting for a busy CPU adds nothing but its late wake-up
 to deliver.
