@@ -190,7 +190,7 @@ def main():
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter, suite="faults_and_limits")
-    for suite in ("sessions_and_pipelining", "examples_and_install"):
+    for suite in ("sessions_and_pipelining", "examples_and_install", "relaycheck"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
