@@ -1,37 +1,33 @@
 #!/usr/bin/python3
 """qfetch's ClientHello against a recorded Chrome 131 ClientHello, field by field.
 
-    tls_hello.py --build DIR [--certs CERTDIR] [--filter SUBSTR]
+    tls_hello.py --build DIR [--certs CERTDIR] [--filter SUBSTR] [--list]
 
 Runs DIR/qfetch against tests/hello_server.py on 127.0.0.1, which reads each ClientHello off the
 socket (MSG_PEEK) before any TLS library sees it, then completes the handshake and answers.
 Asserts that every field OpenSSL 3.0 lets a client choose equals Chrome's, and that what differs
-is exactly the list in DIFFERENCES below (docs/design.md explains each). Prints `ok name` or
-`FAIL name: why`, and last `N passed, M failed`; exit status 1 if any failed.
+is exactly the list in DIFFERENCES below (docs/design.md explains each). Reuses integration.py's
+runner: prints `ok name` / `FAIL name: why` and ends with `N passed, M failed`.
 """
-import argparse
 import json
 import os
 import queue
-import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import traceback
-from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import integration as it  # noqa: E402
+from integration import Fail, check, cert  # noqa: E402
 from hello_server import (hello_extent, is_grease, ja3_string, ja4_string,  # noqa: E402
                           parse_hello)
-from server import price_for  # noqa: E402
 
-PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+del it.TESTS[:]  # only this file's tests
+test = it.test
 HELLO_SERVER = os.path.join(HERE, "hello_server.py")
-RUN_TIMEOUT_S = 60
 HELLO_WAIT_S = 15
 
 # ---------------------------------------------------------------- the recorded Chrome hello
@@ -163,57 +159,24 @@ def build_hello(h, split_at=None):
 
 # ---------------------------------------------------------------- harness
 
-class Cfg:
-    build = certs = qfetch = None
-
-
-CFG = Cfg()
-CLEANUP = []
-TESTS = []
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def cert(name):
-    return os.path.join(CFG.certs, name)
-
-
-def cents(x):
-    return str(Decimal(float(x)).quantize(Decimal("0.01")))
-
-
-class HelloServer:
+class HelloServer(it.TestServer):
     """tests/hello_server.py in a subprocess; its HELLO records arrive on a queue."""
 
     def __init__(self, *opts):
-        cmd = [PY, HELLO_SERVER, "--watch-stdin", "--cert", cert("server.pem"), "--key",
-               cert("server.key")] + list(opts)
+        self.plain = False
         self.errf = tempfile.TemporaryFile()
+        cmd = [it.PY, HELLO_SERVER, "--watch-stdin", "--cert", cert("server.pem"), "--key",
+               cert("server.key")] + list(opts)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.errf)
-        CLEANUP.append(self.stop)
-        self.hellos = queue.Queue()
-        self.port = None
-        r, _, _ = select.select([self.proc.stdout], [], [], 10)
-        line = self.proc.stdout.readline().decode() if r else ""
-        if not line.startswith("PORT "):
+        it.CLEANUP.append(self.stop)
+        self.port = it.wait_port_line(self.proc, 10)
+        if self.port is None:
             self.stop()
             self.errf.seek(0)
-            raise Fail("hello_server did not start: %r %r" % (line, self.errf.read()[-500:]))
-        self.port = int(line.split()[1])
+            raise Fail("hello_server did not start: %r" % self.errf.read()[-500:])
         self.url = "https://localhost:%d/v8/finance/chart/{}" % self.port
+        self.hellos = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
@@ -228,37 +191,21 @@ class HelloServer:
         except queue.Empty:
             raise Fail("the server recorded no ClientHello within %d s" % HELLO_WAIT_S)
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-
 
 def fetch(srv, sym, *opts, env=None, expect_price=True):
-    """Runs qfetch for one ticker; returns (rc, stdout, stderr)."""
-    cmd = [CFG.qfetch, "-u", srv.url, "--cacert", cert("ca.pem"), "-f", "json", "--retries", "0"]
-    cmd += list(opts) + ["-t", sym]
-    try:
-        p = subprocess.run(cmd, capture_output=True, timeout=RUN_TIMEOUT_S, env=env,
-                           stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise Fail("qfetch did not finish within %d s" % RUN_TIMEOUT_S)
-    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    """qfetch for one ticker, with no retries: one connection, one hello."""
+    r = it.run_raw(["-u", srv.url, "--cacert", cert("ca.pem"), "-f", "json", "--retries", "0"] +
+                   list(opts) + ["-t", sym], env=env)
     if expect_price:
-        check(p.returncode == 0, "qfetch exited %d: %s" % (p.returncode, err[-600:]))
-        items = json.loads(out, parse_float=str)
-        check(len(items) == 1 and items[0].get("price") == cents(price_for(sym)),
-              "wrong answer %r (want %s)" % (items, cents(price_for(sym))))
-    return p.returncode, out, err
+        it.expect_rc(r, 0)
+        it.expect_ok(r, sym)
+    return r
+
+
+def fresh_cache():
+    d = tempfile.mkdtemp(prefix="qfetch-hello-")
+    it.CLEANUP.append(lambda: shutil.rmtree(d, ignore_errors=True))
+    return os.path.join(d, "sessions")
 
 
 def compare_with_chrome(h):
@@ -352,7 +299,7 @@ def tls_hello_matches_chrome_131():
     check(h["version"] == "TLSv1.3" and h["alpn_selected"] == "http/1.1" and not h["resumed"],
           "negotiated %s %s resumed=%s" % (h["version"], h["alpn_selected"], h["resumed"]))
     compare_with_chrome(h)
-    return "JA4 %s, JA3 %s (Chrome 131: %s)" % (h["ja4"], h["ja3_md5"], CHROME_131_JA4)
+    it.note("JA4 %s, JA3 %s (Chrome 131: %s)" % (h["ja4"], h["ja3_md5"], CHROME_131_JA4))
 
 
 @test
@@ -360,8 +307,7 @@ def tls_hello_tls12_server():
     """A TLS 1.2-only server: the same hello, a verified handshake on one of Chrome's ECDSA
     suites, and a resumed session on the next run from the ticket the first one kept."""
     srv = HelloServer("--tls-max", "1.2")
-    cache = os.path.join(tempfile.mkdtemp(prefix="qfetch-hello-"), "sessions")
-    CLEANUP.append(lambda: shutil.rmtree(os.path.dirname(cache), ignore_errors=True))
+    cache = fresh_cache()
     fetch(srv, "HELLO12", "--session-cache", cache)
     h = srv.hello()
     check("error" not in h, "server: %s" % h.get("error"))
@@ -382,8 +328,7 @@ def tls_hello_tls13_resumption():
     """Resuming from a session cache: pre_shared_key is added, last as RFC 8446 wants, and the
     rest of the hello is the fresh one's."""
     srv = HelloServer()
-    cache = os.path.join(tempfile.mkdtemp(prefix="qfetch-hello-"), "sessions")
-    CLEANUP.append(lambda: shutil.rmtree(os.path.dirname(cache), ignore_errors=True))
+    cache = fresh_cache()
     fetch(srv, "HELLO13", "--session-cache", cache)
     first = srv.hello()
     fetch(srv, "HELLO13", "--session-cache", cache)
@@ -402,7 +347,7 @@ def tls_hello_system_policy():
     the policy's own list for it stays."""
     srv = HelloServer()
     tmp = tempfile.mkdtemp(prefix="qfetch-policy-")
-    CLEANUP.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    it.CLEANUP.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
     cases = (("TLS_AES_128_CCM_SHA256:TLS_CHACHA20_POLY1305_SHA256",
               "DHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
               [0x1303, 0xc02c, 0x00ff], True),
@@ -423,43 +368,54 @@ def tls_hello_system_policy():
                  ["%04x" % x for x in want]))
 
 
-# ---------------------------------------------------------------- main
+def ocsp_response(tmp):
+    """A DER OCSP response of the test CA saying server.pem is good, made with openssl(1)."""
+    def ossl(*args):
+        p = subprocess.run(["openssl"] + list(args), capture_output=True, timeout=60, cwd=tmp)
+        check(p.returncode == 0, "openssl %s: %s" % (args[0], p.stderr.decode()[-300:]))
+        return p.stdout.decode()
+    serial = ossl("x509", "-in", cert("server.pem"), "-noout", "-serial").strip().split("=")[1]
+    subject = ossl("x509", "-in", cert("server.pem"), "-noout", "-subject", "-nameopt",
+                   "compat").strip().split("=", 1)[1]
+    with open(os.path.join(tmp, "index.txt"), "w") as f:
+        f.write("V\t301231235959Z\t\t%s\tunknown\t%s\n" % (serial, subject))
+    ossl("ocsp", "-issuer", cert("ca.pem"), "-cert", cert("server.pem"), "-no_nonce",
+         "-reqout", "req.der")
+    ossl("ocsp", "-index", "index.txt", "-rsigner", cert("ca.pem"), "-rkey", cert("ca.key"),
+         "-CA", cert("ca.pem"), "-reqin", "req.der", "-respout", "resp.der", "-ndays", "2")
+    return os.path.join(tmp, "resp.der")
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--certs")
-    ap.add_argument("--filter", default="")
-    args = ap.parse_args()
-    CFG.build = os.path.abspath(args.build)
-    CFG.certs = os.path.abspath(args.certs or os.path.join(CFG.build, "test", "certs"))
-    CFG.qfetch = os.path.join(CFG.build, "qfetch")
-    passed = failed = 0
-    for t in TESTS:
-        if args.filter not in t.__name__:
-            continue
+
+@test
+def tls_hello_stapled_ocsp_nginx():
+    """qfetch asks for a stapled OCSP response as Chrome does; nginx staples one (openssl
+    s_client shows it) over TLS 1.2 and 1.3, and the verified handshake and the answer are as
+    without it."""
+    if not shutil.which("nginx"):
+        raise Fail("nginx not installed")
+    tmp = tempfile.mkdtemp(prefix="qfetch-ocsp-")
+    it.CLEANUP.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    resp = ocsp_response(tmp)
+    for proto in ("TLSv1.2", "TLSv1.3"):
+        sym = "OCSP" + proto[-1]
+        ng = it.Nginx([sym], prefix="qfetch-nginx-ocsp-", http_extra=(
+            "    ssl_protocols %s;\n    ssl_stapling on;\n    ssl_stapling_file %s;\n"
+            "    ssl_trusted_certificate %s;" % (proto, resp, cert("ca.pem"))))
         try:
-            note = t()
-            print("ok %s%s" % (t.__name__, " (%s)" % note if note else ""), flush=True)
-            passed += 1
-        except Fail as e:
-            print("FAIL %s: %s" % (t.__name__, e), flush=True)
-            failed += 1
-        except Exception:  # a bug in the test itself still counts, and the suite goes on
-            print("FAIL %s: %s" % (t.__name__, traceback.format_exc().strip()[-1200:]),
-                  flush=True)
-            failed += 1
-    print("%d passed, %d failed" % (passed, failed), flush=True)
-    return 1 if failed else 0
+            p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % ng.port,
+                                "-servername", "localhost", "-status", "-CAfile", cert("ca.pem")],
+                               input=b"", capture_output=True, timeout=30)
+            out = p.stdout.decode(errors="replace")
+            check("OCSP Response Status: successful" in out and "Cert Status: good" in out,
+                  "nginx staples nothing over %s: %s" % (proto, out[-600:]))
+            r = it.run_raw(["-u", ng.url, "--cacert", cert("ca.pem"), "-f", "json", "-v",
+                            "--no-session-cache", "-t", sym])
+            it.expect_rc(r, 0)
+            it.expect_ok(r, sym)
+            check(proto in r.err, "-v does not name %s: %s" % (proto, r.err[-300:]))
+        finally:
+            ng.stop()
 
 
 if __name__ == "__main__":
-    try:
-        rc = main()
-    finally:
-        for fn in reversed(CLEANUP):
-            try:
-                fn()
-            except Exception:
-                pass
-    sys.exit(rc)
+    sys.exit(it.main())
