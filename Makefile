@@ -35,7 +35,7 @@ LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 QF_CFLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) $(OPT) $(WARN) -MMD -MP $(SAN)
 ALL_CFLAGS = $(QF_CFLAGS) $(CFLAGS)
-LDLIBS_SSL = -lssl -lcrypto
+LDLIBS_SSL = -lssl -lcrypto -lcares
 # The qfetch command links OpenSSL's static archives (libssl-dev) and glibc shared: relocating
 # libcrypto.so at every start cost a visible share of a cold run and of its peak RSS (figures in
 # bench/RESULTS.md). The archives are prerequisites: after an OpenSSL update the next make relinks.
@@ -45,7 +45,7 @@ ifeq ($(SSL_LINK),shared)
 CLI_LDLIBS_SSL = $(LDLIBS_SSL)
 SSL_ARCHIVES   =
 else
-CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -ldl -pthread
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -Wl,-Bdynamic -ldl -pthread
 SSL_ARCHIVES   = $(wildcard $(shell $(CC) -print-file-name=libssl.a) \
                             $(shell $(CC) -print-file-name=libcrypto.a))
 endif

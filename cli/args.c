@@ -18,8 +18,9 @@ void cli_usage(void)
           "  -c, --connections N       max concurrent connections per host (default 8)\n"
           "      --cacert FILE         trust this PEM bundle instead of the system store\n"
           "      --resolve H:P:ADDR[,ADDR...]  use these addresses for host H port P, as curl does\n"
+          "      --dns-servers LIST    ADDR[:PORT],... name servers instead of resolv.conf's\n"
           "      --timeout SEC         per-attempt timeout, decimals allowed (default 10)\n"
-          "      --connect-timeout SEC TCP + TLS handshake timeout (default 5)\n"
+          "      --connect-timeout SEC name lookup + TCP + TLS handshake timeout (default 5)\n"
           "      --retries N           retries for 429/502/503/504, resets, timeouts (default 2)\n"
           "      --user-agent STR      User-Agent header (default: a current browser's)\n"
           "  -f, --format FMT          table, json, csv or python (default table)\n"
@@ -194,6 +195,9 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
         } else if (is_opt(arg, NULL, "--cacert", &v)) {
             VALUE();
             a->cacert = v;
+        } else if (is_opt(arg, NULL, "--dns-servers", &v)) {
+            VALUE();
+            a->dns_servers = v;
         } else if (is_opt(arg, NULL, "--resolve", &v)) {
             VALUE();
             a->resolve[a->nresolve++] = v;

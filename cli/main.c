@@ -26,7 +26,7 @@ struct run {
     size_t index_base; /* client indexes of this repetition start here */
     int failed;
     int latency; /* --stats: keep per-request latencies for the percentiles */
-    struct samples total, connect, tls, first_byte;
+    struct samples total, dns, connect, tls, first_byte;
     /* progress line on a terminal */
     int progress;
     size_t done, errors, expected;
@@ -110,6 +110,7 @@ static void on_result(const struct qf_result *r, void *udata)
     row->status = (uint16_t)r->status;
     if (run->latency) { /* 16 bytes or more per ticker: kept only when --stats prints them */
         sample(&run->total, r->total_ms);
+        sample(&run->dns, r->dns_ms);
         sample(&run->connect, r->connect_ms);
         sample(&run->tls, r->tls_ms);
         sample(&run->first_byte, r->first_byte_ms);
@@ -272,6 +273,7 @@ static void print_stats(const qf_client *c, struct run *run, int json)
     fprintf(stderr, json ? "\"wall_ms\":%.3f,\"latency_ms\":{" : " wall_ms=%.1f\nqfetch: latency ms:",
             st.wall_ms);
     print_phase("total", &run->total, json, 0);
+    print_phase("dns", &run->dns, json, 1);
     print_phase("connect", &run->connect, json, 1);
     print_phase("tls", &run->tls, json, 1);
     print_phase("first_byte", &run->first_byte, json, 1);
@@ -301,6 +303,7 @@ int main(int argc, char **argv)
         .url_template = a.url,
         .connections = a.connections,
         .cacert = a.cacert,
+        .dns_servers = a.dns_servers,
         .resolve = a.resolve,
         .timeout_ms = a.timeout_ms,
         .connect_timeout_ms = a.connect_timeout_ms,
@@ -391,6 +394,7 @@ int main(int argc, char **argv)
     free(first);
     free(sess);
     free(run.total.v);
+    free(run.dns.v);
     free(run.connect.v);
     free(run.tls.v);
     free(run.first_byte.v);

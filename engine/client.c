@@ -81,6 +81,12 @@ static int has_ctl(const char *s)
     return 0;
 }
 
+int qf_client_reserve_timers(struct qf_client *cl, size_t extra)
+{
+    size_t n = cl->nconns + cl->nrecords + cl->nhosts + 1 + extra;
+    return n > INT32_MAX ? QF_ENOMEM : qf_heap_reserve(&cl->timers, (int)n);
+}
+
 int qf_client_tls_ctx(struct qf_client *cl, char *err, size_t errlen)
 {
     if (cl->tls_ready)
@@ -212,6 +218,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         snprintf(err, elen, "epoll_ctl: %s", strerror(errno));
         goto fail;
     }
+    if (o->dns_servers != NULL && qf_resolve_init(c, o->dns_servers, err, elen) < 0)
+        goto fail;
     return c;
 nomem:
     snprintf(err, elen, "out of memory");
@@ -388,10 +396,20 @@ static void run_timers(struct qf_client *c)
 
     while ((t = qf_heap_top(&c->timers)) != NULL && t->at_us <= c->now_us) {
         qf_heap_del(&c->timers, t);
-        if (t->kind == QF_TIMER_CONN)
+        switch (t->kind) {
+        case QF_TIMER_CONN:
             qf_conn_timeout((struct qf_conn *)((char *)t - offsetof(struct qf_conn, timer)));
-        else
+            break;
+        case QF_TIMER_REQ:
             qf_sched_timer(c, (struct qf_req *)((char *)t - offsetof(struct qf_req, timer)));
+            break;
+        case QF_TIMER_HOST:
+            qf_host_timeout(c, (struct qf_host *)((char *)t - offsetof(struct qf_host, timer)));
+            break;
+        case QF_TIMER_DNS:
+            qf_resolve_timer(c);
+            break;
+        }
     }
 }
 
@@ -422,6 +440,10 @@ static int turn(struct qf_client *c, int timeout_ms)
     c->turns++;
     for (int i = 0; i < n; i++) {
         uint64_t tag = ev[i].data.u64;
+        if (tag != TIMERFD_TAG && (tag & QF_RESOLVE_TAG)) {
+            qf_resolve_event(c, (int)(uint32_t)tag, ev[i].events);
+            continue;
+        }
         if (tag == TIMERFD_TAG) {
             uint64_t ticks;
             if (read(c->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
@@ -495,6 +517,7 @@ void qf_client_free(qf_client *c)
 {
     if (c == NULL)
         return;
+    qf_resolve_free(c); /* first: its callbacks still see every host */
     for (uint32_t i = 0; c->conns != NULL && i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
         while (cn->req != NULL) {

@@ -8,6 +8,7 @@
 
 #include "engine/conn.h"
 #include "engine/host.h"
+#include "engine/resolve.h"
 #include "engine/sched.h"
 #include "engine/timer.h"
 #include "parser/json.h"
@@ -49,6 +50,7 @@ struct qf_client {
     size_t body_total;       /* bytes of all connections' body buffers */
     size_t body_max_total;
     struct qf_heap timers;
+    struct qf_resolver dns;
     size_t nadded, ndone, nquotes;
     size_t nrecords;         /* request records allocated, spares included: the timer heap's
                                 worst case besides the connections */
@@ -71,6 +73,10 @@ struct qf_client {
 void qf_sess_load(struct qf_client *cl);
 void qf_sess_apply(struct qf_client *cl, struct qf_host *h);
 void qf_sess_save(struct qf_client *cl);
+
+/* Makes room in the timer heap for every connection, record, host and the resolver, plus
+ * extra: arming a timer can then never fail. 0 or QF_ENOMEM. */
+int qf_client_reserve_timers(struct qf_client *cl, size_t extra);
 
 /* Creates the client's TLS context if it has none: 0, or QF_ECONFIG with err filled. */
 int qf_client_tls_ctx(struct qf_client *cl, char *err, size_t errlen);

@@ -172,13 +172,17 @@ void qf_conn_abort(struct qf_conn *c)
     release_body(c);
 }
 
+/* The attempt's phases, each counted from its start (a name lookup it waited for included). */
 static void span(const struct qf_conn *c, struct qf_span *s)
 {
     int fresh = c->t_open != 0;
+    int64_t dns = fresh ? c->dns_us : 0;
     s->reused = !fresh;
-    s->connect_ms = fresh && c->t_connected ? (double)(c->t_connected - c->t_start) / 1e3 : -1;
-    s->tls_ms = fresh && c->t_tls ? (double)(c->t_tls - c->t_start) / 1e3 : -1;
-    s->first_byte_ms = c->t_first ? (double)(c->t_first - c->t_start) / 1e3 : -1;
+    s->dns_ms = fresh ? (double)dns / 1e3 : -1;
+    s->connect_ms = fresh && c->t_connected ? (double)(c->t_connected - c->t_start + dns) / 1e3
+                                            : -1;
+    s->tls_ms = fresh && c->t_tls ? (double)(c->t_tls - c->t_start + dns) / 1e3 : -1;
+    s->first_byte_ms = c->t_first ? (double)(c->t_first - c->t_start + dns) / 1e3 : -1;
 }
 
 /* Ends the head request's attempt with an error: the connection closes and reports. */
@@ -301,7 +305,7 @@ static void race_won(struct qf_conn *c, int i)
     }
     c->nracing = 0;
     c->fd = fd;
-    c->fd_gen++;
+    c->fd_gen = (c->fd_gen + 1) & 0x7fffffff;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)c->fd_gen << 32 | c->slot};
     epoll_ctl(cl->epfd, EPOLL_CTL_MOD, fd, &ev);
@@ -395,13 +399,19 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     c->nreq = 0;
     c->norder = qf_host_order(h, c->order);
     c->ntried = c->nracing = 0;
+    c->fd_gen = (c->fd_gen + 1) & 0x7fffffff; /* a new connection: older events are stale */
     c->t_connected = c->t_tls = 0;
     conn_set_state(c, QF_CONN_CONNECTING);
     h->nopen++;
     cl->st.conns_opened++;
     int rc = begin_batch(c, r);
     c->t_open = cl->now_us;
-    c->connect_deadline_us = cl->now_us + connect_limit(cl, r);
+    /* Opened as the host's lookup ended: the requests waited for it, and it counts inside the
+     * connect timeout. */
+    c->dns_us = h->resolved_turn == cl->turns && h->t_resolve_start != 0
+                    ? h->t_resolved - h->t_resolve_start
+                    : 0;
+    c->connect_deadline_us = cl->now_us + connect_limit(cl, r) - c->dns_us;
     arm(c, c->connect_deadline_us);
     if (rc == 0)
         rc = race_next(c);

@@ -35,7 +35,8 @@ enum qf_conn_state {
 struct qf_conn {
     enum qf_conn_state state;
     int fd;
-    uint32_t fd_gen;       /* bumped per fd so stale epoll events are dropped */
+    uint32_t fd_gen;       /* bumped per connection and fd so stale epoll events are dropped;
+                              31 bits: resolver sockets' tags have the top bit */
     uint32_t slot;
     int order[QF_MAX_ADDRS]; /* the host's addresses, in the order this connection tries them */
     int norder, ntried;    /* how many in order, how many started */
@@ -43,6 +44,7 @@ struct qf_conn {
     unsigned char race_addr[QF_MAX_ADDRS]; /* their addresses' indexes */
     int nracing;
     int64_t next_try_us, connect_deadline_us;
+    int64_t dns_us;        /* the name lookup this connection's first requests waited for */
     int write_failed;      /* send failed: read what the peer said before giving up */
     int early;             /* the request goes out as TLS 1.3 early data */
     int head_seen;         /* on_head already called for the current response */

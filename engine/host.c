@@ -1,8 +1,7 @@
 /* Hosts: one per scheme, name and port, each with its request queue, idle connections,
- * resolved addresses and TLS session cache. A host resolves on its first dispatch (one
- * blocking lookup, or a --resolve entry), so a client that never uses a host pays nothing. */
+ * resolved addresses and TLS session cache. A host resolves on its first dispatch (a --resolve
+ * entry, an address literal, or a lookup in the loop), so an unused host costs nothing. */
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "engine/alloc.h"
 #include "engine/client.h"
 #include "engine/host.h"
+#include "engine/resolve.h"
 #include "engine/sched.h"
 
 /* One IP literal (an IPv6 one may be bracketed) and port into sa. 0, or QF_EINVAL. */
@@ -151,27 +151,37 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h)
         if (parse_resolve(*e, h, err, sizeof(err)) == 1)
             return;
     }
-    /* An address literal needs no lookup; AI_ADDRCONFIG alone would cost a netlink query. */
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
-    if (rc == EAI_NONAME) {
-        hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-        rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->addrs[0];
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&h->addrs[0];
+    long port = atol(h->url.port);
+    if (inet_pton(AF_INET6, h->url.host, &s6->sin6_addr) == 1) { /* a literal: no lookup */
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        h->addrlens[0] = sizeof(*s6);
+        h->naddr = 1;
+    } else if (inet_pton(AF_INET, h->url.host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        h->addrlens[0] = sizeof(*s4);
+        h->naddr = 1;
+    } else {
+        h->resolved = 0;
+        qf_resolve_start(cl, h);
     }
-    if (rc != 0) {
-        h->fatal = QF_ERESOLVE;
-        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
-                 h->url.host, gai_strerror(rc));
-        return;
-    }
-    for (struct addrinfo *ai = res; ai != NULL && h->naddr < QF_MAX_ADDRS; ai = ai->ai_next) {
-        memcpy(&h->addrs[h->naddr], ai->ai_addr, ai->ai_addrlen);
-        h->addrlens[h->naddr++] = ai->ai_addrlen;
-    }
-    freeaddrinfo(res);
+}
+
+void qf_host_resolved(struct qf_host *h)
+{
     interleave(h);
+}
+
+void qf_host_timeout(struct qf_client *cl, struct qf_host *h)
+{
+    h->resolving = 0;
+    h->resolved = 1;
+    h->fatal = QF_ERESOLVE;
+    snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: no answer "
+             "within %.1f s", h->url.host, (double)cl->connect_timeout_us / 1e6);
 }
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before
@@ -206,13 +216,18 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     struct qf_host **v = qf_realloc(cl->hosts, (cl->nhosts + 1) * sizeof(*v));
     if (v == NULL)
         return NULL;
+    if (qf_client_reserve_timers(cl, 1) < 0) /* the host's resolution deadline */
+        return NULL;
     cl->hosts = v;
     struct qf_host *h = qf_calloc(1, sizeof(*h));
     if (h == NULL)
         return NULL;
     h->url = *u;
     u->prefix = u->suffix = NULL;
+    h->cl = cl;
     h->addr_good = -1;
+    h->timer.idx = -1;
+    h->timer.kind = QF_TIMER_HOST;
     h->max = cl->max_per_host;
     h->idle = qf_calloc(h->max, sizeof(*h->idle));
     int v6 = strchr(h->url.host, ':') != NULL;

@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include "engine/timer.h"
 #include "engine/url.h"
 #include "tls/tls.h"
 
@@ -16,7 +17,12 @@ struct qf_req;
 
 struct qf_host {
     struct qf_url url;
-    int resolved;
+    struct qf_client *cl;
+    int resolved;          /* addresses known (or the host failed) */
+    int resolving;         /* a lookup is running; timer holds its deadline */
+    struct qf_timer timer;
+    int64_t t_resolve_start, t_resolved; /* the lookup's span, 0 without one */
+    uint64_t resolved_turn; /* the loop turn that got the answer */
     struct sockaddr_storage addrs[QF_MAX_ADDRS];
     socklen_t addrlens[QF_MAX_ADDRS];
     int naddr;
@@ -43,10 +49,14 @@ struct qf_host {
     char *hostport;        /* Host header value */
 };
 
-/* First use of h: resolve its name (a --resolve entry, an address literal or a lookup) and
- * make sure the client's TLS context exists. A failure marks the host fatal, with its message:
- * every request to it then fails with it. */
+/* First use of h: make sure the client's TLS context exists and resolve its name: a --resolve
+ * entry or an address literal at once, else a lookup that ends later (h->resolving). A failure
+ * marks the host fatal, with its message: every request to it then fails with it. */
 void qf_host_setup(struct qf_client *cl, struct qf_host *h);
+/* The resolver filled h's addresses: put them in the order connections try them. */
+void qf_host_resolved(struct qf_host *h);
+/* h's lookup took the whole connect timeout: h fails, every request to it with it. */
+void qf_host_timeout(struct qf_client *cl, struct qf_host *h);
 struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes);
 void qf_host_free(struct qf_host *h);
 int qf_host_check_resolve(const char *entry, char *err, size_t errlen);

@@ -26,7 +26,7 @@ static struct qf_req *req_reset(struct qf_client *cl, struct qf_req *r)
  * The timer heap is reserved for every record alive, so arming a backoff wait cannot fail. */
 struct qf_req *qf_req_new(struct qf_client *cl, size_t extra)
 {
-    if (qf_heap_reserve(&cl->timers, (int)(cl->nconns + cl->nrecords + 1)) < 0)
+    if (qf_client_reserve_timers(cl, 1) < 0)
         return NULL;
     struct qf_req *r = qf_malloc(sizeof(*r) + extra);
     if (r == NULL)
@@ -193,7 +193,7 @@ static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
 static void fail_queue(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_outcome o = {.err = h->fatal, .msg = h->fatal_msg, .retry_after_s = -1,
-                           .span = {-1, -1, -1, 0}};
+                           .span = {-1, -1, -1, -1, 0}};
     struct qf_req *r;
 
     while ((r = qf_sched_head(cl, h)) != NULL) {
@@ -208,8 +208,10 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_req *r;
 
-    if (!h->resolved)
+    if (!h->resolved && !h->resolving)
         qf_host_setup(cl, h);
+    if (h->resolving)
+        return;
     if (h->fatal) {
         fail_queue(cl, h);
         return;
@@ -249,7 +251,8 @@ int qf_sched_ready(const struct qf_client *cl)
     for (unsigned i = 0; i < cl->nhosts; i++) {
         const struct qf_host *h = cl->hosts[i];
         if (h->nqueued > 0 &&
-            (h->fatal || !h->resolved || h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))
+            (h->fatal || (!h->resolved && !h->resolving) || h->nidle > 0 ||
+             (h->nopen < h->max && cl->nfree > 0)))
             return 1;
     }
     return 0;

@@ -58,7 +58,7 @@ struct qf_req {
 
 /* How long an attempt took in its phases; -1 where a phase did not happen on it. */
 struct qf_span {
-    double connect_ms, tls_ms, first_byte_ms;
+    double dns_ms, connect_ms, tls_ms, first_byte_ms;
     int reused;            /* the attempt went over a kept-alive connection */
 };
 

@@ -59,8 +59,11 @@ struct qf_result {
     const char *errmsg;     /* one line naming the failure; "" on success */
     int attempts;           /* attempts made, 1 + retries used */
     int reused;             /* final attempt ran on a kept-alive connection */
-    /* Timings of the final attempt in ms from its start; -1 when the phase did not happen. */
+    /* Timings of the final attempt in ms from its start, each phase's end counting the ones
+     * before it (as curl's); -1 when the phase did not happen. */
     double connect_ms, tls_ms, first_byte_ms, total_ms;
+    double dns_ms;          /* the name lookup the attempt waited for; 0: none (known, a
+                               literal, --resolve); -1 on a reused connection */
 };
 
 typedef void qf_result_fn(const struct qf_result *r, void *udata);
@@ -74,7 +77,7 @@ struct qf_options {
     const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR[,ADDR...]" entries, as
                                  * curl --resolve; addresses are raced (RFC 8305) in this order */
     int timeout_ms;             /* per attempt, request sent to body complete; 0: 10000 */
-    int connect_timeout_ms;     /* TCP connect + TLS handshake; 0: 5000 */
+    int connect_timeout_ms;     /* name lookup + TCP connect + TLS handshake; 0: 5000 */
     int retries;                /* 0: default (2); < 0: no retries; > 0: that many */
     const char *user_agent;     /* NULL: a current browser's */
     qf_log_fn *log;             /* optional: verbose lines (request start/end, transitions) */
@@ -85,6 +88,8 @@ struct qf_options {
                                    qf_client_new(), written at qf_client_free() (mode 0600) */
     unsigned flags;             /* QF_OPT_* below */
     int pipeline;               /* max requests in flight per connection; 0 or 1: no pipelining */
+    const char *dns_servers;    /* "ADDR[:PORT][,...]" (IPv6 bracketed) instead of
+                                   /etc/resolv.conf's; NULL: the system's (curl --dns-servers) */
 };
 
 #define QF_OPT_TCP_FASTOPEN 1u /* TCP Fast Open where the kernel allows it */
@@ -161,6 +166,7 @@ struct qf_response {
     size_t body_len;                 /* bytes of body received in all */
     int attempts, reused;
     double connect_ms, tls_ms, first_byte_ms, total_ms;
+    double dns_ms;                   /* as in struct qf_result */
 };
 
 typedef void qf_response_fn(const struct qf_response *r);
@@ -185,8 +191,8 @@ struct qf_request {
 };
 
 /* Queues a request. Returns its id (>= 0), QF_EINVAL (bad URL, method or header line),
- * QF_ENOMEM. The first request to a new host resolves its name, blocking (use
- * qf_options.resolve to avoid that). May be called from any callback. Bodies are buffered up to
+ * QF_ENOMEM. The first request to a new host starts its name lookup, which runs inside the
+ * client's loop and never blocks a step. May be called from any callback. Bodies are buffered up to
  * 8 MiB (QF_EBODY past it) unless streamed. */
 int qf_client_request(qf_client *c, const struct qf_request *rq);
 

@@ -1361,6 +1361,137 @@ def resolve_takes_an_address_list():
         check("--resolve" in r.err and r.err.count("\n") == 1, "usage error: %r" % r.err)
 
 
+
+# ---------------------------------------------------------------- name resolution in the loop
+
+class FakeDNS:
+    """A UDP name server on 127.0.0.1 for --dns-servers: A queries for `names` get 127.0.0.1
+    (after delay_s), other queries for them no data, any other name NXDOMAIN; silent drops
+    every query, as a resolver that never answers."""
+
+    def __init__(self, names=(), silent=False, delay_s=0.0):
+        self.names = {n.lower() for n in names}
+        self.silent, self.delay_s = silent, delay_s
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self.running = True
+        threading.Thread(target=self.serve, daemon=True).start()
+        CLEANUP.append(self.close)
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+
+    def answer(self, q):
+        end = 12
+        while end < len(q) and q[end] != 0:
+            end += q[end] + 1
+        labels, i = [], 12
+        while i < end:
+            labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+            i += q[i] + 1
+        name, qtype = ".".join(labels).lower(), int.from_bytes(q[end + 1:end + 3], "big")
+        question = q[12:end + 5]
+        known = name in self.names
+        an = b""
+        if known and qtype == 1:
+            an = b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big") + \
+                (60).to_bytes(4, "big") + (4).to_bytes(2, "big") + bytes([127, 0, 0, 1])
+        flags = 0x8180 if known else 0x8183
+        return q[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big") + \
+            (1 if an else 0).to_bytes(2, "big") + bytes(4) + question + an
+
+    def serve(self):
+        while self.running:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except (socket.timeout, OSError):
+                continue
+            self.queries += 1
+            if self.silent or len(q) < 17:
+                continue
+            reply = self.answer(q)
+            send = lambda r=reply, p=peer: self.running and self.sock.sendto(r, p)  # noqa: E731
+            if self.delay_s:
+                threading.Timer(self.delay_s, send).start()
+            else:
+                send()
+
+
+def yahoo_url(srv):
+    """The default URL's host name at the test server's port: its certificate names it."""
+    return "https://query1.finance.yahoo.com:%d/v8/finance/chart/{}" % srv.port
+
+
+@test
+def lookup_through_the_resolver():
+    """The host name goes to the --dns-servers resolver (c-ares in the loop), not /etc/hosts:
+    every ticker gets its price, and the lookup shows as its own phase."""
+    dns = FakeDNS(["query1.finance.yahoo.com"])
+    tickers = [uniq() for _ in range(4)]
+    srv = server()
+    r = qf(tickers, "-v", "-c", "2", "--dns-servers", "127.0.0.1:%d" % dns.port,
+           url=yahoo_url(srv), srv=srv)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+    check(dns.queries >= 1, "the resolver saw no query")
+    check(re.search(r"^Received results for \S+ \(dns [\d.]+ ms, connect", r.err, re.M),
+          "no dns phase in -v: %s" % tail(r.err))
+    check(re.search(r"dns p50=[\d.]+", r.err), "no dns phase in --stats: %s" % tail(r.err))
+
+
+@test
+def dead_resolver_ends_at_the_connect_timeout():
+    """A resolver that never answers costs --connect-timeout, not c-ares's own retries (the
+    blocking lookup took 6.2 s whatever the options said): each ticker fails with it."""
+    dns = FakeDNS(silent=True)
+    tickers = [uniq() for _ in range(3)]
+    srv = server()
+    r = qf(tickers, "--connect-timeout", "1", "--timeout", "2", "--retries", "0",
+           "--dns-servers", "127.0.0.1:%d" % dns.port, url=yahoo_url(srv), srv=srv)
+    expect_rc(r, 1)
+    for t in tickers:
+        expect_err(r, t, "could not resolve host query1.finance.yahoo.com",
+                   "no answer within 1.0 s")
+    check(dns.queries >= 1, "the resolver saw no query")
+    check(r.elapsed < 4, "took %.1f s" % r.elapsed)
+
+
+@test
+def slow_resolver_leaves_the_connect_its_time():
+    """An answer after 1.5 s of a 4 s connect timeout: the connections' deadlines start when
+    they do, so none fails in its handshake for time the lookup used (--retries 0)."""
+    dns = FakeDNS(["query1.finance.yahoo.com"], delay_s=1.5)
+    tickers = [uniq() for _ in range(9)]
+    srv = server()
+    r = qf(tickers, "-c", "4", "--connect-timeout", "4", "--timeout", "3", "--retries", "0",
+           "--dns-servers", "127.0.0.1:%d" % dns.port, url=yahoo_url(srv), srv=srv)
+    expect_rc(r, 0)
+    expect_all_ok(r, tickers)
+
+
+@test
+def unknown_name_fails_each_ticker():
+    dns = FakeDNS([])
+    tickers = [uniq() for _ in range(2)]
+    srv = server()
+    r = qf(tickers, "--retries", "0", "--dns-servers", "127.0.0.1:%d" % dns.port,
+           url=yahoo_url(srv), srv=srv)
+    expect_rc(r, 1)
+    for t in tickers:
+        expect_err(r, t, "could not resolve host query1.finance.yahoo.com")
+
+
+@test
+def dns_servers_bad_list_is_a_usage_error():
+    r = run_raw(["-t", "X", "--dns-servers", "not an address"])
+    expect_rc(r, 2)
+    check("--dns-servers" in r.err and r.err.count("\n") == 1, "usage error: %r" % r.err)
+
+
 # ---------------------------------------------------------------- nginx
 
 def die_with_parent():
