@@ -47,6 +47,12 @@ const char *qf_version(void);
 
 typedef struct qf_client qf_client;
 
+/* Text that came from a server reaches callers cleaned (see qf_text_clean() below):
+ * qf_result.currency and every errmsg the library hands over are valid UTF-8 without
+ * control characters (C0, DEL, C1) and without bidirectional-text controls or line
+ * separators, so they may be printed as they are. Header values and bodies of general
+ * requests are passed on as received. */
+
 /* Per-ticker outcome. Strings are borrowed: valid only during the callback. */
 struct qf_result {
     size_t index;           /* 0-based order of qf_client_add() calls */
@@ -195,6 +201,25 @@ int qf_client_cancel(qf_client *c, int id);
 /* Percent-encodes a symbol for a URL path: unreserved characters (A-Z a-z 0-9 - . _ ~) stay,
  * everything else becomes %XX. Returns the length written (NUL excluded) or QF_ENOSPC. */
 int qf_symbol_encode(const char *symbol, char *out, size_t cap);
+
+/* ---- Clean text ------------------------------------------------------------------------ */
+
+/* Decodes the UTF-8 sequence at s[0..len) (len >= 1) into *cp and returns its length (1-4).
+ * A malformed sequence (stray continuation byte, overlong form, surrogate, value past
+ * U+10FFFF, sequence cut short) gives U+FFFD and the length of its longest well-formed
+ * prefix, at least 1: Unicode's "maximal subpart" rule, as browsers decode. */
+size_t qf_text_next(const char *s, size_t len, uint32_t *cp);
+
+/* Non-zero for the code points clean text never holds: C0 controls (U+0000-U+001F), DEL and
+ * the C1 controls (U+007F-U+009F), the bidirectional-text controls (U+061C, U+200E, U+200F,
+ * U+202A-U+202E, U+2066-U+2069) and the line and paragraph separators (U+2028, U+2029). */
+int qf_text_unsafe(uint32_t cp);
+
+/* Copies s[0..len) into out as clean text: each malformed sequence becomes U+FFFD, a C0
+ * control or DEL a space, any other unsafe code point U+FFFD. Stops before the first code
+ * point that does not fit, so out always ends with a whole character and a NUL (cap >= 1;
+ * 3 * len + 1 always suffices). Returns the length written, NUL excluded. */
+size_t qf_text_clean(const char *s, size_t len, char *out, size_t cap);
 
 #ifdef __cplusplus
 }
