@@ -1,5 +1,7 @@
 /* TLS session cache file: lets the next process resume instead of doing a full handshake.
- * One line per host: "host port expires base64-DER". Read once at client creation, written
+ * One line per session: "host port expires base64-DER"; each session carries its binding to
+ * the trust configuration and host name that verified it (tls/tls.h), so a run trusting
+ * other certificates never resumes it. Read once at client creation, written
  * at free through a temporary file and rename, mode 0600. A file that is not ours (owner,
  * permissions, format) is ignored with a warning: a session is a secret and is trusted for
  * nothing but resumption. */
@@ -109,7 +111,7 @@ void qf_sess_save(struct qf_client *cl)
     int any = 0;
 
     for (unsigned i = 0; i < cl->nhosts; i++)
-        any |= cl->hosts[i]->url.tls && cl->hosts[i]->cache.n > 0;
+        any |= cl->hosts[i]->url.tls && cl->hosts[i]->cache.n + cl->hosts[i]->cache.npend > 0;
     if (!any)
         return;
     if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", cl->sess_path) >= (int)sizeof(tmp))
@@ -123,7 +125,7 @@ void qf_sess_save(struct qf_client *cl)
     for (unsigned i = 0; i < cl->nhosts && !bad; i++) {
         struct qf_host *h = cl->hosts[i];
         long long exp;
-        for (int k = 0; h->url.tls && k < h->cache.n && !bad; k++) {
+        for (int k = 0; h->url.tls && k < h->cache.n + h->cache.npend && !bad; k++) {
             if (qf_tls_cache_export(&h->cache, k, b64, sizeof(b64), &exp) <= 0)
                 continue;
             int n = snprintf(line, sizeof(line), "%s %s %lld %s\n", h->url.host, h->url.port,

@@ -642,6 +642,36 @@ def resolve_with_port_in_url():
     check(host == "query1.finance.yahoo.com:%d" % srv.port, "Host %r" % host)
 
 
+@test
+def absolute_host_name():
+    """A trailing dot (an absolute DNS name) works: SNI goes without it (RFC 6066) and the
+    certificate is checked against the name without it, while connecting (--resolve here) and
+    the Host header keep the URL's name as written, as curl does."""
+    t = uniq()
+    srv = server()
+    before = srv.stats()["sni_names"]
+    r = qf([t], "--resolve", "query1.finance.yahoo.com.:%d:127.0.0.1" % srv.port,
+           url="https://query1.finance.yahoo.com.:%d/v8/finance/chart/{}" % srv.port)
+    expect_rc(r, 0)
+    expect_ok(r, t)
+    st = srv.stats()
+    # (stats() itself connects with SNI localhost)
+    sni = {k: v - before.get(k, 0) for k, v in st["sni_names"].items()
+           if v != before.get(k, 0) and k != "localhost"}
+    check(sni == {"query1.finance.yahoo.com": 1}, "server saw SNI %r" % sni)
+    host = st["headers_per_symbol"][t].get("host")
+    check(host == "query1.finance.yahoo.com.:%d" % srv.port, "Host %r" % host)
+
+
+@test
+def non_ascii_host_refused():
+    """A host name that is not ASCII is a usage error naming the A-label form; nothing is
+    looked up or connected (the --resolve entry would otherwise send it to a closed port)."""
+    usage_case(["-u", "https://b\u00f6rse.example:9/v8/finance/chart/{}", "--resolve",
+                "b\u00f6rse.example:9:127.0.0.1", "-t", "AAPL"])
+    check("xn--" in LAST_RUNS[-1].err, "no word of the A-label: %r" % LAST_RUNS[-1].err)
+
+
 # A hostile server's text: C1 CSI (erases a screen), bidi overrides and isolates, ESC, invalid
 # UTF-8 and CSV formulas (server.py HOSTILE_). Nothing of it may reach a terminal, a CSV file
 # or a JSON reader as it was sent.

@@ -136,6 +136,38 @@ def cache_ignores_other_hosts_sessions():
     check(stats(r)["tls_resumed"] == 0, "b resumed a's session")
 
 
+@test
+def cache_bound_to_trust():
+    """A resumed session skips the certificate check, so a cached one is offered only under
+    the trust that verified it. Run 1 trusts ca.pem and saves sessions; from its file, a run
+    trusting ca2.pem and a run on the system store each make a full handshake and refuse the
+    server's certificate. The sessions stay in the file for the runs they were made for: a
+    ca.pem run after those two resumes, so they were there to be misused."""
+    srv = it.TestServer()
+    path = fresh_cache()
+    it.expect_rc(it.qf([uniq()], *cache_env(path), srv=srv), 0)
+    with open(path, "rb") as f:
+        saved = f.read()
+    for label, cacert in (("--cacert ca2.pem", cert("ca2.pem")), ("the system store", False)):
+        with open(path, "wb") as f:
+            f.write(saved)
+        before = srv.stats()
+        t = uniq()
+        r = it.qf([t], *cache_env(path), srv=srv, cacert=cacert)
+        it.expect_rc(r, 1)
+        it.expect_err(r, t, "certificate", status=0)
+        after = srv.stats()
+        check(after["tls_resumed"] == before["tls_resumed"], "%s resumed a session" % label)
+        check(after["requests_total"] == before["requests_total"],
+              "%s sent a request to an unverified server" % label)
+    t = uniq()
+    r = it.qf([t], *cache_env(path), srv=srv)
+    it.expect_rc(r, 0)
+    it.expect_ok(r, t)
+    check(stats(r)["tls_resumed"] >= 1 and stats(r)["tls_full"] == 0,
+          "ca.pem did not resume run 1's sessions: %s" % stats(r))
+
+
 class EarlyNginx(it.Nginx):
     """nginx with TLS 1.3 early data and a log of $ssl_early_data and $pipe per request.
     OpenSSL takes early data only with stateless tickets (a shared session cache makes it

@@ -258,6 +258,7 @@ class Stats:
         self.lazy_idle_closes = 0
         self.status_counts = {}
         self.tls_versions = {}    # negotiated version -> handshakes
+        self.sni = {}             # server name sent in the ClientHello ("" for none) -> handshakes
         self.targets = {}         # symbol -> raw request targets (last 5)
         self.headers = {}         # symbol -> last request's headers (lower-case names)
         self.failure_reasons = []
@@ -302,6 +303,7 @@ class Stats:
             "headers_per_symbol": self.headers,
             "handshake_failure_reasons": self.failure_reasons[-20:],
             "tls_versions": self.tls_versions,
+            "sni_names": self.sni,
             "special_events": self.events,
         }
 
@@ -909,11 +911,15 @@ class Server:
                 self.limit_tls(args.tls_max)
             if args.tickets is not None:
                 self.ctx.num_tickets = args.tickets
-
+            self.ctx.sni_callback = self.on_sni
         self.hits = {}  # symbol -> requests seen, for first-time behaviours (never reset)
         self.tasks = set()
         self.fixtures = {}
         self.fixdir = args.fixtures
+
+    @staticmethod
+    def on_sni(sslobj, name, ctx):
+        STATS.sni[name or ""] = STATS.sni.get(name or "", 0) + 1
 
     def limit_tls(self, ver):
         """Offer nothing newer than ver; below 1.2, also the old versions OpenSSL 3 disables at

@@ -457,9 +457,14 @@ static void test_url_parse(void **state)
     assert_int_equal(qf_url_parse(&u, "https://h?s={}", err, sizeof(err)), 0);
     assert_string_equal(u.prefix, "/?s=");
     qf_url_free(&u);
+    /* An absolute name keeps its dot here: DNS and Host use it, TLS drops it (tls_name). */
+    assert_int_equal(qf_url_parse(&u, "https://h.example.:8443/{}", err, sizeof(err)), 0);
+    assert_string_equal(u.host, "h.example.");
+    qf_url_free(&u);
     const char *bad[] = {"https://{}/x", "https://h/{}/{}", "https://h/x", "https://h:0/{}",
                          "https://h:99999/{}", "https://h:x/{}", "https://h:+80/{}", "https:///{}", "https://u@h/{}",
-                         "https://h/a b/{}", "https://h/#{}"};
+                         "https://h/a b/{}", "https://h/#{}", "https://b\xc3\xb6rse.de/{}",
+                         "https://h..com/{}", "https://.h/{}", "https://h../{}", "https://./{}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(qf_url_parse(&u, bad[i], err, sizeof(err)), QF_EINVAL);
 }
