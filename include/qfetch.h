@@ -87,7 +87,12 @@ struct qf_options {
     int max_total_connections;  /* all hosts together; 0: same as connections */
     qf_log_fn *warn;            /* optional: warnings that are not per-request errors (log_udata) */
     const char *session_cache;  /* optional file keeping TLS sessions across processes: read at
-                                   qf_client_new(), written at qf_client_free() (mode 0600) */
+                                   qf_client_new(), written at qf_client_free() (mode 0600).
+                                   A session resumes only under the trust (cacert's contents,
+                                   or the system store) and for the host name that verified
+                                   it. Unused, with a warning, unless it is a regular file of
+                                   the user's in a directory of the user's that group and
+                                   others cannot write; never blocks (a FIFO is refused). */
     unsigned flags;             /* QF_OPT_* below */
     int pipeline;               /* max requests in flight per connection; 0 or 1: no pipelining */
 };
