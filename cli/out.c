@@ -280,7 +280,7 @@ static size_t py_repr(const char *s, char *out, size_t cap)
  * "[" or " "; a tuple that does not fit its 78 columns breaks after the symbol. */
 static void python(const struct cli_row *rows, size_t n, const char *t)
 {
-    char sym[6 * 64 + 8];
+    char sym[6 * QF_SYMBOL_MAX + 8];
     size_t total = 2, count = 0;
 
     for (size_t i = 0; i < n; i++) {

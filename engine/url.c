@@ -11,6 +11,10 @@ int qf_symbol_encode(const char *symbol, char *out, size_t cap)
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
 
+    /* "." and ".." are dot-segments: servers resolve them (and, after decoding unreserved
+     * characters, their %2E forms too), so the request would name another path. */
+    if (symbol[0] != '\0' && symbol[strspn(symbol, ".")] == '\0')
+        return QF_EINVAL;
     for (const unsigned char *p = (const unsigned char *)symbol; *p != '\0'; p++) {
         unsigned ch = *p;
         int keep = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||

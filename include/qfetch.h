@@ -126,10 +126,15 @@ struct qf_stats {
 qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *udata, char *errbuf,
                          size_t errlen);
 
+/* The longest symbol qf_client_add() takes, in bytes. */
+#define QF_SYMBOL_MAX 64
+
 /* Queues one quote GET for symbol (copied) on the url_template's host. Returns its index
- * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent
- * (empty, longer than 64 bytes, spaces or control characters), QF_ENOMEM. May be called from
- * any callback. */
+ * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent:
+ * empty, longer than QF_SYMBOL_MAX bytes, holding spaces or control characters, or made only
+ * of dots ("." and ".." are path segments: a server resolves /chart/.. to the path above it,
+ * and percent-encoding them as %2E does not help, since RFC 3986 lets servers decode an
+ * unreserved character before resolving). QF_ENOMEM. May be called from any callback. */
 int qf_client_add(qf_client *c, const char *symbol);
 
 /* The epoll fd: readable when the client has I/O or a deadline to handle. */
@@ -204,7 +209,8 @@ int qf_client_request(qf_client *c, const struct qf_request *rq);
 int qf_client_cancel(qf_client *c, int id);
 
 /* Percent-encodes a symbol for a URL path: unreserved characters (A-Z a-z 0-9 - . _ ~) stay,
- * everything else becomes %XX. Returns the length written (NUL excluded) or QF_ENOSPC. */
+ * everything else becomes %XX. Returns the length written (NUL excluded), QF_EINVAL for a
+ * symbol made only of dots (see qf_client_add()) or QF_ENOSPC. */
 int qf_symbol_encode(const char *symbol, char *out, size_t cap);
 
 /* ---- Clean text ------------------------------------------------------------------------ */

@@ -672,6 +672,22 @@ def non_ascii_host_refused():
     check("xn--" in LAST_RUNS[-1].err, "no word of the A-label: %r" % LAST_RUNS[-1].err)
 
 
+@test
+def dot_symbols_refused():
+    """"." and ".." would leave the chart path (GET /v8/finance/chart/.. is /v8/finance/ to a
+    server): a usage error before any request is sent."""
+    srv = server()
+    for dots in (".", "..", "..."):
+        before = srv.stats()["requests_total"]
+        usage_case(["-u", srv.url, "--cacert", cert("ca.pem"), "-t", uniq(), dots])
+        check("only dots" in LAST_RUNS[-1].err, "message %r" % LAST_RUNS[-1].err)
+        check(srv.stats()["requests_total"] == before, "%r: a request was sent" % dots)
+    t = "." + uniq() + "."  # dots among other characters are an ordinary symbol
+    r = qf([t])
+    expect_rc(r, 0)
+    expect_ok(r, t)
+
+
 # A hostile server's text: C1 CSI (erases a screen), bidi overrides and isolates, ESC, invalid
 # UTF-8 and CSV formulas (server.py HOSTILE_). Nothing of it may reach a terminal, a CSV file
 # or a JSON reader as it was sent.

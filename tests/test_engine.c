@@ -414,6 +414,11 @@ static void test_symbol_checks(void **state)
     assert_int_equal(qf_client_add(c, "A\x7f"), QF_EINVAL);
     assert_int_equal(qf_client_add(c, "AAPL"), 0);
     assert_int_equal(qf_client_add(c, "\xc3\xa9"), 1); /* non-ASCII is percent-encoded */
+    /* Dot-segments would leave the chart path; dots among other characters are fine. */
+    assert_int_equal(qf_client_add(c, "."), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, ".."), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, "..."), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, ".A."), 2);
     qf_client_free(c);
 }
 
@@ -433,6 +438,9 @@ static void test_symbol_encode(void **state)
     assert_string_equal(out, "a%2Fb%3Fc%23d%25e");
     assert_int_equal(qf_symbol_encode("^^^", out, 9), QF_ENOSPC);
     assert_int_equal(qf_symbol_encode("^^^", out, 10), 9);
+    assert_int_equal(qf_symbol_encode("..", out, sizeof(out)), QF_EINVAL);
+    assert_int_equal(qf_symbol_encode(".", out, sizeof(out)), QF_EINVAL);
+    assert_int_equal(qf_symbol_encode("..A", out, sizeof(out)), 3);
 }
 
 static void test_url_parse(void **state)

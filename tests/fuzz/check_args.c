@@ -144,11 +144,12 @@ static uint64_t fnv(const char *s, size_t salt)
     return h;
 }
 
-/* A symbol the engine takes (qf_client_add): 1-64 bytes, no blanks or control characters. */
+/* A symbol the engine takes (qf_client_add): 1-64 bytes, no blanks or control characters,
+ * not only dots. */
 static int engine_takes(const char *t)
 {
     size_t n = strlen(t);
-    if (n == 0 || n > 64)
+    if (n == 0 || n > QF_SYMBOL_MAX || strspn(t, ".") == n)
         return 0;
     for (; *t; t++)
         if ((unsigned char)*t <= ' ' || *t == 0x7f)
