@@ -192,6 +192,10 @@ def response_seeds():
         404, "Not Found", b'{"chart":{"result":null,"error":{"code":"E\\u202e\xc0\xaf",'
         b'"description":"\\u001b[2J\xc2\x9b2J \xe2\x80\xae\xe2\x81\xa6evil\xff\xc3 '
         b'\\u2066x\\u2069 \xed\xa0\x80\xe2\x82A =cmd"}}}', ok), (7,))
+    # Malformed bytes become 3-byte U+FFFDs: the clean text outgrows the raw string.
+    s["hostile-growth"] = response_input(content_length(
+        404, "Not Found", b'{"chart":{"error":{"code":"\xff\xfe\xc2\x85",'
+        b'"description":"' + b"\xff\xc3\xa9\x80" * 30 + b'"}}}', ok), (3,))
     return s
 
 
@@ -223,8 +227,9 @@ def args_seeds():
                               "H" * 65])
     s["csv-quotes"] = args_input(["-f", "csv", "-t", "A,B", '"Q"', "x\r\ny"])
     s["unicode"] = args_input(["-f", "table", "-t", "Ä", "日本", "\u00e9t\u00e9", b"\xff\xfe"])
-    s["hostile-text"] = args_input(["-f", "csv", "-t", "=1+2", "-X", "@A", "+B",
-                                    b"\xc2\x9b2J", "A\u202eB", "\u2066C", b"\xe2\x82", ".", ".."])
+    s["hostile-text"] = args_input(["-f", "csv", "-t", "-"],
+                                   "=1+2 -X @A +B \xc2\x9b2J A\u202eB \u2066C . .. .X.".encode()
+                                   + b" \xe2\x82 \xff")
     s["help"] = args_input(["-h"])
     s["bad-int"] = args_input(["-c", "abc", "-t", "X"])
     s["bad-seconds"] = args_input(["--timeout", "-1", "-t", "X"])
