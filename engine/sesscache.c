@@ -122,12 +122,13 @@ void qf_sess_load(struct qf_client *cl)
     char *buf = qf_malloc((size_t)st.st_size + 1);
     ssize_t n = buf != NULL ? read(fd, buf, (size_t)st.st_size) : -1;
     close(fd);
+    if (n >= 0)
+        buf[n] = '\0'; /* before the compare: a file shorter than MAGIC ends there */
     if (n != st.st_size || strncmp(buf, MAGIC, strlen(MAGIC)) != 0) {
         qf_free(buf);
         warn(cl, "ignoring", cl->sess_path, "not a qfetch session cache");
         return;
     }
-    buf[n] = '\0';
     cl->sess_text = buf;
 }
 
