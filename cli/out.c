@@ -192,7 +192,7 @@ static void out_int(struct outbuf *o, int v)
 }
 
 /* RFC 4180: quoted, inner quotes doubled, when the field holds a comma, quote or line break.
- * A server's text (server set) that starts with = + - or @ would run as a formula in a
+ * Text from the server (server != 0) that starts with = + - or @ would run as a formula in a
  * spreadsheet: it gets a leading ' inside quotes, as OWASP's CSV injection rule says. Clean
  * text has no tab or carriage return to start with, the rule's other two characters. */
 static void csv_field(struct outbuf *o, const char *raw, int server)
@@ -324,8 +324,10 @@ void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, cons
     case CLI_PYTHON:
         python(rows, n, text);
         for (size_t i = 0; i < n; i++) {
+            char sb[CLEAN_MAX], wb[CLEAN_MAX];
             if (rows[i].err != 0)
-                fprintf(stderr, "qfetch: %s: %s\n", rows[i].symbol, WORD(text, &rows[i]));
+                fprintf(stderr, "qfetch: %s: %s\n", clean(rows[i].symbol, sb),
+                        clean(WORD(text, &rows[i]), wb));
         }
         break;
     }

@@ -173,6 +173,9 @@ static void test_hostile_output(void **state)
     char *py = print_rows(CLI_PYTHON, rows + 4, 1);
     assert_string_equal(py, "[('EE\\u202e', Decimal('3.00'))]\n");
     free(py);
+    py = print_rows(CLI_PYTHON, rows + 2, 1); /* the failure goes to stderr, clean too */
+    assert_string_equal(py, "[]\nqfetch: CCC: HTTP 404:  [2J" FFFD " \"x\"\n");
+    free(py);
     free(words.b);
     memset(&words, 0, sizeof(words));
 }
