@@ -163,13 +163,14 @@ static uint32_t *first_positions(const char **tickers, size_t n)
 }
 
 /* Well-formed UTF-8 without control characters or spaces: what may be printed back in every
- * output format (the engine itself would percent-encode any byte). */
+ * output format (the engine itself would percent-encode any byte). Not only dots: the engine
+ * refuses those (qf_client_add). */
 static int symbol_ok(const char *t)
 {
     const unsigned char *p = (const unsigned char *)t;
     size_t n = strlen(t);
 
-    if (n == 0 || n > 64)
+    if (n == 0 || n > QF_SYMBOL_MAX || strspn(t, ".") == n)
         return 0;
     while (*p) {
         unsigned c = *p, len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
@@ -333,8 +334,8 @@ int main(int argc, char **argv)
         if (!symbol_ok(a.tickers[i])) {
             fputs("qfetch: invalid symbol '", stderr);
             print_escaped(stderr, a.tickers[i]);
-            fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters\n",
-                  stderr);
+            fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters, "
+                  "not only dots\n", stderr);
             rc = 2;
             break;
         }

@@ -234,7 +234,7 @@ int qf_client_add(qf_client *c, const char *symbol)
 {
     size_t n = strlen(symbol);
 
-    if (n == 0 || n > QF_SYMBOL_MAX)
+    if (n == 0 || n > QF_SYMBOL_MAX || strspn(symbol, ".") == n) /* see qf_symbol_encode */
         return QF_EINVAL;
     for (const unsigned char *p = (const unsigned char *)symbol; *p; p++) {
         if (*p <= ' ' || *p == 0x7f)

@@ -47,6 +47,12 @@ const char *qf_version(void);
 
 typedef struct qf_client qf_client;
 
+/* Text that came from a server reaches callers cleaned (see qf_text_clean() below):
+ * qf_result.currency and every errmsg the library hands over are valid UTF-8 without
+ * control characters (C0, DEL, C1) and without bidirectional-text controls or line
+ * separators, so they may be printed as they are. Header values and bodies of general
+ * requests are passed on as received. */
+
 /* Per-ticker outcome. Strings are borrowed: valid only during the callback. */
 struct qf_result {
     size_t index;           /* 0-based order of qf_client_add() calls */
@@ -85,7 +91,12 @@ struct qf_options {
     int max_total_connections;  /* all hosts together; 0: same as connections */
     qf_log_fn *warn;            /* optional: warnings that are not per-request errors (log_udata) */
     const char *session_cache;  /* optional file keeping TLS sessions across processes: read at
-                                   qf_client_new(), written at qf_client_free() (mode 0600) */
+                                   qf_client_new(), written at qf_client_free() (mode 0600).
+                                   A session resumes only under the trust (cacert's contents,
+                                   or the system store) and for the host name that verified
+                                   it. Unused, with a warning, unless it is a regular file of
+                                   the user's in a directory of the user's that group and
+                                   others cannot write; never blocks (a FIFO is refused). */
     unsigned flags;             /* QF_OPT_* below */
     int pipeline;               /* max requests in flight per connection; 0 or 1: no pipelining */
     const char *dns_servers;    /* "ADDR[:PORT][,...]" (IPv6 bracketed) instead of
@@ -100,7 +111,6 @@ struct qf_options {
 #define QF_OPT_NO_EXIT_CLEANUP 4u
 
 #define QF_DEFAULT_CONNECTIONS 8
-#define QF_SYMBOL_MAX 64 /* bytes of the longest symbol qf_client_add() takes */
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
 
 struct qf_stats {
@@ -122,10 +132,15 @@ struct qf_stats {
 qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *udata, char *errbuf,
                          size_t errlen);
 
+/* The longest symbol qf_client_add() takes, in bytes. */
+#define QF_SYMBOL_MAX 64
+
 /* Queues one quote GET for symbol (copied) on the url_template's host. Returns its index
- * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent
- * (empty, longer than QF_SYMBOL_MAX bytes, spaces or control characters), QF_ENOMEM. May be called from
- * any callback. */
+ * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent:
+ * empty, longer than QF_SYMBOL_MAX bytes, holding spaces or control characters, or made only
+ * of dots ("." and ".." are path segments: a server resolves /chart/.. to the path above it,
+ * and percent-encoding them as %2E does not help, since RFC 3986 lets servers decode an
+ * unreserved character before resolving). QF_ENOMEM. May be called from any callback. */
 int qf_client_add(qf_client *c, const char *symbol);
 
 /* The epoll fd: readable when the client has I/O or a deadline to handle. */
@@ -201,8 +216,28 @@ int qf_client_request(qf_client *c, const struct qf_request *rq);
 int qf_client_cancel(qf_client *c, int id);
 
 /* Percent-encodes a symbol for a URL path: unreserved characters (A-Z a-z 0-9 - . _ ~) stay,
- * everything else becomes %XX. Returns the length written (NUL excluded) or QF_ENOSPC. */
+ * everything else becomes %XX. Returns the length written (NUL excluded), QF_EINVAL for a
+ * symbol made only of dots (see qf_client_add()) or QF_ENOSPC. */
 int qf_symbol_encode(const char *symbol, char *out, size_t cap);
+
+/* ---- Clean text ------------------------------------------------------------------------ */
+
+/* Decodes the UTF-8 sequence at s[0..len) (len >= 1) into *cp and returns its length (1-4).
+ * A malformed sequence (stray continuation byte, overlong form, surrogate, value past
+ * U+10FFFF, sequence cut short) gives U+FFFD and the length of its longest well-formed
+ * prefix, at least 1: Unicode's "maximal subpart" rule, as browsers decode. */
+size_t qf_text_next(const char *s, size_t len, uint32_t *cp);
+
+/* Non-zero for the code points clean text never holds: C0 controls (U+0000-U+001F), DEL and
+ * the C1 controls (U+007F-U+009F), the bidirectional-text controls (U+061C, U+200E, U+200F,
+ * U+202A-U+202E, U+2066-U+2069) and the line and paragraph separators (U+2028, U+2029). */
+int qf_text_unsafe(uint32_t cp);
+
+/* Copies s[0..len) into out as clean text: each malformed sequence becomes U+FFFD, a C0
+ * control or DEL a space, any other unsafe code point U+FFFD. Stops before the first code
+ * point that does not fit, so out always ends with a whole character and a NUL (cap >= 1;
+ * 3 * len + 1 always suffices). Returns the length written, NUL excluded. */
+size_t qf_text_clean(const char *s, size_t len, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

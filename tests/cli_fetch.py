@@ -255,6 +255,7 @@ def run_raw(args, stdin=None, timeout=30, prefix=(), env=None):
         raise Fail("qfetch did not finish within %ds" % timeout)
     r = Run(cmd, p.returncode, p.stdout.decode(errors="replace"),
             p.stderr.decode(errors="replace"), time.monotonic() - t0)
+    r.out_bytes, r.err_bytes = p.stdout, p.stderr
     LAST_RUNS.append(r)
     check(r.rc is not None and r.rc >= 0, "qfetch killed by signal %s" % (-r.rc if r.rc else "?"))
     check(r.rc in (0, 1, 2), "qfetch exited with %d" % r.rc)
@@ -644,6 +645,114 @@ def resolve_with_port_in_url():
     expect_ok(r, t)
     host = server().stats()["headers_per_symbol"][t].get("host")
     check(host == "query1.finance.yahoo.com:%d" % srv.port, "Host %r" % host)
+
+
+@test
+def absolute_host_name():
+    """A trailing dot (an absolute DNS name) works: SNI goes without it (RFC 6066) and the
+    certificate is checked against the name without it, while connecting (--resolve here) and
+    the Host header keep the URL's name as written, as curl does."""
+    t = uniq()
+    srv = server()
+    before = srv.stats()["sni_names"]
+    r = qf([t], "--resolve", "query1.finance.yahoo.com.:%d:127.0.0.1" % srv.port,
+           url="https://query1.finance.yahoo.com.:%d/v8/finance/chart/{}" % srv.port)
+    expect_rc(r, 0)
+    expect_ok(r, t)
+    st = srv.stats()
+    # (stats() itself connects with SNI localhost)
+    sni = {k: v - before.get(k, 0) for k, v in st["sni_names"].items()
+           if v != before.get(k, 0) and k != "localhost"}
+    check(sni == {"query1.finance.yahoo.com": 1}, "server saw SNI %r" % sni)
+    host = st["headers_per_symbol"][t].get("host")
+    check(host == "query1.finance.yahoo.com.:%d" % srv.port, "Host %r" % host)
+
+
+@test
+def non_ascii_host_refused():
+    """A host name that is not ASCII is a usage error naming the A-label form; nothing is
+    looked up or connected (the --resolve entry would otherwise send it to a closed port)."""
+    usage_case(["-u", "https://b\u00f6rse.example:9/v8/finance/chart/{}", "--resolve",
+                "b\u00f6rse.example:9:127.0.0.1", "-t", "AAPL"])
+    check("xn--" in LAST_RUNS[-1].err, "no word of the A-label: %r" % LAST_RUNS[-1].err)
+
+
+@test
+def dot_symbols_refused():
+    """"." and ".." would leave the chart path (GET /v8/finance/chart/.. is /v8/finance/ to a
+    server): a usage error before any request is sent."""
+    srv = server()
+    for dots in (".", "..", "..."):
+        before = srv.stats()["requests_total"]
+        usage_case(["-u", srv.url, "--cacert", cert("ca.pem"), "-t", uniq(), dots])
+        check("only dots" in LAST_RUNS[-1].err, "message %r" % LAST_RUNS[-1].err)
+        check(srv.stats()["requests_total"] == before, "%r: a request was sent" % dots)
+    t = "." + uniq() + "."  # dots among other characters are an ordinary symbol
+    r = qf([t])
+    expect_rc(r, 0)
+    expect_ok(r, t)
+
+
+# A hostile server's text: C1 CSI (erases a screen), bidi overrides and isolates, ESC, invalid
+# UTF-8 and CSV formulas (server.py HOSTILE_). Nothing of it may reach a terminal, a CSV file
+# or a JSON reader as it was sent.
+UNSAFE_TEXT = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+                         "\u2066-\u2069]")
+HOSTILE_ERR = ("HTTP 404:  [2J\ufffd2J \ufffd\ufffdevil\ufffd\ufffd \ufffdx\ufffd "
+               "\ufffd=cmd\ufffd")
+
+
+def hostile_run(fmt):
+    kinds = ["CSI", "ESC", "BAD", "EQ", "AT", "PLUS", "MINUS", "ERR"]
+    tick = {k: "HOSTILE_%s_%s" % (k, uniq()) for k in kinds}
+    r = qf(list(tick.values()), fmt=fmt, stats=False)
+    expect_rc(r, 1)
+    for name, raw in (("stdout", r.out_bytes), ("stderr", r.err_bytes)):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise Fail("%s is not valid UTF-8: %s" % (name, e))
+        bad = UNSAFE_TEXT.search(text.replace("\r\n", "\n").replace("\n", ""))
+        check(bad is None, "%s holds U+%04X: %r" % (name, ord(bad.group()) if bad else 0,
+                                                    text[:300]))
+    return r, tick
+
+
+@test
+def hostile_text_json():
+    r, tick = hostile_run("json")
+    by = r.by_ticker()
+    want = {"CSI": "\ufffd2J\ufffd", "ESC": "\ufffd2J\ufffd", "BAD": "U\ufffdS\ufffdD",
+            "EQ": "=1+2", "AT": "@SUM(1)", "PLUS": "+1", "MINUS": "-1+2"}
+    for k, cur in want.items():
+        it = by[tick[k]]
+        check(it.get("currency") == cur and it.get("price") == cents(price_for(tick[k])),
+              "%s: %r, want currency %r" % (k, it, cur))
+    it = by[tick["ERR"]]
+    check(it.get("error") == HOSTILE_ERR and it.get("status") == 404, "ERR: %r" % it)
+
+
+@test
+def hostile_text_csv():
+    """Besides clean text, a server's cell that starts with = + - or @ is neutralised with a
+    leading ' (OWASP's CSV injection rule); our own negative prices stay numbers."""
+    r, tick = hostile_run("csv")
+    rows = {row["ticker"]: row for row in csv.DictReader(io.StringIO(r.out, newline=""))}
+    want = {"CSI": "\ufffd2J\ufffd", "BAD": "U\ufffdS\ufffdD", "EQ": "'=1+2",
+            "AT": "'@SUM(1)", "PLUS": "'+1", "MINUS": "'-1+2"}
+    for k, cur in want.items():
+        check(rows[tick[k]]["currency"] == cur, "%s: %r, want %r" % (k, rows[tick[k]], cur))
+    check(rows[tick["ERR"]]["error"] == HOSTILE_ERR, "ERR: %r" % rows[tick["ERR"]])
+
+
+@test
+def hostile_text_table_and_python():
+    r, tick = hostile_run("table")
+    lines = {ln.split()[0]: ln for ln in r.out.splitlines() if ln.strip()}
+    check(lines[tick["CSI"]].endswith("  \ufffd2J\ufffd"), "CSI: %r" % lines[tick["CSI"]])
+    check(lines[tick["ERR"]].endswith("error  " + HOSTILE_ERR), "ERR: %r" % lines[tick["ERR"]])
+    r, tick = hostile_run("python")  # the failure goes to stderr
+    check(("qfetch: %s: %s" % (tick["ERR"], HOSTILE_ERR)) in r.err, "stderr %r" % r.err[-300:])
 
 
 @test

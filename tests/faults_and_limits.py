@@ -698,6 +698,7 @@ def session_cache_damaged():
                 b"localhost 99999999 1 QUFB", b"\x00\xff" * 50]) + b"\n",
             "truncated": real[:len(real) * 2 // 3],
             "header-only": real.split(b"\n")[0],
+            "header-cut": real[:10],  # shorter than the header: once compared unfilled bytes
         }
         paths = []
         for name, data in variants.items():

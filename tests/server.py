@@ -260,6 +260,7 @@ class Stats:
         self.lazy_idle_closes = 0
         self.status_counts = {}
         self.tls_versions = {}    # negotiated version -> handshakes
+        self.sni = {}             # server name sent in the ClientHello ("" for none) -> handshakes
         self.targets = {}         # symbol -> raw request targets (last 5)
         self.headers = {}         # symbol -> last request's headers (lower-case names)
         self.failure_reasons = []
@@ -305,6 +306,7 @@ class Stats:
             "headers_per_symbol": self.headers,
             "handshake_failure_reasons": self.failure_reasons[-20:],
             "tls_versions": self.tls_versions,
+            "sni_names": self.sni,
             "special_events": self.events,
         }
 
@@ -848,6 +850,27 @@ async def h_extra_record(c, sym):
     return not c.must_close
 
 
+# HOSTILE_<KIND>_...: text a hostile server sends, spliced raw into the JSON (integration.py
+# hostile_text_*): C1 controls, bidi controls, invalid UTF-8, CSV formulas.
+HOSTILE_CURRENCY = {
+    "CSI": b"\xc2\x9b2J\xe2\x80\xae",       # C1 CSI (erases a screen), RIGHT-TO-LEFT OVERRIDE
+    "ESC": b"\\u009b2J\\u202e",           # the same as JSON escapes
+    "BAD": b"U\xffS\xc3D",                # a stray byte and a cut sequence
+    "EQ": b"=1+2", "AT": b"@SUM(1)", "PLUS": b"+1", "MINUS": b"-1+2",
+}
+HOSTILE_DESC = (b"\\u001b[2J\xc2\x9b2J \xe2\x80\xae\xe2\x81\xa6evil\xff\xc3 \\u2066x\\u2069 "
+                b"\xc2\x85=cmd\\u2028")
+
+
+async def h_hostile(c, sym):
+    kind = sym.split("_")[1]
+    if kind == "ERR":
+        return await c.respond(404, b'{"chart":{"result":null,"error":{"code":"Not Found",'
+                                    b'"description":"' + HOSTILE_DESC + b'"}}}')
+    body = chart_body(sym, repr(price_for(sym)), currency="@@CUR@@")
+    return await c.respond(200, body.replace(b"@@CUR@@", HOSTILE_CURRENCY[kind]))
+
+
 async def h_demo(c, sym):
     price, itype, exch, full, long_name, short_name = DEMO[sym]
     body = chart_body(sym, price, itype=itype, exch=exch, full_exch=full, long_name=long_name,
@@ -862,7 +885,7 @@ SPECIALS = [
     ("TRUNCJSON_", h_truncjson), ("NULLPRICE_", h_nullprice), ("NOPRICE_", h_noprice),
     ("STRPRICE_", h_strprice), ("DECOY_", h_decoy), ("TRUNC_", h_trunc), ("HANG_", h_hang),
     ("SILENT_", h_silent), ("RST_", h_rst), ("EXTRA_", h_extra), ("BIG_", h_big),
-    ("SLOW_", h_slow), ("FIX_", h_fixture),
+    ("SLOW_", h_slow), ("FIX_", h_fixture), ("HOSTILE_", h_hostile),
     # fault injection (tests/faults_and_limits.py)
     ("RSTHDR_", h_rst_headers), ("ALERT_", h_alert), ("ALERTRAW_", h_alert),
     ("ALERTCN_", h_alert), ("SLOWLORIS_", h_slowloris), ("EARLY_", h_early),
@@ -892,10 +915,15 @@ class Server:
                 self.limit_tls(args.tls_max)
             if args.tickets is not None:
                 self.ctx.num_tickets = args.tickets
+            self.ctx.sni_callback = self.on_sni
         self.hits = {}  # symbol -> requests seen, for first-time behaviours (never reset)
         self.tasks = set()
         self.fixtures = {}
         self.fixdir = args.fixtures
+
+    @staticmethod
+    def on_sni(sslobj, name, ctx):
+        STATS.sni[name or ""] = STATS.sni.get(name or "", 0) + 1
 
     def limit_tls(self, ver):
         """Offer nothing newer than ver; below 1.2, also the old versions OpenSSL 3 disables at

@@ -12,10 +12,12 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) -O1 -g $(WA
                 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CFLAGS)
 FUZZ_LLHTTP   = $(FUZZ_DIR)/llhttp/llhttp.o $(FUZZ_DIR)/llhttp/api.o $(FUZZ_DIR)/llhttp/http.o
 FUZZ_RESPONSE_OBJ = $(addprefix $(FUZZ_DIR)/,tests/fuzz/fuzz_response.o \
-    tests/fuzz/check_response.o tests/fuzz/oracle.o parser/http.o parser/json.o parser/price.o) \
+    tests/fuzz/check_response.o tests/fuzz/oracle.o parser/http.o parser/json.o parser/price.o \
+    parser/text.o) \
     $(FUZZ_LLHTTP)
 FUZZ_ARGS_OBJ = $(addprefix $(FUZZ_DIR)/,tests/fuzz/fuzz_args.o tests/fuzz/check_args.o \
-    tests/fuzz/oracle.o cli/args.o cli/out.o engine/url.o engine/alloc.o parser/price.o)
+    tests/fuzz/oracle.o cli/args.o cli/out.o engine/url.o engine/alloc.o parser/price.o \
+    parser/text.o)
 FUZZ_BINS     = $(FUZZ_DIR)/fuzz_response $(FUZZ_DIR)/fuzz_args
 
 .PHONY: fuzz fuzz-quick fuzz-build
