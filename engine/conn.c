@@ -17,6 +17,7 @@
 #include "engine/client.h"
 #include "engine/conn.h"
 #include "engine/host.h"
+#include "engine/proxy.h"
 #include "engine/result.h"
 #include "engine/sched.h"
 
@@ -26,7 +27,7 @@
 #define BODY_KEEP (256 * 1024)
 
 static const char *const state_name[] = {"free", "connecting", "handshake", "send", "recv",
-                                         "parked"};
+                                         "parked", "tunnel"};
 
 /* Legal transitions; anything else is a programming error. */
 static int legal(enum qf_conn_state from, enum qf_conn_state to)
@@ -37,7 +38,9 @@ static int legal(enum qf_conn_state from, enum qf_conn_state to)
     case QF_CONN_FREE:
         return to == QF_CONN_CONNECTING;
     case QF_CONN_CONNECTING:
-        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND;
+        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_TUNNEL;
+    case QF_CONN_TUNNEL:
+        return to == QF_CONN_HANDSHAKE;
     case QF_CONN_HANDSHAKE:
         return to == QF_CONN_SEND || to == QF_CONN_RECV;
     case QF_CONN_SEND:
@@ -189,6 +192,19 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
     return QF_CONN_FREE;
 }
 
+/* Why a connect failed, naming what was dialled: the host, or its proxy. */
+static void connect_msg(struct qf_conn *c, int err)
+{
+    const struct qf_host *h = c->host;
+
+    if (h->proxy != NULL)
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to proxy %s: %s", h->proxy->name,
+                 strerror(err));
+    else
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
+                 h->url.port, strerror(err));
+}
+
 static int start_connect(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
@@ -219,8 +235,7 @@ static int start_connect(struct qf_conn *c)
         }
         if (connect(fd, sa, h->addrlens[c->addr_i]) == 0 || errno == EINPROGRESS)
             return 0;
-        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
-                 h->url.port, strerror(errno));
+        connect_msg(c, errno);
         close(fd);
         c->fd = -1;
         h->nopen--;
@@ -358,6 +373,90 @@ static int start_tls(struct qf_conn *c)
     return QF_CONN_HANDSHAKE;
 }
 
+static int start_tunnel(struct qf_conn *c)
+{
+    c->tunnel_off = 0;
+    qf_result_log(c->cl, "conn %u: proxy %s: CONNECT %s", c->slot, c->host->proxy->name,
+                  c->host->hostport);
+    return QF_CONN_TUNNEL;
+}
+
+/* The proxy's CONNECT answer was not 2xx. 502-504 say the target could not be reached
+ * through it, which a retry may cure, as a failed direct connect; others will not change. */
+static int tunnel_refused(struct qf_conn *c, int status)
+{
+    const struct qf_host *h = c->host;
+
+    if (status == 407)
+        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: 407 proxy authentication required%s",
+                 h->proxy->name, h->proxy->auth ? " (credentials refused)" : "");
+    else
+        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s refused CONNECT: HTTP %d",
+                 h->proxy->name, status);
+    c->http.status = status; /* the outcome's status: the proxy's is the last one received */
+    return conn_fail(c, status >= 502 && status <= 504 ? QF_ECONNECT : QF_EPROXY, c->errmsg);
+}
+
+/* Sends the host's CONNECT request, then reads the proxy's answer. The answer is peeked
+ * (MSG_PEEK) and only its head taken from the socket: any byte after the empty line is the
+ * server's, and goes to TLS. The connect deadline armed at open covers all of it. */
+static int on_tunnel(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    const struct qf_host *h = c->host;
+    const char *name = h->proxy->name;
+    int status;
+    size_t head_len;
+
+    while (c->tunnel_off < h->tunnel_len) {
+        ssize_t n = send(c->fd, h->tunnel + c->tunnel_off, h->tunnel_len - c->tunnel_off,
+                         MSG_NOSIGNAL);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EINTR)
+                return QF_AGAIN;
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed (send: %s)",
+                     name, strerror(e));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        c->tunnel_off += (size_t)n;
+    }
+    ssize_t n = recv(c->fd, c->rbuf, sizeof(c->rbuf), MSG_PEEK);
+    if (n < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EINTR)
+            return QF_AGAIN;
+        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed during CONNECT "
+                 "(recv: %s)", name, strerror(e));
+        return conn_fail(c, QF_ECLOSED, c->errmsg);
+    }
+    if (n == 0) {
+        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s closed the connection during CONNECT",
+                 name);
+        return conn_fail(c, QF_ECLOSED, c->errmsg);
+    }
+    int rc = qf_proxy_reply(c->rbuf, (size_t)n, sizeof(c->rbuf), &status, &head_len);
+    if (rc == 0)
+        return QF_AGAIN; /* the rest raises a new edge when it arrives */
+    if (rc < 0) {
+        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: %s", name,
+                 rc == QF_EHEADER ? "answer to CONNECT too large" : "malformed answer to CONNECT");
+        return conn_fail(c, QF_EPROTO, c->errmsg);
+    }
+    if (recv(c->fd, c->rbuf, head_len, 0) != (ssize_t)head_len) { /* they are there: peeked */
+        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: recv: %s", name, strerror(errno));
+        return conn_fail(c, QF_ECLOSED, c->errmsg);
+    }
+    cl->st.bytes_read += head_len;
+    if (cl->log != NULL)
+        qf_result_log(cl, "conn %u: proxy %s: %.*s", c->slot, name,
+                      (int)strcspn(c->rbuf, "\r\n"), c->rbuf);
+    if (status < 200 || status > 299)
+        return tunnel_refused(c, status);
+    c->t_connected = cl->now_us; /* connected to the target, as far as timings tell */
+    return start_tls(c);
+}
+
 static int on_connecting(struct qf_conn *c, uint32_t events)
 {
     int soerr = 0;
@@ -373,10 +472,11 @@ static int on_connecting(struct qf_conn *c, uint32_t events)
             arm(c, c->t_start + c->req->timeout_us);
             return QF_CONN_SEND;
         }
+        if (c->host->tunnel != NULL)
+            return start_tunnel(c);
         return start_tls(c);
     }
-    snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", c->host->url.host,
-             c->host->url.port, strerror(soerr));
+    connect_msg(c, soerr);
     /* Try the host's next address on the same slot. */
     close(c->fd);
     c->fd = -1;
@@ -719,6 +819,9 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
         case QF_CONN_CONNECTING:
             next = on_connecting(c, events);
             break;
+        case QF_CONN_TUNNEL:
+            next = on_tunnel(c);
+            break;
         case QF_CONN_HANDSHAKE:
             next = on_handshake(c);
             break;
@@ -749,15 +852,22 @@ void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
-    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE;
+    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE ||
+                     c->state == QF_CONN_TUNNEL;
     const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"
+                        : c->state == QF_CONN_TUNNEL    ? "waiting for the answer to CONNECT"
                         : c->state == QF_CONN_HANDSHAKE ? "in the TLS handshake"
                         : c->got_byte                   ? "receiving the response"
                                                         : "waiting for the response";
     int64_t limit = connecting && cl->connect_timeout_us < req_us ? cl->connect_timeout_us
                                                                    : req_us;
+    /* Until the tunnel stands, the proxy is the one not answering. */
+    const char *proxy = c->host->proxy != NULL &&
+                        (c->state == QF_CONN_CONNECTING || c->state == QF_CONN_TUNNEL)
+                            ? c->host->proxy->name : NULL;
 
-    snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s", (double)limit / 1e6,
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s%s%stimed out after %.1f s %s",
+             proxy ? "proxy " : "", proxy ? proxy : "", proxy ? ": " : "", (double)limit / 1e6,
              phase);
     cl->stepping = c;
     conn_fail(c, QF_ETIMEOUT, c->errmsg);

@@ -26,6 +26,7 @@ enum qf_conn_state {
     QF_CONN_SEND,       /* request bytes left in wbuf */
     QF_CONN_RECV,       /* feeding the response parser */
     QF_CONN_PARKED,     /* keep-alive, waiting for the scheduler to hand it a request */
+    QF_CONN_TUNNEL,     /* https via a proxy: CONNECT sent, its answer awaited (then TLS) */
 };
 
 struct qf_conn {
@@ -41,6 +42,7 @@ struct qf_conn {
     int ready;             /* on the loop's ready list: its read budget ran out */
     unsigned nreq;         /* responses completed on this connection */
     unsigned ninflight;    /* requests written or to be written, answered in order */
+    size_t tunnel_off;     /* bytes of the host's CONNECT request sent */
     struct qf_client *cl;
     struct qf_host *host;
     struct qf_req *req;    /* the head of the chain being answered, in order */

@@ -11,6 +11,7 @@
 #include "engine/alloc.h"
 #include "engine/client.h"
 #include "engine/host.h"
+#include "engine/proxy.h"
 #include "engine/sched.h"
 
 /* Parses "HOST:PORT:ADDR" (ADDR may be a bracketed IPv6 literal). Fills sa when it applies to
@@ -77,16 +78,25 @@ int qf_host_check_resolve(const char *entry, char *err, size_t errlen)
 void qf_host_setup(struct qf_client *cl, struct qf_host *h)
 {
     char err[160];
+    /* Through a proxy the connections go to the proxy: its name is the one resolved, and a
+     * --resolve entry applies when it names the proxy's host and port. */
+    const char *name = h->proxy ? h->proxy->host : h->url.host;
+    const char *port = h->proxy ? h->proxy->port : h->url.port;
 
     h->resolved = 1;
+    if (h->proxy_bad != NULL) {
+        h->fatal = QF_ECONFIG;
+        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", h->proxy_bad);
+        return;
+    }
     if (h->url.tls && qf_client_tls_ctx(cl, err, sizeof(err)) < 0) {
         h->fatal = QF_ECONFIG;
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", err);
         return;
     }
     for (char **e = cl->resolve; e != NULL && *e != NULL; e++) {
-        if (parse_resolve(*e, h->url.host, h->url.port, &h->addrs[0], &h->addrlens[0], err,
-                          sizeof(err)) == 1) {
+        if (parse_resolve(*e, name, port, &h->addrs[0], &h->addrlens[0], err, sizeof(err)) ==
+            1) {
             h->naddr = 1;
             return;
         }
@@ -95,15 +105,15 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
+    int rc = getaddrinfo(name, port, &hints, &res);
     if (rc == EAI_NONAME) {
         hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-        rc = getaddrinfo(h->url.host, h->url.port, &hints, &res);
+        rc = getaddrinfo(name, port, &hints, &res);
     }
     if (rc != 0) {
         h->fatal = QF_ERESOLVE;
-        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
-                 h->url.host, gai_strerror(rc));
+        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve %s %.100s: %s",
+                 h->proxy ? "proxy" : "host", name, gai_strerror(rc));
         return;
     }
     for (struct addrinfo *ai = res; ai != NULL && h->naddr < QF_MAX_ADDRS; ai = ai->ai_next) {
@@ -114,20 +124,24 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h)
 }
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before
- * it; the URL suffix and the header block after it. */
+ * it; the URL suffix and the header block after it. An http:// proxy is asked in absolute
+ * form ("GET http://host/path"), with the proxy's credentials. */
 static int quote_request(struct qf_host *h, const char *ua)
 {
 #define QUOTE_HDRS                                                                                 \
     "%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                    \
-    "Connection: keep-alive\r\n\r\n"
-    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
-    int m = snprintf(NULL, 0, "GET %s", h->url.prefix);
+    "Connection: keep-alive\r\n%s\r\n"
+    int abs = h->proxy != NULL && !h->url.tls;
+    const char *auth = abs && h->proxy->auth ? h->proxy->auth : "";
+    const char *origin = abs ? "http://" : "", *hp = abs ? h->hostport : "";
+    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua, auth);
+    int m = snprintf(NULL, 0, "GET %s%s%s", origin, hp, h->url.prefix);
     h->hdrs = qf_malloc((size_t)n + 1);
     h->head = qf_malloc((size_t)m + 1);
     if (h->hdrs == NULL || h->head == NULL)
         return QF_ENOMEM;
-    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
-    snprintf(h->head, (size_t)m + 1, "GET %s", h->url.prefix);
+    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua, auth);
+    snprintf(h->head, (size_t)m + 1, "GET %s%s%s", origin, hp, h->url.prefix);
     h->hdrs_len = (size_t)n;
     h->head_len = (size_t)m;
     return 0;
@@ -163,6 +177,16 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     }
     snprintf(h->hostport, hp, "%s%s%s%s%s", v6 ? "[" : "", h->url.host, v6 ? "]" : "",
              dflt ? "" : ":", dflt ? "" : h->url.port);
+    h->proxy = qf_proxy_for(&cl->proxies, h->url.tls, h->url.host, h->url.port, &h->proxy_bad);
+    if (h->proxy != NULL && h->url.tls) {
+        int n = qf_proxy_connect_request(h->proxy, h->url.host, h->url.port, cl->user_agent,
+                                         &h->tunnel);
+        if (n < 0) {
+            qf_host_free(h);
+            return NULL;
+        }
+        h->tunnel_len = (size_t)n;
+    }
     if (quotes && quote_request(h, cl->user_agent) < 0) {
         qf_host_free(h);
         return NULL;
@@ -187,6 +211,7 @@ void qf_host_free(struct qf_host *h)
     qf_free(h->hdrs);
     qf_free(h->head);
     qf_free(h->hostport);
+    qf_free(h->tunnel);
     qf_url_free(&h->url);
     qf_tls_cache_free(&h->cache);
     qf_free(h);
