@@ -375,7 +375,7 @@ static int start_tls(struct qf_conn *c)
 
 static int start_tunnel(struct qf_conn *c)
 {
-    c->tunnel_off = 0;
+    c->tunnel_off = c->tunnel_got = 0;
     qf_result_log(c->cl, "conn %u: proxy %s: CONNECT %s", c->slot, c->host->proxy->name,
                   c->host->hostport);
     return QF_CONN_TUNNEL;
@@ -397,9 +397,9 @@ static int tunnel_refused(struct qf_conn *c, int status)
     return conn_fail(c, status >= 502 && status <= 504 ? QF_ECONNECT : QF_EPROXY, c->errmsg);
 }
 
-/* Sends the host's CONNECT request, then reads the proxy's answer. The answer is peeked
- * (MSG_PEEK) and only its head taken from the socket: any byte after the empty line is the
- * server's, and goes to TLS. The connect deadline armed at open covers all of it. */
+/* Sends the host's CONNECT request, then reads the proxy's answer into rbuf. The answer is
+ * peeked (MSG_PEEK) and only its head taken from the socket: any byte after the empty line is
+ * the server's, and goes to TLS. The connect deadline armed at open covers all of it. */
 static int on_tunnel(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
@@ -421,33 +421,41 @@ static int on_tunnel(struct qf_conn *c)
         }
         c->tunnel_off += (size_t)n;
     }
-    ssize_t n = recv(c->fd, c->rbuf, sizeof(c->rbuf), MSG_PEEK);
-    if (n < 0) {
-        int e = errno;
-        if (e == EAGAIN || e == EINTR)
-            return QF_AGAIN;
-        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed during CONNECT "
-                 "(recv: %s)", name, strerror(e));
-        return conn_fail(c, QF_ECLOSED, c->errmsg);
+    int rc = 0;
+    while (rc == 0) {
+        ssize_t n = recv(c->fd, c->rbuf + c->tunnel_got, sizeof(c->rbuf) - c->tunnel_got,
+                         MSG_PEEK);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EINTR)
+                return QF_AGAIN;
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed during CONNECT "
+                     "(recv: %s)", name, strerror(e));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        if (n == 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s closed the connection during "
+                     "CONNECT", name);
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        rc = qf_proxy_reply(c->rbuf, c->tunnel_got + (size_t)n, sizeof(c->rbuf), &status,
+                            &head_len);
+        if (rc < 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: %s", name,
+                     rc == QF_EHEADER ? "answer to CONNECT too large"
+                                      : "malformed answer to CONNECT");
+            return conn_fail(c, QF_EPROTO, c->errmsg);
+        }
+        /* Bytes before the head's end are the head's: taken, so that a close shows as end of
+         * stream (a peek never shows it while bytes wait). Its end: taken up to there. */
+        size_t take = rc == 1 ? head_len - c->tunnel_got : (size_t)n;
+        if (recv(c->fd, c->rbuf + c->tunnel_got, take, 0) != (ssize_t)take) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: recv: %s", name, strerror(errno));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        c->tunnel_got += take;
+        cl->st.bytes_read += take;
     }
-    if (n == 0) {
-        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s closed the connection during CONNECT",
-                 name);
-        return conn_fail(c, QF_ECLOSED, c->errmsg);
-    }
-    int rc = qf_proxy_reply(c->rbuf, (size_t)n, sizeof(c->rbuf), &status, &head_len);
-    if (rc == 0)
-        return QF_AGAIN; /* the rest raises a new edge when it arrives */
-    if (rc < 0) {
-        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: %s", name,
-                 rc == QF_EHEADER ? "answer to CONNECT too large" : "malformed answer to CONNECT");
-        return conn_fail(c, QF_EPROTO, c->errmsg);
-    }
-    if (recv(c->fd, c->rbuf, head_len, 0) != (ssize_t)head_len) { /* they are there: peeked */
-        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: recv: %s", name, strerror(errno));
-        return conn_fail(c, QF_ECLOSED, c->errmsg);
-    }
-    cl->st.bytes_read += head_len;
     if (cl->log != NULL)
         qf_result_log(cl, "conn %u: proxy %s: %.*s", c->slot, name,
                       (int)strcspn(c->rbuf, "\r\n"), c->rbuf);

@@ -43,6 +43,7 @@ struct qf_conn {
     unsigned nreq;         /* responses completed on this connection */
     unsigned ninflight;    /* requests written or to be written, answered in order */
     size_t tunnel_off;     /* bytes of the host's CONNECT request sent */
+    size_t tunnel_got;     /* bytes of the proxy's answer read into rbuf */
     struct qf_client *cl;
     struct qf_host *host;
     struct qf_req *req;    /* the head of the chain being answered, in order */

@@ -168,7 +168,7 @@ def main():
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter, suite="reliability")
-    for suite in ("latency", "examples"):
+    for suite in ("latency", "proxy", "examples"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
@@ -186,7 +186,7 @@ def main():
         label = os.path.relpath(asan, ROOT)
         run_unit(asan, aenv, label, results)
         run_integration(asan, aenv, label, results, False, certs, args.filter)
-        for suite in ("reliability", "latency", "examples"):
+        for suite in ("reliability", "latency", "proxy", "examples"):
             run_integration(asan, aenv, label, results, False, certs, args.filter, suite=suite)
 
     print("== summary (%.0f s)" % (time.monotonic() - t0))
