@@ -381,20 +381,13 @@ static int start_tunnel(struct qf_conn *c)
     return QF_CONN_TUNNEL;
 }
 
-/* The proxy's CONNECT answer was not 2xx. 502-504 say the target could not be reached
- * through it, which a retry may cure, as a failed direct connect; others will not change. */
+/* The proxy's CONNECT answer was not 2xx. */
 static int tunnel_refused(struct qf_conn *c, int status)
 {
-    const struct qf_host *h = c->host;
+    int err = qf_proxy_refusal(c->host->proxy, status, c->errmsg, sizeof(c->errmsg));
 
-    if (status == 407)
-        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: 407 proxy authentication required%s",
-                 h->proxy->name, h->proxy->auth ? " (credentials refused)" : "");
-    else
-        snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s refused CONNECT: HTTP %d",
-                 h->proxy->name, status);
     c->http.status = status; /* the outcome's status: the proxy's is the last one received */
-    return conn_fail(c, status >= 502 && status <= 504 ? QF_ECONNECT : QF_EPROXY, c->errmsg);
+    return conn_fail(c, err, c->errmsg);
 }
 
 /* Sends the host's CONNECT request, then reads the proxy's answer into rbuf. The answer is

@@ -109,14 +109,14 @@ static int make_auth(struct qf_proxy *p, const char *ui, size_t n)
     if ((p->auth = qf_malloc(cap)) == NULL)
         return QF_ENOMEM;
     memcpy(p->auth, pre, sizeof(pre) - 1);
-    size_t o = sizeof(pre) - 1 + base64((const unsigned char *)plain, len, p->auth + sizeof(pre) - 1);
+    size_t o = sizeof(pre) - 1;
+    o += base64((const unsigned char *)plain, len, p->auth + o);
     memcpy(p->auth + o, "\r\n", 3);
     p->auth_len = o + 2;
     return 0;
 }
 
-int qf_proxy_parse(struct qf_proxy *p, const char *url, const char *what, char *err,
-                   size_t errlen)
+int qf_proxy_parse(struct qf_proxy *p, const char *url, const char *what, char *err, size_t errlen)
 {
     const char *s = url, *sep = strstr(url, "://");
     const char *why;
@@ -217,11 +217,11 @@ void qf_proxy_clear(struct qf_proxy *p)
 /* ---- no-proxy lists ---------------------------------------------------------------------- */
 
 struct np_entry {
-    int all;             /* "*" */
-    long port;           /* 0: any */
-    const char *name;    /* a host name suffix, when not an address */
+    int all;          /* "*" */
+    long port;        /* 0: any */
+    const char *name; /* a host name suffix, when not an address */
     size_t len;
-    int family;          /* AF_INET or AF_INET6 for an address or network, else 0 */
+    int family; /* AF_INET or AF_INET6 for an address or network, else 0 */
     unsigned char addr[16];
     int bits;
 };
@@ -388,7 +388,8 @@ static int entry_check(const char *s, size_t n, void *arg)
 
     if (entry_parse(s, n, &e) == 0)
         return 0;
-    snprintf(k->err, k->errlen, "'%.*s' is not a host name, IP address or network", (int)(n < 80 ? n : 80), s);
+    snprintf(k->err, k->errlen, "'%.*s' is not a host name, IP address or network",
+             (int)(n < 80 ? n : 80), s);
     return -1;
 }
 
@@ -445,8 +446,8 @@ static struct qf_proxy *proxy_new(const char *url, const char *what, char *err, 
 int qf_proxy_conf_init(struct qf_proxy_conf *pc, const char *proxy, const char *noproxy,
                        char *(*env)(const char *), char *err, size_t errlen)
 {
-    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
-                                             "ALL_PROXY", NULL};
+    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                             NULL};
     /* HTTP_PROXY is left out on purpose: a CGI program gets the request's "Proxy:" header
      * as HTTP_PROXY ("httpoxy"), so an attacker could pick our proxy. curl reads it neither. */
     static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
@@ -533,15 +534,25 @@ int qf_proxy_connect_request(const struct qf_proxy *p, const char *host, const c
 #define CONNECT_FMT "CONNECT %s%s%s:%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: %s\r\n%s\r\n"
     int v6 = strchr(host, ':') != NULL;
     const char *lb = v6 ? "[" : "", *rb = v6 ? "]" : "", *auth = p->auth ? p->auth : "";
-    int n = snprintf(NULL, 0, CONNECT_FMT, lb, host, rb, port, lb, host, rb, port, user_agent,
-                     auth);
+    int n =
+        snprintf(NULL, 0, CONNECT_FMT, lb, host, rb, port, lb, host, rb, port, user_agent, auth);
 
     if ((*out = qf_malloc((size_t)n + 1)) == NULL)
         return QF_ENOMEM;
-    snprintf(*out, (size_t)n + 1, CONNECT_FMT, lb, host, rb, port, lb, host, rb, port,
-             user_agent, auth);
+    snprintf(*out, (size_t)n + 1, CONNECT_FMT, lb, host, rb, port, lb, host, rb, port, user_agent,
+             auth);
     return n;
 #undef CONNECT_FMT
+}
+
+int qf_proxy_refusal(const struct qf_proxy *p, int status, char *msg, size_t len)
+{
+    if (status == 407)
+        snprintf(msg, len, "proxy %s: 407 proxy authentication required%s", p->name,
+                 p->auth ? " (credentials refused)" : "");
+    else
+        snprintf(msg, len, "proxy %s refused CONNECT: HTTP %d", p->name, status);
+    return status >= 502 && status <= 504 ? QF_ECONNECT : QF_EPROXY;
 }
 
 int qf_proxy_reply(const char *buf, size_t len, size_t cap, int *status, size_t *head_len)

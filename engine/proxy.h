@@ -12,7 +12,7 @@ struct qf_proxy {
     char host[256];
     char port[8];
     char name[80];
-    char *auth;      /* "Proxy-Authorization: Basic ...\r\n", or NULL without user info */
+    char *auth; /* "Proxy-Authorization: Basic ...\r\n", or NULL without user info */
     size_t auth_len;
 };
 
@@ -22,16 +22,15 @@ struct qf_proxy_conf {
     char *noproxy;                 /* hosts that bypass the proxy (a list as --noproxy takes) */
     /* A scheme's environment variable holds a proxy we cannot use: requests of that scheme
      * fail with this message (requests of the other scheme are not held to it). */
-    char bad[2][200];              /* [0] http, [1] https; "" when fine */
-    char warning[200];             /* an unusable no_proxy entry was skipped; "" when none */
+    char bad[2][200];  /* [0] http, [1] https; "" when fine */
+    char warning[200]; /* an unusable no_proxy entry was skipped; "" when none */
 };
 
 /* Parses "[http://][user[:password]@]host[:port][/]" (no scheme: http; no port: 1080, as curl).
  * User and password are percent-decoded. https:// and socks proxies are refused by name.
  * Returns 0, or QF_EINVAL / QF_ENOMEM with the reason, prefixed by what (e.g. "--proxy"), in
  * err. The URL itself is never copied into err: it may hold a password. */
-int qf_proxy_parse(struct qf_proxy *p, const char *url, const char *what, char *err,
-                   size_t errlen);
+int qf_proxy_parse(struct qf_proxy *p, const char *url, const char *what, char *err, size_t errlen);
 void qf_proxy_clear(struct qf_proxy *p);
 
 /* Fills pc. proxy: used for both schemes; "" means no proxy; NULL: the environment when env
@@ -62,6 +61,12 @@ int qf_proxy_check_list(const char *list, char *err, size_t errlen);
  * the caller frees). Returns its length, or QF_ENOMEM. */
 int qf_proxy_connect_request(const struct qf_proxy *p, const char *host, const char *port,
                              const char *user_agent, char **out);
+
+/* A proxy's refusal with status (its answer to CONNECT, or a 407 to an absolute-form request):
+ * the message naming the proxy into msg, and the error: QF_ECONNECT for 502-504, which say the
+ * target could not be reached through it (a retry may cure that, as a failed direct connect),
+ * QF_EPROXY for the others, which will not change. */
+int qf_proxy_refusal(const struct qf_proxy *p, int status, char *msg, size_t len);
 
 /* The proxy's answer to CONNECT, as read so far: its status line and headers up to the empty
  * line. Returns 1 when complete (*status and *head_len, the bytes to consume, set), 0 when

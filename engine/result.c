@@ -176,11 +176,8 @@ static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const st
         msg[0] = '\0';
         quote_from_body(cl, o, &res, &q, msg, sizeof(msg), text, sizeof(text));
         res.errmsg = msg;
-        if (o->status == 407 && r->host->proxy != NULL) { /* asked in absolute form */
-            res.err = QF_EPROXY;
-            snprintf(msg, sizeof(msg), "proxy %s: 407 proxy authentication required%s",
-                     r->host->proxy->name, r->host->proxy->auth ? " (credentials refused)" : "");
-        }
+        if (o->status == 407 && r->host->proxy != NULL) /* asked in absolute form */
+            res.err = qf_proxy_refusal(r->host->proxy, 407, msg, sizeof(msg));
     }
     if (cl->log != NULL) {
         if (res.err == 0)

@@ -116,8 +116,7 @@ static void test_parse_bad(void **state)
         int rc = qf_proxy_parse(&p, bad_urls[i].url, "https_proxy", err, sizeof(err));
         if (rc != QF_EINVAL || strncmp(err, "https_proxy: ", 13) != 0 ||
             strstr(err, bad_urls[i].why) == NULL)
-            fail_msg("'%s': rc %d, err '%s', want '%s'", bad_urls[i].url, rc, err,
-                     bad_urls[i].why);
+            fail_msg("'%s': rc %d, err '%s', want '%s'", bad_urls[i].url, rc, err, bad_urls[i].why);
         assert_null(p.auth);
     }
 }
@@ -167,9 +166,9 @@ static const struct bypass_case bypass_cases[] = {
     {"localhost", "localhost", "8080", 1},
     {"127.0.0.1", "127.0.0.1", "443", 1},
     {"127.0.0.1", "127.0.0.2", "443", 0},
-    {"127.0.0.1", "localhost", "443", 0},      /* no lookups: a name is not an address */
+    {"127.0.0.1", "localhost", "443", 0}, /* no lookups: a name is not an address */
     {"localhost", "127.0.0.1", "443", 0},
-    {"0.1", "10.0.0.1", "443", 0},             /* a name entry never suffix-matches an IP */
+    {"0.1", "10.0.0.1", "443", 0}, /* a name entry never suffix-matches an IP */
     {"127.0.0.1:4433", "127.0.0.1", "4433", 1},
     {"127.0.0.1:4433", "127.0.0.1", "443", 0},
     {"10.0.0.0/8", "10.1.2.3", "443", 1},
@@ -203,8 +202,8 @@ static void test_bypass(void **state)
         const struct bypass_case *k = &bypass_cases[i];
         int got = qf_proxy_bypass(k->list, k->host, k->port);
         if (got != k->want)
-            fail_msg("list '%s', host %s port %s: got %d, want %d", k->list, k->host, k->port,
-                     got, k->want);
+            fail_msg("list '%s', host %s port %s: got %d, want %d", k->list, k->host, k->port, got,
+                     k->want);
     }
     assert_int_equal(qf_proxy_bypass(NULL, "example.com", "443"), 0);
 }
@@ -212,12 +211,18 @@ static void test_bypass(void **state)
 static void test_check_list(void **state)
 {
     static const char *const good[] = {
-        "", "*", "localhost,127.0.0.1,::1,.internal,10.0.0.0/8,*.corp,host:8080,[::1]:443",
-        "a.com b.com", "169.254.169.254", "fd00::/8", "EXAMPLE.COM.",
+        "",
+        "*",
+        "localhost,127.0.0.1,::1,.internal,10.0.0.0/8,*.corp,host:8080,[::1]:443",
+        "a.com b.com",
+        "169.254.169.254",
+        "fd00::/8",
+        "EXAMPLE.COM.",
     };
     static const char *const bad[] = {
-        "a/b", "exa*mple.com", "host:0", "host:99999", "host:", "[::1", "[::1]x", "10.0.0.0/33",
-        "::1/129", "10.0.0.0/", "foo@bar", "http://x", ".", "*.", "[zz]",
+        "a/b",     "exa*mple.com", "host:0",      "host:99999", "host:",
+        "[::1",    "[::1]x",       "10.0.0.0/33", "::1/129",    "10.0.0.0/",
+        "foo@bar", "http://x",     ".",           "*.",         "[zz]",
     };
     (void)state;
     for (size_t i = 0; i < NCASES(good); i++) {
@@ -379,6 +384,27 @@ static void test_env_unusable(void **state)
 
 /* ---- the tunnel -------------------------------------------------------------------------- */
 
+static void test_refusal(void **state)
+{
+    struct qf_proxy p;
+    char err[200], msg[160];
+    (void)state;
+
+    assert_int_equal(qf_proxy_parse(&p, "http://127.0.0.1:3128", "proxy", err, sizeof(err)), 0);
+    assert_int_equal(qf_proxy_refusal(&p, 403, msg, sizeof(msg)), QF_EPROXY);
+    assert_string_equal(msg, "proxy 127.0.0.1:3128 refused CONNECT: HTTP 403");
+    assert_int_equal(qf_proxy_refusal(&p, 407, msg, sizeof(msg)), QF_EPROXY);
+    assert_string_equal(msg, "proxy 127.0.0.1:3128: 407 proxy authentication required");
+    for (int s = 500; s <= 505; s++)
+        assert_int_equal(qf_proxy_refusal(&p, s, msg, sizeof(msg)),
+                         s >= 502 && s <= 504 ? QF_ECONNECT : QF_EPROXY);
+    assert_int_equal(qf_proxy_parse(&p, "http://u:p@[::1]:8", "proxy", err, sizeof(err)), 0);
+    qf_proxy_refusal(&p, 407, msg, sizeof(msg));
+    assert_string_equal(msg, "proxy [::1]:8: 407 proxy authentication required "
+                             "(credentials refused)");
+    qf_proxy_clear(&p);
+}
+
 static void test_connect_request(void **state)
 {
     struct qf_proxy p;
@@ -455,8 +481,8 @@ static void test_reply(void **state)
         size_t head_len = 0;
         int rc = reply_of(k->text, len, cap, &status, &head_len);
         if (rc != k->rc || (rc == 1 && (status != k->status || head_len != k->head_len)))
-            fail_msg("case %zu: rc %d status %d head %zu; want %d %d %zu", i, rc, status,
-                     head_len, k->rc, k->status, k->head_len);
+            fail_msg("case %zu: rc %d status %d head %zu; want %d %d %zu", i, rc, status, head_len,
+                     k->rc, k->status, k->head_len);
         /* The answer arrives in pieces: every prefix says "more" until it is complete, or
          * fails as soon as the failing byte is there. */
         size_t done_at = k->head_len;
@@ -480,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_env_noproxy),
         cmocka_unit_test(test_env_unusable),
+        cmocka_unit_test(test_refusal),
         cmocka_unit_test(test_connect_request),
         cmocka_unit_test(test_reply),
     };
