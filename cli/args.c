@@ -19,6 +19,9 @@ void cli_usage(void)
           "      --cacert FILE         trust this PEM bundle instead of the system store\n"
           "      --resolve H:P:ADDR[,ADDR...]  use these addresses for host H port P, as curl does\n"
           "      --dns-servers LIST    ADDR[:PORT],... name servers instead of resolv.conf's\n"
+          "  -x, --proxy URL           HTTP proxy http://[user:pass@]host[:port] (default port\n"
+          "                            1080); \"\" for none. Default: $https_proxy and the like\n"
+          "      --noproxy LIST        hosts, domains, IPs or networks to reach directly, or '*'\n"
           "      --timeout SEC         per-attempt timeout, decimals allowed (default 10)\n"
           "      --connect-timeout SEC name lookup + TCP + TLS handshake timeout (default 5)\n"
           "      --retries N           retries for 429/502/503/504, resets, timeouts (default 2)\n"
@@ -198,6 +201,12 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
         } else if (is_opt(arg, NULL, "--dns-servers", &v)) {
             VALUE();
             a->dns_servers = v;
+        } else if (is_opt(arg, "-x", "--proxy", &v)) {
+            VALUE();
+            a->proxy = v;
+        } else if (is_opt(arg, NULL, "--noproxy", &v)) {
+            VALUE();
+            a->noproxy = v;
         } else if (is_opt(arg, NULL, "--resolve", &v)) {
             VALUE();
             a->resolve[a->nresolve++] = v;

@@ -314,7 +314,10 @@ int main(int argc, char **argv)
         .warn = on_warn,
         .session_cache = sess,
         .flags = (a.tcp_fastopen ? QF_OPT_TCP_FASTOPEN : 0u) |
-                 (a.early_data ? QF_OPT_EARLY_DATA : 0u) | QF_OPT_NO_EXIT_CLEANUP,
+                 (a.early_data ? QF_OPT_EARLY_DATA : 0u) | QF_OPT_NO_EXIT_CLEANUP |
+                 QF_OPT_PROXY_ENV, /* as curl's command: the user's environment is ours */
+        .proxy = a.proxy,
+        .noproxy = a.noproxy,
         .pipeline = a.pipeline,
     };
     char err[320];

@@ -49,6 +49,7 @@ const char *qf_strerror(int err)
     case QF_ECONFIG: return "unusable configuration";
     case QF_ERANGE: return "price out of range";
     case QF_ECANCELED: return "canceled";
+    case QF_EPROXY: return "proxy refused the request";
     default: return "unknown error";
     }
 }
@@ -157,6 +158,11 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         if ((c->resolve[i] = dup_str(o->resolve[i])) == NULL)
             goto nomem;
     }
+    if (qf_proxy_conf_init(&c->proxies, o->proxy, o->noproxy,
+                           (c->flags & QF_OPT_PROXY_ENV) ? getenv : NULL, err, elen) < 0)
+        goto fail;
+    if (c->proxies.warning[0] != '\0' && c->warn != NULL)
+        c->warn(c->proxies.warning, c->log_udata);
 
     if (o->session_cache != NULL) {
         if ((c->sess_path = dup_str(o->session_cache)) == NULL)
@@ -169,6 +175,10 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     if (qf_host_get(c, &u, 1) == NULL) {
         qf_url_free(&u);
         goto nomem;
+    }
+    if (c->hosts[0]->proxy_bad != NULL) { /* the quotes' proxy variable is unusable */
+        snprintf(err, elen, "%s", c->hosts[0]->proxy_bad);
+        goto fail;
     }
     /* A bad CA file is a configuration error now, not a per-request failure later. */
     if ((c->hosts[0]->url.tls || c->cacert != NULL) && qf_client_tls_ctx(c, err, elen) < 0)
@@ -302,10 +312,14 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
         c->byid = v;
         c->capbyid = ncap;
     }
-    /* target, then the header block: " HTTP/1.1\r\nHost: ...\r\n" ours, theirs, "\r\n" */
-    size_t plen = strlen(path) + (*path != '/');
+    /* target, then the header block: " HTTP/1.1\r\nHost: ...\r\n" ours, theirs, "\r\n". An
+     * http:// proxy is asked in absolute form, with its credentials. */
+    int abs = h->proxy != NULL && !h->url.tls;
+    const char *origin = abs ? "http://" : "", *hp = abs ? h->hostport : "";
+    const char *auth = abs && h->proxy->auth ? h->proxy->auth : "";
+    size_t plen = strlen(origin) + strlen(hp) + strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
-                  xlen + 2;
+                  strlen(auth) + xlen + 2;
     /* One allocation: the record, its general part right after it (sizeof keeps the alignment), then
      * the target and the header block. symbol[] is a quote's only. */
     struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_general) + plen + 1 + hlen + 1);
@@ -315,12 +329,13 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     memset(g, 0, sizeof(*g));
     r->host = h;
     r->target = (char *)(g + 1);
-    snprintf(r->target, plen + 1, "%s%s", *path != '/' ? "/" : "", path);
+    snprintf(r->target, plen + 1, "%s%s%s%s", origin, hp, *path != '/' ? "/" : "", path);
     char *hd = r->target + plen + 1;
     int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s", h->hostport,
                      ours & 1 ? "" : "User-Agent: ", ours & 1 ? "" : c->user_agent,
                      ours & 1 ? "" : "\r\n", ours & 2 ? "" : "Accept: */*\r\n",
                      ours & 4 ? "" : "Connection: keep-alive\r\n");
+    n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s", auth);
     for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++)
         n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s\r\n", *hl);
     n += snprintf(hd + n, hlen + 1 - (size_t)n, "\r\n");
@@ -560,6 +575,7 @@ void qf_client_free(qf_client *c)
     for (char **e = c->resolve; e != NULL && *e != NULL; e++)
         qf_free(*e);
     qf_free(c->resolve);
+    qf_proxy_conf_free(&c->proxies);
     if (c->tls_ready)
         qf_tls_ctx_free(&c->tls);
     if (c->epfd >= 0)

@@ -9,6 +9,7 @@
 #include "engine/conn.h"
 #include "engine/host.h"
 #include "engine/resolve.h"
+#include "engine/proxy.h"
 #include "engine/sched.h"
 #include "engine/timer.h"
 #include "parser/json.h"
@@ -38,6 +39,7 @@ struct qf_client {
     int tls_ready;
     char *cacert, *user_agent;
     char **resolve;          /* copied "HOST:PORT:ADDR" entries */
+    struct qf_proxy_conf proxies;
     unsigned max_per_host;
     struct qf_host **hosts;  /* hosts[0]: the quote template's */
     unsigned nhosts;

@@ -19,6 +19,7 @@
 #include "engine/client.h"
 #include "engine/conn.h"
 #include "engine/host.h"
+#include "engine/proxy.h"
 #include "engine/result.h"
 #include "engine/sched.h"
 
@@ -28,7 +29,7 @@
 #define BODY_KEEP (256 * 1024)
 
 static const char *const state_name[] = {"free", "connecting", "handshake", "send", "recv",
-                                         "parked"};
+                                         "parked", "tunnel"};
 
 /* Legal transitions; anything else is a programming error. */
 static int legal(enum qf_conn_state from, enum qf_conn_state to)
@@ -39,7 +40,9 @@ static int legal(enum qf_conn_state from, enum qf_conn_state to)
     case QF_CONN_FREE:
         return to == QF_CONN_CONNECTING;
     case QF_CONN_CONNECTING:
-        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND;
+        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_TUNNEL;
+    case QF_CONN_TUNNEL:
+        return to == QF_CONN_HANDSHAKE;
     case QF_CONN_HANDSHAKE:
         return to == QF_CONN_SEND || to == QF_CONN_RECV;
     case QF_CONN_SEND:
@@ -221,6 +224,19 @@ static void addr_text(const struct sockaddr_storage *sa, char *out, size_t cap)
         snprintf(out, cap, "?");
 }
 
+/* Why a connect failed, naming what was dialled: the host, or its proxy. */
+static void connect_msg(struct qf_conn *c, int err)
+{
+    const struct qf_host *h = c->host;
+
+    if (h->proxy != NULL)
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to proxy %s: %s", h->proxy->name,
+                 strerror(err));
+    else
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
+                 h->url.port, strerror(err));
+}
+
 static void race_failed(struct qf_conn *c, int ai, int err)
 {
     char a[INET6_ADDRSTRLEN];
@@ -229,8 +245,7 @@ static void race_failed(struct qf_conn *c, int ai, int err)
     if (c->cl->log != NULL)
         qf_result_log(c->cl, "conn %u: connect %s port %s: %s", c->slot, a, c->host->url.port,
                       strerror(err));
-    snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", c->host->url.host,
-             c->host->url.port, strerror(err));
+    connect_msg(c, err);
 }
 
 /* The race timer: the next attempt's start, or the connect deadline. */
@@ -453,6 +468,91 @@ static int start_tls(struct qf_conn *c)
     return QF_CONN_HANDSHAKE;
 }
 
+static int start_tunnel(struct qf_conn *c)
+{
+    c->tunnel_off = c->tunnel_got = 0;
+    qf_result_log(c->cl, "conn %u: proxy %s: CONNECT %s", c->slot, c->host->proxy->name,
+                  c->host->hostport);
+    return QF_CONN_TUNNEL;
+}
+
+/* The proxy's CONNECT answer was not 2xx. */
+static int tunnel_refused(struct qf_conn *c, int status)
+{
+    int err = qf_proxy_refusal(c->host->proxy, status, c->errmsg, sizeof(c->errmsg));
+
+    c->http.status = status; /* the outcome's status: the proxy's is the last one received */
+    return conn_fail(c, err, c->errmsg);
+}
+
+/* Sends the host's CONNECT request, then reads the proxy's answer into rbuf. The answer is
+ * peeked (MSG_PEEK) and only its head taken from the socket: any byte after the empty line is
+ * the server's, and goes to TLS. The connect deadline armed at open covers all of it. */
+static int on_tunnel(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    const struct qf_host *h = c->host;
+    const char *name = h->proxy->name;
+    int status;
+    size_t head_len;
+
+    while (c->tunnel_off < h->tunnel_len) {
+        ssize_t n = send(c->fd, h->tunnel + c->tunnel_off, h->tunnel_len - c->tunnel_off,
+                         MSG_NOSIGNAL);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EINTR)
+                return QF_AGAIN;
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed (send: %s)",
+                     name, strerror(e));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        c->tunnel_off += (size_t)n;
+    }
+    int rc = 0;
+    while (rc == 0) {
+        ssize_t n = recv(c->fd, c->rbuf + c->tunnel_got, sizeof(c->rbuf) - c->tunnel_got,
+                         MSG_PEEK);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EINTR)
+                return QF_AGAIN;
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed during CONNECT "
+                     "(recv: %s)", name, strerror(e));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        if (n == 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s closed the connection during "
+                     "CONNECT", name);
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        rc = qf_proxy_reply(c->rbuf, c->tunnel_got + (size_t)n, sizeof(c->rbuf), &status,
+                            &head_len);
+        if (rc < 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: %s", name,
+                     rc == QF_EHEADER ? "answer to CONNECT too large"
+                                      : "malformed answer to CONNECT");
+            return conn_fail(c, QF_EPROTO, c->errmsg);
+        }
+        /* Bytes before the head's end are the head's: taken, so that a close shows as end of
+         * stream (a peek never shows it while bytes wait). Its end: taken up to there. */
+        size_t take = rc == 1 ? head_len - c->tunnel_got : (size_t)n;
+        if (recv(c->fd, c->rbuf + c->tunnel_got, take, 0) != (ssize_t)take) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: recv: %s", name, strerror(errno));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        c->tunnel_got += take;
+        cl->st.bytes_read += take;
+    }
+    if (cl->log != NULL)
+        qf_result_log(cl, "conn %u: proxy %s: %.*s", c->slot, name,
+                      (int)strcspn(c->rbuf, "\r\n"), c->rbuf);
+    if (status < 200 || status > 299)
+        return tunnel_refused(c, status);
+    c->t_connected = cl->now_us; /* connected to the target, as far as timings tell */
+    return start_tls(c);
+}
+
 /* An event on one of the racing sockets: each is asked without blocking. */
 static int on_connecting(struct qf_conn *c)
 {
@@ -473,6 +573,8 @@ static int on_connecting(struct qf_conn *c)
         if (soerr == 0) {
             race_won(c, i);
             c->t_connected = c->cl->now_us;
+            if (c->host->tunnel != NULL)
+                return start_tunnel(c);
             if (!c->host->url.tls) {
                 arm(c, c->t_start + c->req->timeout_us);
                 return QF_CONN_SEND;
@@ -839,6 +941,9 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
         case QF_CONN_CONNECTING:
             next = on_connecting(c);
             break;
+        case QF_CONN_TUNNEL:
+            next = on_tunnel(c);
+            break;
         case QF_CONN_HANDSHAKE:
             next = on_handshake(c);
             break;
@@ -882,15 +987,22 @@ void qf_conn_timeout(struct qf_conn *c)
             c->host->addr_slow[c->race_addr[i]] = 1;
     }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
-    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE;
+    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE ||
+                     c->state == QF_CONN_TUNNEL;
     const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"
+                        : c->state == QF_CONN_TUNNEL    ? "waiting for the answer to CONNECT"
                         : c->state == QF_CONN_HANDSHAKE ? "in the TLS handshake"
                         : c->got_byte                   ? "receiving the response"
                                                         : "waiting for the response";
     int64_t limit = connecting && cl->connect_timeout_us < req_us ? cl->connect_timeout_us
                                                                    : req_us;
+    /* Until the tunnel stands, the proxy is the one not answering. */
+    const char *proxy = c->host->proxy != NULL &&
+                        (c->state == QF_CONN_CONNECTING || c->state == QF_CONN_TUNNEL)
+                            ? c->host->proxy->name : NULL;
 
-    snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s", (double)limit / 1e6,
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s%s%stimed out after %.1f s %s",
+             proxy ? "proxy " : "", proxy ? proxy : "", proxy ? ": " : "", (double)limit / 1e6,
              phase);
     cl->stepping = c;
     conn_fail(c, QF_ETIMEOUT, c->errmsg);

@@ -30,6 +30,7 @@ enum qf_conn_state {
     QF_CONN_SEND,       /* request bytes left in wbuf */
     QF_CONN_RECV,       /* feeding the response parser */
     QF_CONN_PARKED,     /* keep-alive, waiting for the scheduler to hand it a request */
+    QF_CONN_TUNNEL,     /* https via a proxy: CONNECT sent, its answer awaited (then TLS) */
 };
 
 struct qf_conn {
@@ -53,6 +54,8 @@ struct qf_conn {
     unsigned nreq;         /* responses completed on this connection */
     unsigned ninflight;    /* requests written or to be written, answered in order */
     unsigned nanswered;    /* responses completed of the batch written last */
+    size_t tunnel_off;     /* bytes of the host's CONNECT request sent */
+    size_t tunnel_got;     /* bytes of the proxy's answer read into rbuf */
     struct qf_client *cl;
     struct qf_host *host;
     struct qf_req *req;    /* the head of the chain being answered, in order */

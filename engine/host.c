@@ -11,6 +11,7 @@
 #include "engine/client.h"
 #include "engine/host.h"
 #include "engine/resolve.h"
+#include "engine/proxy.h"
 #include "engine/sched.h"
 
 /* One IP literal (an IPv6 one may be bracketed) and port into sa. 0, or QF_EINVAL. */
@@ -44,10 +45,11 @@ static int parse_addr(const char *a, size_t alen, long port, struct sockaddr_sto
     return 0;
 }
 
-/* Parses "HOST:PORT:ADDR[,ADDR...]" (curl's --resolve). When it applies to host:port (h
- * non-NULL), its addresses become h's, in the order given. Returns 1 applied, 0 not this host,
+/* Parses "HOST:PORT:ADDR[,ADDR...]" (curl's --resolve). When it names name:port (h non-NULL),
+ * its addresses become h's, in the order given. Returns 1 applied, 0 not this host,
  * QF_EINVAL malformed. */
-static int parse_resolve(const char *e, struct qf_host *h, char *err, size_t errlen)
+static int parse_resolve(const char *e, const char *name, const char *port, struct qf_host *h,
+                         char *err, size_t errlen)
 {
     const char *c1 = strchr(e, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (c1 == NULL || c2 == NULL || c1 == e) {
@@ -81,8 +83,8 @@ static int parse_resolve(const char *e, struct qf_host *h, char *err, size_t err
         a = comma + 1;
     }
     n++;
-    if (h == NULL || (size_t)(c1 - e) != strlen(h->url.host) ||
-        strncasecmp(e, h->url.host, (size_t)(c1 - e)) != 0 || p != atol(h->url.port))
+    if (h == NULL || (size_t)(c1 - e) != strlen(name) ||
+        strncasecmp(e, name, (size_t)(c1 - e)) != 0 || p != atol(port))
         return 0;
     for (int i = 0; i < n; i++) {
         h->addrs[i] = sa[i];
@@ -94,7 +96,7 @@ static int parse_resolve(const char *e, struct qf_host *h, char *err, size_t err
 
 int qf_host_check_resolve(const char *entry, char *err, size_t errlen)
 {
-    return parse_resolve(entry, NULL, err, errlen) < 0 ? QF_EINVAL : 0;
+    return parse_resolve(entry, NULL, NULL, NULL, err, errlen) < 0 ? QF_EINVAL : 0;
 }
 
 /* RFC 8305 section 4: the families alternate, starting with the first address's (the
@@ -140,33 +142,42 @@ int qf_host_order(const struct qf_host *h, int *order)
 void qf_host_setup(struct qf_client *cl, struct qf_host *h)
 {
     char err[160];
+    /* Through a proxy the connections go to the proxy: its name is the one resolved, and a
+     * --resolve entry applies when it names the proxy's host and port. */
+    const char *name = h->proxy ? h->proxy->host : h->url.host;
+    const char *port = h->proxy ? h->proxy->port : h->url.port;
 
     h->resolved = 1;
+    if (h->proxy_bad != NULL) {
+        h->fatal = QF_ECONFIG;
+        snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", h->proxy_bad);
+        return;
+    }
     if (h->url.tls && qf_client_tls_ctx(cl, err, sizeof(err)) < 0) {
         h->fatal = QF_ECONFIG;
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", err);
         return;
     }
     for (char **e = cl->resolve; e != NULL && *e != NULL; e++) {
-        if (parse_resolve(*e, h, err, sizeof(err)) == 1)
+        if (parse_resolve(*e, name, port, h, err, sizeof(err)) == 1)
             return;
     }
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->addrs[0];
     struct sockaddr_in *s4 = (struct sockaddr_in *)&h->addrs[0];
-    long port = atol(h->url.port);
-    if (inet_pton(AF_INET6, h->url.host, &s6->sin6_addr) == 1) { /* a literal: no lookup */
+    long portn = atol(port);
+    if (inet_pton(AF_INET6, name, &s6->sin6_addr) == 1) { /* a literal: no lookup */
         s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
+        s6->sin6_port = htons((uint16_t)portn);
         h->addrlens[0] = sizeof(*s6);
         h->naddr = 1;
-    } else if (inet_pton(AF_INET, h->url.host, &s4->sin_addr) == 1) {
+    } else if (inet_pton(AF_INET, name, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
+        s4->sin_port = htons((uint16_t)portn);
         h->addrlens[0] = sizeof(*s4);
         h->naddr = 1;
     } else {
         h->resolved = 0;
-        qf_resolve_start(cl, h);
+        qf_resolve_start(cl, h, name, port);
     }
 }
 
@@ -180,25 +191,30 @@ void qf_host_timeout(struct qf_client *cl, struct qf_host *h)
     h->resolving = 0;
     h->resolved = 1;
     h->fatal = QF_ERESOLVE;
-    snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: no answer "
-             "within %.1f s", h->url.host, (double)cl->connect_timeout_us / 1e6);
+    snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve %s %.100s: no answer "
+             "within %.1f s", h->proxy ? "proxy" : "host", h->proxy ? h->proxy->host : h->url.host,
+             (double)cl->connect_timeout_us / 1e6);
 }
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before
- * it; the URL suffix and the header block after it. */
+ * it; the URL suffix and the header block after it. An http:// proxy is asked in absolute
+ * form ("GET http://host/path"), with the proxy's credentials. */
 static int quote_request(struct qf_host *h, const char *ua)
 {
 #define QUOTE_HDRS                                                                                 \
     "%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                    \
-    "Connection: keep-alive\r\n\r\n"
-    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
-    int m = snprintf(NULL, 0, "GET %s", h->url.prefix);
+    "Connection: keep-alive\r\n%s\r\n"
+    int abs = h->proxy != NULL && !h->url.tls;
+    const char *auth = abs && h->proxy->auth ? h->proxy->auth : "";
+    const char *origin = abs ? "http://" : "", *hp = abs ? h->hostport : "";
+    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua, auth);
+    int m = snprintf(NULL, 0, "GET %s%s%s", origin, hp, h->url.prefix);
     h->hdrs = qf_malloc((size_t)n + 1);
     h->head = qf_malloc((size_t)m + 1);
     if (h->hdrs == NULL || h->head == NULL)
         return QF_ENOMEM;
-    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
-    snprintf(h->head, (size_t)m + 1, "GET %s", h->url.prefix);
+    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua, auth);
+    snprintf(h->head, (size_t)m + 1, "GET %s%s%s", origin, hp, h->url.prefix);
     h->hdrs_len = (size_t)n;
     h->head_len = (size_t)m;
     return 0;
@@ -240,6 +256,16 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     }
     snprintf(h->hostport, hp, "%s%s%s%s%s", v6 ? "[" : "", h->url.host, v6 ? "]" : "",
              dflt ? "" : ":", dflt ? "" : h->url.port);
+    h->proxy = qf_proxy_for(&cl->proxies, h->url.tls, h->url.host, h->url.port, &h->proxy_bad);
+    if (h->proxy != NULL && h->url.tls) {
+        int n = qf_proxy_connect_request(h->proxy, h->url.host, h->url.port, cl->user_agent,
+                                         &h->tunnel);
+        if (n < 0) {
+            qf_host_free(h);
+            return NULL;
+        }
+        h->tunnel_len = (size_t)n;
+    }
     if (quotes && quote_request(h, cl->user_agent) < 0) {
         qf_host_free(h);
         return NULL;
@@ -264,6 +290,7 @@ void qf_host_free(struct qf_host *h)
     qf_free(h->hdrs);
     qf_free(h->head);
     qf_free(h->hostport);
+    qf_free(h->tunnel);
     qf_url_free(&h->url);
     qf_tls_cache_free(&h->cache);
     qf_free(h);

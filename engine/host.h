@@ -13,6 +13,7 @@
 
 struct qf_client;
 struct qf_conn;
+struct qf_proxy;
 struct qf_req;
 
 struct qf_host {
@@ -47,6 +48,12 @@ struct qf_host {
     char *head, *hdrs;
     size_t head_len, hdrs_len;
     char *hostport;        /* Host header value */
+    /* Through a proxy (NULL: direct), whose addresses addrs then holds. https:// targets send
+     * tunnel, the CONNECT request, on each new connection; http:// ones ask in absolute form. */
+    const struct qf_proxy *proxy;
+    const char *proxy_bad; /* the scheme's proxy setting is unusable: why (fails requests) */
+    char *tunnel;
+    size_t tunnel_len;
 };
 
 /* First use of h: make sure the client's TLS context exists and resolve its name: a --resolve

@@ -100,15 +100,16 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
             qf_host_resolved(h);
         } else if (status != ARES_EDESTRUCTION) {
             h->fatal = QF_ERESOLVE;
-            snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve host %.100s: %s",
-                     h->url.host, status == ARES_SUCCESS ? "no address" : ares_strerror(status));
+            snprintf(h->fatal_msg, sizeof(h->fatal_msg), "could not resolve %s %.100s: %s",
+                     h->proxy ? "proxy" : "host", h->proxy ? h->proxy->host : h->url.host,
+                     status == ARES_SUCCESS ? "no address" : ares_strerror(status));
         }
     }
     if (ai != NULL)
         ares_freeaddrinfo(ai);
 }
 
-int qf_resolve_start(struct qf_client *cl, struct qf_host *h)
+int qf_resolve_start(struct qf_client *cl, struct qf_host *h, const char *name, const char *port)
 {
     char err[160];
     int rc = qf_resolve_init(cl, NULL, err, sizeof(err));
@@ -122,7 +123,7 @@ int qf_resolve_start(struct qf_client *cl, struct qf_host *h)
     h->resolving = 1;
     h->t_resolve_start = cl->now_us;
     qf_heap_set(&cl->timers, &h->timer, cl->now_us + cl->connect_timeout_us);
-    ares_getaddrinfo(cl->dns.channel, h->url.host, h->url.port, &hints, on_addrinfo, h);
+    ares_getaddrinfo(cl->dns.channel, name, port, &hints, on_addrinfo, h);
     if (cl->dns.channel != NULL)
         rearm(cl);
     return 0;

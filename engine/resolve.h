@@ -23,9 +23,9 @@ struct qf_resolver {
 /* Creates the channel with the client's options (servers: "ADDR[:PORT],..." or NULL for
  * /etc/resolv.conf). 0, or QF_ECONFIG/QF_EINVAL with err filled. */
 int qf_resolve_init(struct qf_client *cl, const char *servers, char *err, size_t errlen);
-/* Starts resolving h: its callback fills h's addresses, or makes h fatal. 0, or an error with
- * h made fatal. */
-int qf_resolve_start(struct qf_client *cl, struct qf_host *h);
+/* Starts resolving name:port for h (its own, or its proxy's): the callback fills h's addresses,
+ * or makes h fatal. 0, or an error with h made fatal. */
+int qf_resolve_start(struct qf_client *cl, struct qf_host *h, const char *name, const char *port);
 /* A resolver socket's epoll event, and the resolver's timer. */
 void qf_resolve_event(struct qf_client *cl, int fd, uint32_t events);
 void qf_resolve_timer(struct qf_client *cl);

@@ -8,6 +8,8 @@
 
 #include "engine/alloc.h"
 #include "engine/client.h"
+#include "engine/host.h"
+#include "engine/proxy.h"
 #include "engine/result.h"
 #include "parser/json.h"
 #include "parser/price.h"
@@ -177,6 +179,8 @@ static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const st
         msg[0] = '\0';
         quote_from_body(cl, o, &res, &q, msg, sizeof(msg), text, sizeof(text));
         res.errmsg = msg;
+        if (o->status == 407 && r->host->proxy != NULL) /* asked in absolute form */
+            res.err = qf_proxy_refusal(r->host->proxy, 407, msg, sizeof(msg));
     }
     if (cl->log != NULL) {
         if (res.err == 0)

@@ -38,6 +38,7 @@ enum qf_err {
     QF_ECONFIG = -16, /* configuration unusable, e.g. --cacert not a readable PEM bundle */
     QF_ERANGE = -17,  /* price outside what two-decimal formatting can represent */
     QF_ECANCELED = -18, /* client freed or request cancelled before completion */
+    QF_EPROXY = -19,  /* the proxy refused the request (CONNECT answered 403, 407...) */
 };
 
 const char *qf_strerror(int err);
@@ -101,6 +102,19 @@ struct qf_options {
     int pipeline;               /* max requests in flight per connection; 0 or 1: no pipelining */
     const char *dns_servers;    /* "ADDR[:PORT][,...]" (IPv6 bracketed) instead of
                                    /etc/resolv.conf's; NULL: the system's (curl --dns-servers) */
+    /* An HTTP proxy for every request, as curl's --proxy: "http://[user:pass@]host[:port]"
+     * (port 1080 when absent; user and password percent-encoded, sent as Basic proxy
+     * authentication). https:// targets go through a CONNECT tunnel, TLS running end to end
+     * to the target as without a proxy; http:// targets are asked of the proxy in absolute
+     * form. https:// and socks proxy URLs are refused (qf_client_new fails). "": no proxy,
+     * whatever the environment says. NULL: none, or the environment's with QF_OPT_PROXY_ENV. */
+    const char *proxy;
+    /* Hosts reached directly, as curl's --noproxy: names (matching their subdomains too; a
+     * leading "." changes nothing), IP addresses, ADDR/BITS networks, each with an optional
+     * ":PORT", or "*" for all; separated by commas or blanks. Matched against the URL's host as
+     * written, without lookups. An unusable entry fails qf_client_new. NULL: none, or the
+     * environment's no_proxy/NO_PROXY with QF_OPT_PROXY_ENV. */
+    const char *noproxy;
 };
 
 #define QF_OPT_TCP_FASTOPEN 1u /* TCP Fast Open where the kernel allows it */
@@ -109,6 +123,15 @@ struct qf_options {
  * an atexit handler (its cost is in bench/RESULTS.md): for a program that exits when done.
  * Takes effect only if OpenSSL was not initialised before this client. */
 #define QF_OPT_NO_EXIT_CLEANUP 4u
+/* Take proxy settings the options leave NULL from the environment, as curl's command does: a
+ * library honours the environment only when asked, since a server process's environment may
+ * come from its clients. Read once, in qf_client_new(): https_proxy, then HTTPS_PROXY, then
+ * all_proxy, ALL_PROXY for https:// URLs; http_proxy, then all_proxy, ALL_PROXY for http://
+ * (upper-case HTTP_PROXY is ignored: CGI sets it from a request's "Proxy:" header); no_proxy,
+ * then NO_PROXY. Empty values count as unset. An unusable proxy variable fails qf_client_new
+ * when it applies to the URL template, and otherwise fails the requests it applies to
+ * (QF_ECONFIG); an unusable no_proxy entry is skipped with a warning. */
+#define QF_OPT_PROXY_ENV 8u
 
 #define QF_DEFAULT_CONNECTIONS 8
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"

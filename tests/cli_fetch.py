@@ -46,6 +46,7 @@ STATS_RE = re.compile(r"^qfetch: stats: conns_opened=(\d+) conns_unused=(\d+) re
 STATS_KEYS = ["conns_opened", "conns_unused", "requests_sent", "reused", "tls_full", "tls_resumed",
               "retries", "stale_resends", "bytes_read", "early_data", "wall_ms"]
 CENT = Decimal("0.01")
+PROXY_VARS = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
 
 
 class Cfg:
@@ -1951,6 +1952,8 @@ def setup(args, cache_prefix):
     """Paths from --build/--certs, and a session cache of the run's own (qfetch keeps TLS
     sessions in $XDG_CACHE_HOME/qfetch: runs stay hermetic and away from $HOME)."""
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix=cache_prefix)
+    for k in [k for k in os.environ if k.lower() in PROXY_VARS]:
+        del os.environ[k]  # qfetch honours them: the tests talk to their servers directly
     CLEANUP.append(lambda: shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True))
     CFG.build = os.path.abspath(args.build)
     CFG.qfetch = os.path.join(CFG.build, "qfetch")
