@@ -507,6 +507,28 @@ int qf_client_step(qf_client *c)
     return left;
 }
 
+/* With a session cache, a run must leave it no poorer than it found it, or every other run
+ * is cold: a connection that resumed (so the server hands out tickets) and has no new ticket
+ * yet gets one about a round trip after its first answer when it sent early data. Returns when
+ * waiting for those ends: one handshake's round trip past the last answer (at most 1 s), 0 when
+ * none is due. */
+static int64_t tickets_due_us(const struct qf_client *c)
+{
+    int64_t until = 0;
+
+    for (uint32_t i = 0; c->sess_path != NULL && i < c->nconns; i++) {
+        const struct qf_conn *cn = &c->conns[i];
+        if (cn->state != QF_CONN_PARKED || !cn->host->url.tls || cn->t_tls == 0 ||
+            !qf_tls_resumed(&cn->tls) || qf_tls_tickets(&cn->tls) > 0)
+            continue;
+        int64_t rtt = cn->t_tls - cn->t_connected;
+        rtt = rtt < 1000 ? 1000 : rtt > 1000000 ? 1000000 : rtt;
+        if (c->t_last_done + rtt > until)
+            until = c->t_last_done + rtt;
+    }
+    return until;
+}
+
 int qf_client_run(qf_client *c)
 {
     start_clock(c);
@@ -516,6 +538,10 @@ int qf_client_run(qf_client *c)
         int rc = turn(c, qf_client_timeout_ms(c));
         if (rc < 0)
             return rc;
+    }
+    for (int64_t until; (until = tickets_due_us(c)) > qf_now_us();) {
+        if (turn(c, (int)((until - qf_now_us() + 999) / 1000)) < 0)
+            break;
     }
     return 0;
 }

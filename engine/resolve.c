@@ -119,7 +119,9 @@ int qf_resolve_start(struct qf_client *cl, struct qf_host *h, const char *name, 
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", err);
         return rc;
     }
-    struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    /* The port is always a number: without the flag c-ares asks NSS for a service name. */
+    struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                        .ai_flags = ARES_AI_NUMERICSERV};
     h->resolving = 1;
     h->t_resolve_start = cl->now_us;
     qf_heap_set(&cl->timers, &h->timer, cl->now_us + cl->connect_timeout_us);

@@ -21,6 +21,7 @@
 
 #define MAGIC "qfetch-session-cache 1\n"
 #define LINE_MAX_LEN 24000
+#define FILE_SESSIONS_MAX 64 /* per host and list (usable, waiting for their binding) */
 
 static void warn(struct qf_client *cl, const char *what, const char *path, const char *why)
 {
@@ -210,7 +211,10 @@ void qf_sess_save(struct qf_client *cl)
         struct qf_host *h = cl->hosts[i];
         long long exp;
         for (int k = 0; h->url.tls && k < h->cache.n + h->cache.npend && !bad; k++) {
-            if (qf_tls_cache_export(&h->cache, k, b64, sizeof(b64), &exp) <= 0)
+            /* The newest of each list: the next run opens a few connections, not hundreds. */
+            int skip = k < h->cache.n ? k < h->cache.n - FILE_SESSIONS_MAX
+                                      : k - h->cache.n >= FILE_SESSIONS_MAX;
+            if (skip || qf_tls_cache_export(&h->cache, k, b64, sizeof(b64), &exp) <= 0)
                 continue;
             int n = snprintf(line, sizeof(line), "%s %s %lld %s\n", h->url.host, h->url.port,
                              exp, b64);

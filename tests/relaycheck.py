@@ -123,6 +123,37 @@ def warm_fetch_takes_one_round_trip():
 
 
 @test
+def warm_runs_stay_warm():
+    """8 runs in a row of the seed's 9 tickers over 8 connections, with the session cache,
+    early data and Fast Open, 100 ms away: every run resumes every connection, its first
+    request in early data. A server's new tickets can follow a 0-RTT answer by a round trip; a
+    run that exited at its last answer spent tickets without getting new ones, and later runs
+    went (partly) cold."""
+    syms = ["RC%sH%d" % (it.CFG.tag, i) for i in range(9)]
+    ng = early_nginx(syms)
+    port, stop = relay.start_relay(ng.port, 100.0)
+    it.CLEANUP.append(stop)
+    url = "https://localhost:%d/v8/finance/chart/{}" % port
+    cache = os.path.join(os.environ["XDG_CACHE_HOME"], "relaycheck-warm")
+    flags = ["-c", "8", "--session-cache", cache, "--early-data", "--tcp-fastopen"]
+    with relay.fastopen_sysctl(3) as ok:
+        check(ok, "cannot set net.ipv4.tcp_fastopen (needs root)")
+        r = it.qf(syms, *flags, url=url)  # primes the cache (and the Fast Open cookie)
+        it.expect_rc(r, 0)
+        seen = []
+        for _ in range(8):
+            r = it.qf(syms, *flags, url=url)
+            it.expect_rc(r, 0)
+            it.expect_all_ok(r, syms)
+            st = r.stats()
+            seen.append("%d/%d" % (st["tls_resumed"], st["conns_opened"]))
+            check(st["tls_resumed"] == st["conns_opened"] == 8 and st["early_data"] >= 8,
+                  "run %d of 8 was not warm: %s (resumed/opened so far: %s)"
+                  % (len(seen), st, seen))
+    it.note("resumed/opened: %s" % " ".join(seen))
+
+
+@test
 def no_nagle_toward_the_client():
     """The relay's socket toward the client has TCP_NODELAY: with Nagle on, a small write waits
     behind an unacknowledged one for the client's delayed ACK, 40 ms at random (asyncio sets

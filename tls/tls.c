@@ -62,11 +62,12 @@ static void cache_push(struct qf_tls_cache *cache, SSL_SESSION *sess)
 /* OpenSSL hands us ownership when we return 1. */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
-    struct qf_tls_cache *cache = SSL_get_app_data(ssl);
+    struct qf_tls *s = SSL_get_app_data(ssl);
 
-    if (cache == NULL)
+    s->tickets++;
+    if (s->cache == NULL)
         return 0;
-    cache_push(cache, sess);
+    cache_push(s->cache, sess);
     return 1;
 }
 
@@ -522,7 +523,9 @@ int qf_tls_open(struct qf_tls *s, struct qf_tls_ctx *t, int fd, const char *host
     if (SSL_set_fd(s->ssl, fd) != 1)
         goto fail;
     SSL_set_connect_state(s->ssl);
-    SSL_set_app_data(s->ssl, cache);
+    s->cache = cache;
+    s->tickets = 0;
+    SSL_set_app_data(s->ssl, s); /* s stays where it is while the SSL object lives */
     if (is_ip_literal(name)) {
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), name) != 1)
             goto fail;
@@ -687,6 +690,11 @@ const char *qf_tls_suite(const struct qf_tls *s)
 {
     const char *n = SSL_CIPHER_standard_name(SSL_get_current_cipher(s->ssl));
     return n != NULL ? n : "(none)";
+}
+
+unsigned qf_tls_tickets(const struct qf_tls *s)
+{
+    return s->tickets;
 }
 
 int qf_tls_resumed(const struct qf_tls *s)

@@ -21,7 +21,9 @@ struct qf_tls_ctx {
     unsigned char trust[32];
 };
 
-#define QF_TLS_CACHE_MAX 16
+/* Sessions kept per host: enough for a -c 128 batch against a server that closes every
+ * connection after one answer, each connection resuming on a ticket of the ones before. */
+#define QF_TLS_CACHE_MAX 256
 
 /* One per host and context: the newest sessions the server sent, for the next connections.
  * TLS 1.3 tickets are used once each (RFC 8446 C.4); a TLS 1.2 session is shared.
@@ -40,6 +42,8 @@ struct qf_tls_cache {
 
 struct qf_tls {
     struct ssl_st *ssl;
+    struct qf_tls_cache *cache; /* where its server's session tickets go, or NULL */
+    unsigned tickets;           /* tickets (TLS 1.3 NewSessionTicket) received on it */
     int dead; /* a fatal error happened: no close_notify may be sent */
 };
 
@@ -73,6 +77,9 @@ ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t e
 ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, size_t errlen);
 
 int qf_tls_resumed(const struct qf_tls *s);
+/* Session tickets this connection has received so far (the server sends them after the
+ * handshake; with early data, about a round trip after the first answer). */
+unsigned qf_tls_tickets(const struct qf_tls *s);
 
 /* After the handshake: the protocol ("TLSv1.3") and the cipher suite's RFC name
  * ("TLS_AES_128_GCM_SHA256"). Static strings. */
