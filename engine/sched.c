@@ -28,7 +28,7 @@ static struct qf_req *req_reset(struct qf_client *cl, struct qf_req *r)
  * backoff wait or a pause cannot fail. */
 struct qf_req *qf_req_new(struct qf_client *cl, size_t extra)
 {
-    if (qf_heap_reserve(&cl->timers, (int)(cl->nconns + cl->nrecords + cl->nhosts + 1)) < 0)
+    if (qf_client_reserve_timers(cl, 1 + cl->nhosts) < 0) /* a host's pause besides its lookup */
         return NULL;
     struct qf_req *r = qf_malloc(sizeof(*r) + extra);
     if (r == NULL)
@@ -178,7 +178,7 @@ static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
 /* Requests in flight the host's connections can hold, pipelined: its window before a 429. */
 static unsigned win_cap(const struct qf_client *cl, const struct qf_host *h)
 {
-    return h->max * (h->no_pipeline ? 1 : cl->pipeline);
+    return h->max * cl->pipeline;
 }
 
 /* Requests the host may be handed now: none while it is paused, else what its window leaves. */
@@ -200,13 +200,13 @@ static void send_one(struct qf_host *h, struct qf_req *r)
  * room), as a chain. */
 static struct qf_req *take(struct qf_client *cl, struct qf_host *h, unsigned room_left)
 {
-    unsigned depth = h->no_pipeline ? 1 : cl->pipeline;
+    unsigned depth = cl->now_us < h->pipeline_off_until_us ? 1 : cl->pipeline;
     struct qf_req *head = h->qhead, *tail = head, *r;
 
     if (depth > room_left)
         depth = room_left;
     send_one(h, head);
-    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL && !r->want_fresh; k++) {
+    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL; k++) {
         send_one(h, r);
         tail->next = r;
         tail = r;
@@ -219,7 +219,7 @@ static struct qf_req *take(struct qf_client *cl, struct qf_host *h, unsigned roo
 static void fail_queue(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_outcome o = {.err = h->fatal, .msg = h->fatal_msg, .retry_after_s = -1,
-                           .span = {-1, -1, -1, 0}};
+                           .span = {-1, -1, -1, -1, 0}};
     struct qf_req *r;
 
     while ((r = qf_sched_head(cl, h)) != NULL) {
@@ -234,25 +234,27 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_req *r;
 
-    if (!h->resolved)
+    if (!h->resolved && !h->resolving)
         qf_host_setup(cl, h);
+    if (h->resolving)
+        return;
     if (h->fatal) {
         fail_queue(cl, h);
         return;
     }
     unsigned n;
     while ((n = room(cl, h)) > 0 && (r = qf_sched_head(cl, h)) != NULL) {
-        if (!r->want_fresh && h->nidle > 0) {
+        if (h->nidle > 0) {
+            /* Any live connection will do, a re-sent request's too: one the server closed
+             * while it idled is found out here and closed. */
             struct qf_conn *c = h->idle[--h->nidle];
-            qf_conn_assign(c, take(cl, h, n));
+            if (qf_conn_reusable(c, r->resent > 0))
+                qf_conn_assign(c, take(cl, h, n));
         } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
             struct qf_conn *c = free_slot(cl, h);
             if (c == NULL)
                 break;
-            r->want_fresh = 0;
             qf_conn_open(c, h, take(cl, h, n));
-        } else if (h->nidle > 0) {
-            qf_conn_close(h->idle[h->nidle - 1]); /* make room for a fresh connection */
         } else {
             break;
         }
@@ -276,7 +278,7 @@ int qf_sched_ready(const struct qf_client *cl)
     for (unsigned i = 0; i < cl->nhosts; i++) {
         const struct qf_host *h = cl->hosts[i];
         if (h->nqueued > 0 &&
-            (h->fatal || !h->resolved ||
+            (h->fatal || (!h->resolved && !h->resolving) ||
              (room(cl, h) > 0 && (h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))))
             return 1;
     }
@@ -471,14 +473,15 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
 
     h->inflight--;
     r->conn = NULL;
+    if (o->pipeline_cut) /* the server may not take pipelined requests: one at a time a while */
+        h->pipeline_off_until_us = cl->now_us + QF_PIPELINE_PAUSE_US;
     if (r->cancelled) {
         finish(cl, r, o);
         return;
     }
-    if (o->resendable && !r->resent) {
+    if (o->resendable && r->resent < QF_MAX_RESENDS) {
         /* A keep-alive connection the server had closed: the request never reached it. */
-        r->resent = 1;
-        r->want_fresh = 1;
+        r->resent++;
         r->attempts--;
         cl->st.stale_resends++;
         qf_result_log(cl, "%s: re-sending on a new connection after: %s",
@@ -526,15 +529,14 @@ void qf_sched_unanswered(struct qf_client *cl, struct qf_host *h, struct qf_req 
     struct qf_req *v[1024]; /* --pipeline is at most 1000 */
     int n = 0;
 
-    if (cut)
-        h->no_pipeline = 1;
+    if (cut) /* the server may not take pipelined requests: one at a time for a while */
+        h->pipeline_off_until_us = cl->now_us + QF_PIPELINE_PAUSE_US;
     for (struct qf_req *q = chain; q != NULL && n < 1024; q = q->next)
         v[n++] = q;
     while (n-- > 0) { /* back to the front, in their order */
         struct qf_req *q = v[n];
         h->inflight--;
         q->attempts--;
-        q->want_fresh = 1;
         if (q->cancelled) {
             done(cl, q);
             qf_req_release(cl, q);

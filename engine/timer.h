@@ -1,12 +1,14 @@
-/* The engine's clock and one min-heap of deadlines: connections', backoff waits' and hosts'
- * rate-limit pauses. */
+/* The engine's clock and one min-heap of deadlines: connections', backoff waits', hosts'
+ * lookups and rate-limit pauses, the resolver's. */
 #ifndef QF_TIMER_H
 #define QF_TIMER_H
 
 #include <stdint.h>
 
-/* HOST: a host's rate-limit pause, whose expiry needs no action: dispatch follows. */
-enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ, QF_TIMER_HOST };
+/* What a timer belongs to: a connection's deadline, a request's backoff, a host's name
+ * resolution deadline, the resolver's own timeouts, a host's rate-limit pause (whose end needs
+ * no action: dispatch follows). */
+enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ, QF_TIMER_HOST, QF_TIMER_DNS, QF_TIMER_PAUSE };
 struct qf_timer {
     int64_t at_us;
     int idx; /* position in the heap, -1 when not armed */
