@@ -191,6 +191,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         cn->host = c->hosts[0];
         cn->timer.idx = -1;
         cn->timer.kind = QF_TIMER_CONN;
+        qf_decode_init(&cn->dec);
         cn->wbuf = qf_malloc(wcap);
         if (cn->wbuf == NULL)
             goto nomem;
@@ -241,7 +242,7 @@ int qf_client_add(qf_client *c, const char *symbol)
 /* "Name: value" with a token name and no CR/LF; reports whether it is one of ours. */
 static int header_line(const char *l, int *ours)
 {
-    static const char *const mine[] = {"user-agent", "accept", "connection"};
+    static const char *const mine[] = {"user-agent", "accept", "connection", "accept-encoding"};
     const char *colon = strchr(l, ':');
     if (colon == NULL || colon == l || has_ctl(l))
         return QF_EINVAL;
@@ -253,7 +254,7 @@ static int header_line(const char *l, int *ours)
     size_t nl = (size_t)(colon - l);
     if (nl == 4 && strncasecmp(l, "host", 4) == 0)
         return QF_EINVAL; /* the URL decides the host */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (nl == strlen(mine[i]) && strncasecmp(l, mine[i], nl) == 0)
             *ours |= 1 << i;
     }
@@ -297,7 +298,7 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     /* target, then the header block: " HTTP/1.1\r\nHost: ...\r\n" ours, theirs, "\r\n" */
     size_t plen = strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
-                  xlen + 2;
+                  sizeof(QF_ACCEPT_ENCODING) + xlen + 2;
     /* One allocation: the record, its general part right after it (sizeof keeps the alignment), then
      * the target and the header block. symbol[] is a quote's only. */
     struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_general) + plen + 1 + hlen + 1);
@@ -309,9 +310,10 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     r->target = (char *)(g + 1);
     snprintf(r->target, plen + 1, "%s%s", *path != '/' ? "/" : "", path);
     char *hd = r->target + plen + 1;
-    int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s", h->hostport,
+    int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", h->hostport,
                      ours & 1 ? "" : "User-Agent: ", ours & 1 ? "" : c->user_agent,
                      ours & 1 ? "" : "\r\n", ours & 2 ? "" : "Accept: */*\r\n",
+                     rq->compressed && !(ours & 8) ? QF_ACCEPT_ENCODING : "",
                      ours & 4 ? "" : "Connection: keep-alive\r\n");
     for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++)
         n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s\r\n", *hl);
@@ -319,6 +321,7 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     g->hdrs = hd;
     g->hdrs_len = (size_t)n;
     g->no_body = method[0] == 'H';
+    g->compressed = rq->compressed != 0;
     g->method = g->no_body ? "HEAD" : "GET";
     g->head = g->no_body ? "HEAD " : "GET ";
     g->head_len = strlen(g->head);
@@ -506,6 +509,7 @@ void qf_client_free(qf_client *c)
         qf_free(cn->wbuf);
         qf_free(cn->body);
         qf_free(cn->hbuf);
+        qf_decode_free(&cn->dec);
     }
     for (int i = 0; i < c->timers.n; i++) {
         struct qf_timer *t = c->timers.v[i];

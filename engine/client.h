@@ -15,6 +15,8 @@
 #include "tls/tls.h"
 
 #define QF_RETRY_AFTER_CAP_MS 5000
+/* The codings parser/inflate.c undoes, asked for on quotes unless QF_OPT_NO_COMPRESSED. */
+#define QF_ACCEPT_ENCODING "Accept-Encoding: gzip, deflate\r\n"
 /* Response bytes all of a client's connections may buffer at once: a per-request cap alone
  * lets N hostile servers take N times it. */
 #define QF_CLIENT_BODY_MAX ((size_t)256 << 20)

@@ -114,19 +114,19 @@ void qf_host_setup(struct qf_client *cl, struct qf_host *h)
 }
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before
- * it; the URL suffix and the header block after it. */
-static int quote_request(struct qf_host *h, const char *ua)
+ * it; the URL suffix and the header block after it. ae: the Accept-Encoding line or "". */
+static int quote_request(struct qf_host *h, const char *ua, const char *ae)
 {
 #define QUOTE_HDRS                                                                                 \
     "%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                    \
-    "Connection: keep-alive\r\n\r\n"
-    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
+    "%sConnection: keep-alive\r\n\r\n"
+    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua, ae);
     int m = snprintf(NULL, 0, "GET %s", h->url.prefix);
     h->hdrs = qf_malloc((size_t)n + 1);
     h->head = qf_malloc((size_t)m + 1);
     if (h->hdrs == NULL || h->head == NULL)
         return QF_ENOMEM;
-    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua);
+    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua, ae);
     snprintf(h->head, (size_t)m + 1, "GET %s", h->url.prefix);
     h->hdrs_len = (size_t)n;
     h->head_len = (size_t)m;
@@ -163,7 +163,8 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     }
     snprintf(h->hostport, hp, "%s%s%s%s%s", v6 ? "[" : "", h->url.host, v6 ? "]" : "",
              dflt ? "" : ":", dflt ? "" : h->url.port);
-    if (quotes && quote_request(h, cl->user_agent) < 0) {
+    if (quotes && quote_request(h, cl->user_agent,
+                                (cl->flags & QF_OPT_NO_COMPRESSED) ? "" : QF_ACCEPT_ENCODING) < 0) {
         qf_host_free(h);
         return NULL;
     }
