@@ -33,6 +33,8 @@ void cli_usage(void)
           "      --early-data          send requests as TLS 1.3 early data when resuming (0-RTT;\n"
           "                            a GET may then be replayed by an attacker)\n"
           "      --tcp-fastopen        use TCP Fast Open where the kernel allows it\n"
+          "      --compressed          ask for gzip or deflate and inflate the answers (default)\n"
+          "      --no-compressed       do not ask for compression (bytes_read shows the cost)\n"
           "      --no-progress         no progress line on a terminal\n"
           "  -h, --help                this help\n"
           "      --version             qfetch's version and the OpenSSL it runs on\n\n"
@@ -233,6 +235,10 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             a->tcp_fastopen = 1;
         } else if (strcmp(arg, "--early-data") == 0) {
             a->early_data = 1;
+        } else if (strcmp(arg, "--compressed") == 0) {
+            a->no_compressed = 0;
+        } else if (strcmp(arg, "--no-compressed") == 0) {
+            a->no_compressed = 1;
         } else if (strcmp(arg, "--no-session-cache") == 0) {
             a->no_session_cache = 1;
         } else if (is_opt(arg, NULL, "--session-cache", &v)) {

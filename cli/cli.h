@@ -18,6 +18,7 @@ struct cli_args {
     enum cli_format format;
     int verbose, stats, help, version;
     int stats_json, no_progress, tcp_fastopen, early_data, no_session_cache;
+    int no_compressed; /* --no-compressed: no Accept-Encoding (the last of the pair wins) */
     int pipeline, repeat;
     const char *session_cache;
 };

@@ -310,7 +310,8 @@ int main(int argc, char **argv)
         .warn = on_warn,
         .session_cache = sess,
         .flags = (a.tcp_fastopen ? QF_OPT_TCP_FASTOPEN : 0u) |
-                 (a.early_data ? QF_OPT_EARLY_DATA : 0u) | QF_OPT_NO_EXIT_CLEANUP,
+                 (a.early_data ? QF_OPT_EARLY_DATA : 0u) |
+                 (a.no_compressed ? QF_OPT_NO_COMPRESSED : 0u) | QF_OPT_NO_EXIT_CLEANUP,
         .pipeline = a.pipeline,
     };
     char err[320];
