@@ -1204,6 +1204,81 @@ def stale_connection_resend():
               % (st["lazy_idle_closes"], cs["stale_resends"]))
 
 
+# ---------------------------------------------------------------- compression
+
+@test
+def compressed_by_default():
+    """Quotes ask for gzip and deflate unless --no-compressed; tests/server.py then codes its
+    answers as Yahoo does. The prices are the same either way and the bytes read fall."""
+    tickers = [uniq() for _ in range(20)]
+    with fresh_server() as srv:
+        plain = qf(tickers, "-c", "1", "--no-session-cache", "--no-compressed", srv=srv)
+        expect_rc(plain, 0)
+        expect_all_ok(plain, tickers)
+        asked = [srv.stats()["headers_per_symbol"][t].get("accept-encoding") for t in tickers]
+        check(asked == [None] * 20, "--no-compressed sent Accept-Encoding: %r" % asked[:3])
+        for flags in ((), ("--compressed",), ("--no-compressed", "--compressed")):
+            coded = qf(tickers, "-c", "1", "--no-session-cache", *flags, srv=srv)
+            expect_rc(coded, 0)
+            expect_order(coded, tickers)
+            expect_all_ok(coded, tickers)
+            asked = [srv.stats()["headers_per_symbol"][t].get("accept-encoding") for t in tickers]
+            check(asked == ["gzip, deflate"] * 20, "%s: Accept-Encoding %r" % (flags, asked[:3]))
+    b0, b1 = plain.stats()["bytes_read"], coded.stats()["bytes_read"]
+    check(b1 < b0 * 0.75, "bytes_read %d compressed vs %d plain" % (b1, b0))
+    note("bytes_read for 20 tickers on one connection: %d plain, %d compressed" % (b0, b1))
+
+
+@test
+def coded_answers_decoded():
+    """gzip, x-gzip, zlib-wrapped and raw deflate, two gzip members in odd chunks and a gzip
+    body dripped a byte at a time are all inflated, asked for or not."""
+    kinds = ["GZIP_", "XGZIP_", "DEFLATE_", "RAWDEFLATE_", "GZIPCHUNKED_", "GZIPDRIP_"]
+    for flags in ((), ("--no-compressed",)):
+        tickers = [k + uniq() for k in kinds] + [uniq()]
+        r = qf(tickers, "-c", "3", *flags)
+        expect_rc(r, 0)
+        expect_order(r, tickers)
+        expect_all_ok(r, tickers)
+        check(r.stats()["requests_sent"] == len(tickers), "retries or re-sends: %s" % r.stats())
+
+
+@test
+def coded_failures_per_ticker():
+    """A corrupt or cut gzip stream, a decompression bomb, a body over 8 MiB once inflated and
+    an unknown coding each fail their own ticker, once, without retries, with a message that
+    says what happened; the batch around them completes."""
+    bad = {"BADGZIP_": ("corrupt gzip body",), "TRUNCGZIP_": ("corrupt gzip body", "cut short"),
+           "BOMB_": ("100:1", "decompression bomb"), "GZIPHUGE_": ("8 MiB once inflated",),
+           "BROTLI_": ('unsupported content-encoding "br"',)}
+    names = {k: k + uniq() for k in bad}
+    good = [uniq() for _ in range(10)]
+    tickers = good[:5] + list(names.values()) + good[5:]
+    r = qf(tickers, "-c", "2", timeout=60)
+    expect_rc(r, 1)
+    expect_order(r, tickers)
+    expect_all_ok(r, good)
+    st = server().stats()
+    for k, sym in names.items():
+        expect_err(r, sym, *bad[k], status=200)
+        check(server_count(st, sym) == 1, "%s requested %d times" % (sym, server_count(st, sym)))
+    check(r.stats()["requests_sent"] == len(tickers), "stats %s" % r.stats())
+    # The connections survived the per-response errors (their framing was sound).
+    check(r.stats()["conns_opened"] <= 2, "stats %s" % r.stats())
+
+
+@test
+def coded_error_statuses():
+    """Error answers are coded too: the 429 text and Yahoo's 404 JSON still name the error."""
+    rate, gone = "RATEALWAYS_" + uniq(), "FB"
+    r = qf([rate, gone], "--retries", "0")
+    expect_rc(r, 1)
+    expect_err(r, rate, "HTTP 429", "Too Many Requests", status=429)
+    expect_err(r, gone, "HTTP 404", "delisted", status=404)
+    check(server().stats()["headers_per_symbol"][rate].get("accept-encoding") == "gzip, deflate",
+          "no Accept-Encoding sent")
+
+
 # ---------------------------------------------------------------- nginx
 
 def die_with_parent():
@@ -1393,6 +1468,34 @@ def nginx_404_and_encoding():
     expect_ok(r, NGINX_SYMS[0])
     expect_ok(r, enc)
     expect_err(r, missing, "HTTP 404", status=404)
+
+
+@test
+def nginx_gzip():
+    """nginx's own gzip (chunked, as real servers stream it) against --compressed and
+    --no-compressed: the same prices, and nginx's log shows which answers it compressed."""
+    if not shutil.which("nginx"):
+        raise Fail("nginx not installed")
+    syms = ["NGZ%s%03d" % (CFG.tag, i) for i in range(30)]
+    ng = Nginx(syms, http_extra="gzip on; gzip_types application/json; gzip_min_length 0;",
+               log="'$connection $connection_requests $status \"$request_uri\" $gzip_ratio'",
+               prefix="qfetch-nginx-gzip-")
+    try:
+        coded = qf(syms, "-c", "2", "--no-session-cache", srv=ng)
+        plain = qf(syms, "-c", "2", "--no-session-cache", "--no-compressed", srv=ng)
+        ratios = [ln.split()[-1] for ln in open(os.path.join(ng.dir, "access.log"))]
+    finally:
+        ng.stop()
+    for r in (coded, plain):
+        expect_rc(r, 0)
+        expect_order(r, syms)
+        expect_all_ok(r, syms)
+    check(len(ratios) == 60, "nginx logged %d requests" % len(ratios))
+    check(all(x != "-" for x in ratios[:30]), "nginx did not compress: %r" % ratios[:30])
+    check(all(x == "-" for x in ratios[30:]), "nginx compressed unasked: %r" % ratios[30:])
+    b1, b0 = coded.stats()["bytes_read"], plain.stats()["bytes_read"]
+    check(b1 < b0, "bytes_read %d compressed vs %d plain" % (b1, b0))
+    note("nginx, 30 tickers: bytes_read %d plain, %d compressed" % (b0, b1))
 
 
 # ---------------------------------------------------------------- real captured Yahoo responses
