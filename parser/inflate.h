@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef ZLIB_CONST
 #define ZLIB_CONST
+#endif
 #include <zlib.h>
 
 /* A body whose inflated size passes QF_INFLATE_RATIO_FREE bytes may not exceed

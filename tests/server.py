@@ -570,16 +570,35 @@ async def h_chunked(c, sym):
     return not c.must_close
 
 
-async def h_drip(c, sym):
-    body = chart_body(sym, repr(price_for(sym)))
-    data = c.head(200, yahoo_headers("application/json;charset=utf-8") +
-                  [("Content-Length", str(len(body)))]) + body
+async def _drip(c, data):
+    """The whole response one byte per write."""
     for i in range(len(data)):
         c.write(data[i:i + 1])
         await c.drain()
         if i % 64 == 63:
             await asyncio.sleep(0.001)
     return not c.must_close
+
+
+async def _chunks(c, body, sizes):
+    """body in chunks of the given sizes (cycled), then the last chunk."""
+    pos = i = 0
+    while pos < len(body):
+        piece = body[pos:pos + sizes[i % len(sizes)]]
+        c.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        pos += len(piece)
+        i += 1
+        if i % 8 == 0:
+            await c.drain()
+    c.write(b"0\r\n\r\n")
+    await c.drain()
+    return not c.must_close
+
+
+async def h_drip(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    return await _drip(c, c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                                 [("Content-Length", str(len(body)))]) + body)
 
 
 async def h_http10(c, sym):
@@ -907,17 +926,7 @@ async def _send_coded(c, coding, body, label=None, chunks=None):
     if chunks is None:
         return await _send_exact(c, 200, hdrs + [("Content-Length", str(len(body)))], body)
     c.write(c.head(200, hdrs + [("Transfer-Encoding", "chunked")]))
-    pos = i = 0
-    while pos < len(body):
-        piece = body[pos:pos + chunks[i % len(chunks)]]
-        c.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
-        pos += len(piece)
-        i += 1
-        if i % 8 == 0:
-            await c.drain()
-    c.write(b"0\r\n\r\n")
-    await c.drain()
-    return not c.must_close
+    return await _chunks(c, body, chunks)
 
 
 async def h_coded(c, sym):
@@ -940,14 +949,9 @@ async def h_coded(c, sym):
 async def h_gzip_drip(c, sym):
     """GZIPDRIP_: a gzip body, the whole response one byte per write."""
     body = encode("gzip", chart_body(sym, repr(price_for(sym))))
-    data = c.head(200, yahoo_headers("application/json;charset=utf-8") +
-                  [("Content-Encoding", "gzip"), ("Content-Length", str(len(body)))]) + body
-    for i in range(len(data)):
-        c.write(data[i:i + 1])
-        await c.drain()
-        if i % 64 == 63:
-            await asyncio.sleep(0.001)
-    return not c.must_close
+    return await _drip(c, c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                                 [("Content-Encoding", "gzip"),
+                                  ("Content-Length", str(len(body)))]) + body)
 
 
 async def h_bad_coded(c, sym):
