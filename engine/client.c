@@ -194,7 +194,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
 
     c->conns = qf_calloc(c->nconns, sizeof(*c->conns));
     c->free_slots = qf_calloc(c->nconns, sizeof(*c->free_slots));
-    c->ready = qf_calloc(c->nconns, sizeof(*c->ready));
+    /* A slot stepped from the list may join it again while its old place is still there. */
+    c->ready = qf_calloc(2 * (size_t)c->nconns, sizeof(*c->ready));
     if (c->conns == NULL || c->free_slots == NULL || c->ready == NULL)
         goto nomem;
     c->body_max_total = QF_CLIENT_BODY_MAX;

@@ -47,7 +47,8 @@ struct qf_client {
     uint32_t nconns;
     uint32_t *free_slots;
     uint32_t nfree;
-    uint32_t *ready;         /* slots whose read budget ran out: stepped again next turn */
+    uint32_t *ready;         /* slots whose read budget ran out: stepped again next turn
+                                (room for 2 x nconns, see run_ready) */
     uint32_t nready;
     size_t body_total;       /* bytes of all connections' body buffers */
     size_t body_max_total;
