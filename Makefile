@@ -1,4 +1,31 @@
 # qfetch: plain GNU make, no configure step. Outputs go to $(BUILD); `make asan` uses build/asan.
+#   make / make all   the command and libqfetch.a        make demo    the seed's run, locally
+#   make check        build, unit tests, layer check      make test    everything CI runs
+#   make asan         the suites under ASan+UBSan         make bench   the benchmarks
+#   make fresh-check  a clean clone's first `make demo` on a machine without llhttp and jsmn
+
+# The goals above (but fresh-check) first install the Debian packages that are missing
+# (.ci/deps), then run make again for the real work. GNU make lists a directory once and keeps
+# the list: a make that started before node-llhttp was installed never sees
+# /usr/share/llhttp/llhttp.c ("No rule to make target 'build/llhttp/llhttp.o'"). The second
+# make reads its rules after the packages exist; QF_DEPS_DONE, a command-line variable, reaches
+# every make below it through MAKEFLAGS, so they forward nothing.
+QF_GOALS = all demo check test asan bench
+goals   := $(or $(MAKECMDGOALS),all)
+ifeq ($(QF_DEPS_DONE),)
+forward := $(filter $(QF_GOALS),$(goals))
+endif
+
+ifneq ($(forward),)
+deps_level := $(strip $(if $(filter bench,$(goals)),bench,$(if $(filter check test asan,$(goals)),\
+              test,$(if $(filter demo,$(goals)),demo,build))))
+.PHONY: $(goals)
+$(firstword $(goals)):
+	@.ci/deps $(deps_level)
+	@$(MAKE) --no-print-directory QF_DEPS_DONE=1 $(goals)
+$(filter-out $(firstword $(goals)),$(goals)): $(firstword $(goals))
+	@:
+else
 BUILD  ?= build
 CC     ?= cc
 OPT    ?= -O2 -g
@@ -8,9 +35,9 @@ LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 QF_CFLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) $(OPT) $(WARN) -MMD -MP $(SAN)
 ALL_CFLAGS = $(QF_CFLAGS) $(CFLAGS)
-# What linking libqfetch.a takes: OpenSSL, and zlib for compressed responses (the bench/ and
-# examples/ fragments use this name too).
-LDLIBS_SSL = -lssl -lcrypto -lz
+# What linking libqfetch.a takes: OpenSSL, c-ares, and zlib for compressed responses (the
+# bench/ and examples/ fragments use this name too).
+LDLIBS_SSL = -lssl -lcrypto -lcares -lz
 # The qfetch command links OpenSSL's static archives (libssl-dev) and glibc shared: relocating
 # libcrypto.so at every start cost a visible share of a cold run and of its peak RSS (figures in
 # bench/RESULTS.md). The archives are prerequisites: after an OpenSSL update the next make relinks.
@@ -22,9 +49,9 @@ ifeq ($(SSL_LINK),shared)
 CLI_LDLIBS_SSL = $(LDLIBS_SSL)
 SSL_ARCHIVES   =
 else ifeq ($(ZLIB_ARCHIVE),)
-CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -lz -ldl -pthread
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -Wl,-Bdynamic -lz -ldl -pthread
 else
-CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lz -Wl,-Bdynamic -ldl -pthread
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -lz -Wl,-Bdynamic -ldl -pthread
 endif
 ifneq ($(SSL_LINK),shared)
 SSL_ARCHIVES   = $(wildcard $(shell $(CC) -print-file-name=libssl.a) \
@@ -40,23 +67,23 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_TESTS = $(patsubst tests/%.c,$(BUILD)/test/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps deps-test test unit integration check-layers asan valgrind demo bench clean
-all: deps $(BUILD)/qfetch $(BUILD)/libqfetch.a
+.PHONY: all deps deps-test test unit check check-layers asan demo bench fresh-check clean
+all: $(BUILD)/qfetch $(BUILD)/libqfetch.a
 
-# Installs missing Debian packages once per build dir; delete the stamp to re-check.
+# For the targets the top list does not forward (the folders' fragments name these as
+# prerequisites): .ci/deps at that level, once per make. No stamp file, so a package removed
+# since (make fresh-check does) is noticed.
 deps: $(BUILD)/.deps-build
 deps-test: $(BUILD)/.deps-test
-$(BUILD)/.deps-%: .ci/deps
-	@mkdir -p $(@D)
+$(BUILD)/.deps-%:
 	@.ci/deps $*
-	@touch $@
 
-$(BUILD)/%.o: %.c | $(BUILD)/.deps-build
+$(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # llhttp's generated C is not ours: build it without our warnings, never copy it in.
-$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/.deps-build
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -I$(LLHTTP_INC) $(OPT) $(SAN) -w $(CFLAGS) -c $< -o $@
 
@@ -67,16 +94,28 @@ $(BUILD)/libqfetch.a: $(LIB_OBJ)
 $(BUILD)/qfetch: $(CLI_OBJ) $(BUILD)/libqfetch.a $(SSL_ARCHIVES)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqfetch.a $(CLI_LDLIBS_SSL) $(LDFLAGS)
 
-$(BUILD)/test/%.o: tests/%.c | $(BUILD)/.deps-test
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -DQF_TEST -c $< -o $@
+# Unit tests link a library of their own: libqfetch.a's objects, but engine/alloc.c built with
+# QF_ALLOC_HOOKS, which counts allocations and fails a chosen one. The shipped library keeps no
+# such global state (two threads each running a client would race on it).
+TEST_LIB = $(BUILD)/test/libqfetch-hooks.a
+$(TEST_LIB): $(filter-out $(BUILD)/engine/alloc.o,$(LIB_OBJ)) $(BUILD)/test/engine/alloc.o
+	@rm -f $@
+	$(AR) rcs $@ $^
 
-$(BUILD)/test/test_%: $(BUILD)/test/test_%.o $(BUILD)/test/testutil.o $(BUILD)/libqfetch.a
+$(BUILD)/test/engine/alloc.o: engine/alloc.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DQF_ALLOC_HOOKS -c $< -o $@
+
+$(BUILD)/test/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DQF_ALLOC_HOOKS -c $< -o $@
+
+$(BUILD)/test/test_%: $(BUILD)/test/test_%.o $(BUILD)/test/testutil.o $(TEST_LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
 # The command's own parts (not in the library) that unit tests reach.
 $(BUILD)/test/test_cli: $(BUILD)/test/test_cli.o $(BUILD)/cli/out.o $(BUILD)/cli/args.o \
-                        $(BUILD)/libqfetch.a
+                        $(TEST_LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
 # Dependency direction: parser/ and tls/ never see engine/; parser/ never sees sockets or
@@ -90,25 +129,37 @@ check-layers:
 	if [ $$fail -eq 0 ]; then echo "check-layers: ok"; fi; exit $$fail
 
 unit: $(UNIT_TESTS)
-integration: all
 certs: $(BUILD)/test/certs/.done
-$(BUILD)/test/certs/.done: tests/gen_certs.sh | $(BUILD)/.deps-test
+$(BUILD)/test/certs/.done: tests/gen_certs.sh
 	tests/gen_certs.sh $(abspath $(BUILD)/test/certs)
 	@touch $@
 
-# Every suite of the project, then the sanitizer build of the same suites; last line N passed, M failed.
-test: deps-test check-layers
+# The daily check, in seconds: the build, every cmocka binary, the layer rules.
+check: all unit certs check-layers
+	@$(PY) tests/run.py --build $(BUILD) --unit-only
+
+# Every suite of the project, then the sanitizer build of the same suites, and fresh-check;
+# last line N passed, M failed, K skipped.
+test: check-layers
 	@$(MAKE) --no-print-directory all unit certs examples
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit examples
 	@$(MAKE) --no-print-directory BUILD=build/clang CC=clang all unit examples
-	@$(PY) tests/run.py --build $(BUILD) --asan-build build/asan --clang-build build/clang
+	@$(PY) tests/run.py --build $(BUILD) --asan-build build/asan --clang-build build/clang \
+	    --fresh-check
 
-asan: deps-test
+asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all unit certs examples
 	@$(PY) tests/run.py --build build/asan --no-valgrind
 
 demo: all certs
 	@$(PY) tests/demo.py --build $(BUILD)
+
+# A newcomer's first run, as CI can test it: .ci/fresh-check removes node-llhttp and libjsmn-dev,
+# runs `make demo` once in a clone of the committed HEAD (uncommitted edits are not in it) and
+# requires exit 0 and the eight seed prices. make test runs it alone, after its builds and
+# before its suites.
+fresh-check:
+	@.ci/fresh-check
 
 clean:
 	rm -rf build
@@ -118,3 +169,5 @@ clean:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 .SECONDARY:
+
+endif # forward

@@ -69,12 +69,17 @@ http {{
     proc = subprocess.Popen(["nginx", "-e", os.path.join(work, "error.log"), "-c", path,
                              "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return proc, port
+            except OSError:
+                time.sleep(0.05)
+    except BaseException:  # a signal while waiting: no nginx left behind
+        proc.terminate()  # its master stops the workers; a kill would orphan them
+        proc.wait(5)
+        raise
     proc.kill()
     raise SystemExit("latency bench: nginx did not start")
 
@@ -91,6 +96,11 @@ def main():
     ap.add_argument("--rtt-ms", type=float, default=50)
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)  # unwinds: nginx stops, the sysctl goes back
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     qfetch = os.path.abspath(os.path.join(a.build, "qfetch"))
     certs = os.path.abspath(os.path.join(a.build, "test", "certs"))
     ca = os.path.join(certs, "ca.pem")
@@ -100,32 +110,35 @@ def main():
     for tool in ("curl", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit("latency bench: %s missing" % tool)
-    # The relay tells a SYN that carried data only when the server side allows TFO.
-    try:
-        with open("/proc/sys/net/ipv4/tcp_fastopen") as f:
-            tfo = int(f.read())
-        if tfo & 3 != 3:
-            with open("/proc/sys/net/ipv4/tcp_fastopen", "w") as f:
-                f.write("3")
-    except OSError:
-        pass
+    # Fast Open needs the server side enabled too (flag 2; the client's, 1, is the default).
+    # The setting is the whole machine's: it goes back however the run ends, signals included.
+    with relay.fastopen_sysctl(3) as tfo:
+        if not tfo:
+            print("latency bench: cannot set net.ipv4.tcp_fastopen (not root?): warm runs "
+                  "go without Fast Open", file=sys.stderr)
+        return run(a, qfetch, certs, ca)
+
+
+def run(a, qfetch, certs, ca):
     work = tempfile.mkdtemp(prefix="qfetch-lat-bench-")
-    ng, port = start_nginx(work, certs)
-    rport, stop = relay.start_relay(port, a.rtt_ms)
-    measured = relay.measure_rtt(a.rtt_ms)
-    url = "https://localhost:%d/v8/finance/chart/{}" % rport
-    cache = os.path.join(work, "sessions")
-    n = str(len(TICKERS))
-    q_cold = [qfetch, "-u", url, "--cacert", ca, "-c", n, "--no-session-cache", "-t"] + TICKERS
-    q_warm = [qfetch, "-u", url, "--cacert", ca, "-c", n, "--session-cache", cache,
-              "--early-data", "--tcp-fastopen", "-t"] + TICKERS
-    cfg = os.path.join(work, "curl.cfg")
-    with open(cfg, "w") as f:
-        for t in TICKERS:
-            f.write('url = "%s"\noutput = "/dev/null"\n' % url.format(t))
-    c_cold = ["curl", "-s", "--parallel", "--parallel-max", n, "--parallel-immediate",
-              "--cacert", ca, "-K", cfg]
+    ng = stop = None
     try:
+        ng, port = start_nginx(work, certs)
+        rport, stop = relay.start_relay(port, a.rtt_ms)
+        measured = relay.measure_rtt(a.rtt_ms)
+        url = "https://localhost:%d/v8/finance/chart/{}" % rport
+        cache = os.path.join(work, "sessions")
+        n = str(len(TICKERS))
+        q_cold = [qfetch, "-u", url, "--cacert", ca, "-c", n, "--no-session-cache",
+                  "-t"] + TICKERS
+        q_warm = [qfetch, "-u", url, "--cacert", ca, "-c", n, "--session-cache", cache,
+                  "--early-data", "--tcp-fastopen", "-t"] + TICKERS
+        cfg = os.path.join(work, "curl.cfg")
+        with open(cfg, "w") as f:
+            for t in TICKERS:
+                f.write('url = "%s"\noutput = "/dev/null"\n' % url.format(t))
+        c_cold = ["curl", "-s", "--parallel", "--parallel-max", n, "--parallel-immediate",
+                  "--cacert", ca, "-K", cfg]
         timed(q_warm)  # primes the session cache and the kernel's TFO cookie
         res = {"curl cold": [], "qfetch cold": [], "qfetch warm": []}
         for _ in range(a.runs):
@@ -142,9 +155,11 @@ def main():
                 if name == "qfetch warm":  # next warm run starts from fresh tickets again
                     pass
     finally:
-        stop()
-        ng.send_signal(signal.SIGQUIT)
-        ng.wait(5)
+        if stop:
+            stop()
+        if ng:
+            ng.send_signal(signal.SIGQUIT)
+            ng.wait(5)
         shutil.rmtree(work, ignore_errors=True)
     print("relay: configured RTT %.0f ms, measured %.1f ms (accuracy %+.1f%%)"
           % (a.rtt_ms, measured, 100 * (measured - a.rtt_ms) / a.rtt_ms))

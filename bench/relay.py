@@ -1,15 +1,48 @@
 #!/usr/bin/python3
-"""A latency relay on 127.0.0.1: simulates a distant server for benchmarks (this kernel has no
-netem). Every chunk is held RTT/2 in each direction, and a connection's first client bytes are
-held one extra RTT for the TCP handshake, unless the SYN itself carried data (TCP Fast Open),
-which the relay sees in the saved SYN's IP length.
+"""A latency relay on 127.0.0.1: simulates a distant server for benchmarks and tests (this
+kernel has no netem).
 
     relay.py --listen-port 0 --target-port P --rtt-ms 50     (prints "PORT n")
 
-Importable: start_relay(target_port, rtt_ms) -> (port, stop) runs it in a thread.
+Importable: start_relay(target_port, rtt_ms) -> (port, stop) runs it in a thread;
+fastopen_sysctl() enables TCP Fast Open machine-wide and restores the setting on the way out.
+
+The model: a link whose one-way delay is h = RTT/2 in each direction for every byte, the SYN
+and the FIN included, with unlimited bandwidth. On loopback the kernel answers the SYN at once,
+before the relay even accepts, and a userspace relay cannot hold the SYN-ACK back: the client's
+connect() completes at once. So the relay delays everything that crosses it as if the handshake
+had taken its round trip. With t0 the moment the client's SYN left (the relay's accept, or the
+client's first byte if the kernel received that earlier: both come after the SYN):
+
+    t0        SYN leaves the client
+    t0 + h    SYN reaches the server
+    t0 + 2h   SYN-ACK reaches the client: its connect would complete, it may send
+    t0 + 3h   the client's ACK and the first data it sent reach the server, which accepts
+
+A client byte written at t leaves at max(t, t0 + 2h); a server byte written at t leaves at
+max(t, t0 + 3h), since a server cannot write before it accepts; each arrives h after it leaves.
+With TCP Fast Open the SYN itself carried the client's first bytes and the server took them:
+those leave at t0 and the server may answer from t0 + h; bytes the SYN did not carry still wait
+for the SYN-ACK. The relay learns this from the kernel (the saved SYN's length, and TCP_INFO's
+flag that the SYN's data was acknowledged; the listener needs net.ipv4.tcp_fastopen flag 2).
+"Written at t" is when the kernel received the bytes (SO_TIMESTAMPNS), not when the relay got
+round to reading them, so a relay kept waiting for a busy CPU adds nothing but its late wake-up
+to deliver.
+
+What a client sees: the first byte of every answer and every end-to-end time (a cold TLS 1.3
+fetch: 3 RTT; a resumed one with 0-RTT data in a Fast Open SYN: 1 RTT) are those of the real
+link; only its own clock for connect() reads ~0, the round trip then showing in the next phase.
+The server sees its connection accepted at t0, which only its own clock can tell. Connection
+attempts that the real network would time out (a dead address) are not modelled, nor is a
+refused upstream connection's delay: the client sees the close at once.
 """
 import argparse
 import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
 import socket
 import struct
 import sys
@@ -19,95 +52,173 @@ import time
 TCP_FASTOPEN = 23
 TCP_SAVE_SYN = 27
 TCP_SAVED_SYN = 28
+TCPI_OPT_SYN_DATA = 32
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+STAMP_SPACE = socket.CMSG_SPACE(16)
+# Past this many connections not yet accepted the kernel drops SYNs, and the client tries again
+# a second later (asyncio's servers listen with 100). The kernel caps it at net.core.somaxconn.
+BACKLOG = 4096
+FASTOPEN_SYSCTL = "/proc/sys/net/ipv4/tcp_fastopen"
+# Root's own directory: a state file in /tmp could be a symlink another user planted.
+FASTOPEN_STATE = os.path.join("/run" if os.access("/run", os.W_OK) else "/tmp",
+                              "qfetch-tcp-fastopen.json")
+SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def syn_had_data(sock):
-    """True when the connection's SYN carried payload (TFO). Needs TCP_SAVE_SYN on the
-    listener; False when the kernel keeps no SYN."""
+def syn_data_len(sock):
+    """How many bytes the connection's SYN carried that the kernel took (TCP Fast Open), or 0.
+    The saved SYN (TCP_SAVE_SYN on the listener) gives the length; TCP_INFO says whether the
+    SYN-ACK acknowledged it: a server with Fast Open off drops SYN data, which then comes
+    again after the handshake."""
     try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
         syn = sock.getsockopt(socket.IPPROTO_TCP, TCP_SAVED_SYN, 512)
     except OSError:
-        return False
+        return 0
+    if len(info) < 6 or not info[5] & TCPI_OPT_SYN_DATA:
+        return 0
     if len(syn) < 40 or syn[0] >> 4 != 4:
-        return False
+        return 0
     ihl = (syn[0] & 15) * 4
     total = struct.unpack("!H", syn[2:4])[0]
     doff = (syn[ihl + 12] >> 4) * 4
-    return total - ihl - doff > 0
+    return max(0, total - ihl - doff)
 
 
-async def pump(reader, writer, delay_s, not_before):
-    """Forwards chunks, each no earlier than arrival + delay (and not before not_before[0])."""
-    loop = asyncio.get_running_loop()
+def link_socket(sock):
+    """Options every relay socket needs. TCP_NODELAY: with Nagle on, a small write waits behind
+    an unacknowledged one for the peer's delayed ACK (40 ms, at random). SO_TIMESTAMPNS: each
+    read says when the kernel received the bytes."""
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+async def recv_stamped(loop, sock):
+    """The next chunk (b"" at the end or on an error) and when the kernel received it, on the
+    loop's clock: a relay that waits for the CPU before reading must not add that wait to the
+    link's delay."""
+    while True:
+        try:
+            data, anc, _, _ = sock.recvmsg(65536, STAMP_SPACE)
+            break
+        except (BlockingIOError, InterruptedError):
+            ready = loop.create_future()
+            loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(sock.fileno())
+        except OSError:  # a reset travels as a close would
+            return b"", loop.time()
+    now = loop.time()
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+            sec, nsec = struct.unpack("qq", raw[:16])
+            return data, min(now, now - (time.time() - sec - nsec / 1e9))
+    return data, now
+
+
+class Direction:
+    """When one direction's bytes may leave: not before `after` seconds past the SYN, except
+    the first `free` bytes (those a Fast Open SYN carried), which left with it. conn["syn"] is
+    the relay's accept, lowered to the client's first byte if that came earlier (refine)."""
+
+    def __init__(self, conn, after, free=0, refine=False):
+        self.conn, self.after, self.free, self.refine = conn, after, free, refine
+
+    def pieces(self, data, arrived):
+        """[(departure, bytes)] for a chunk the kernel received at `arrived`; b"" is the end."""
+        if self.refine:
+            self.conn["syn"] = min(self.conn["syn"], arrived)
+            self.refine = False
+        gate = self.conn["syn"] + self.after
+        out = []
+        if self.free and data:
+            head, data = data[:self.free], data[self.free:]
+            self.free -= len(head)
+            out.append((arrived, head))
+        if data or not out:
+            out.append((max(arrived, gate), data))
+        return out
+
+
+async def pump(loop, src, dst, delay_s, direction):
+    """Forwards src to dst, each piece arriving delay_s after it may leave (see Direction)."""
     q = asyncio.Queue()
 
     async def sender():
         while True:
             due, data = await q.get()
-            if data is None:
-                break
-            wait = max(due, not_before[0]) - loop.time()
+            wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
-        try:
-            writer.write_eof()
-        except (OSError, RuntimeError):
-            pass
-
-    task = asyncio.ensure_future(sender())
-    try:
-        while True:
-            data = await reader.read(65536)
-            q.put_nowait((loop.time() + delay_s, data or None))
             if not data:
                 break
-    except (ConnectionError, OSError):
-        q.put_nowait((0, None))
-    try:
+            await loop.sock_sendall(dst, data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    task = asyncio.ensure_future(sender())
+    while True:
+        data, arrived = await recv_stamped(loop, src)
+        for leaves, piece in direction.pieces(data, arrived):
+            q.put_nowait((leaves + delay_s, piece))
+        if not data:
+            break
+    with contextlib.suppress(OSError):
         await task
-    except (ConnectionError, OSError):
-        pass
+
+
+async def relay_conn(loop, client, syn, target_port, half):
+    """One connection: client (accepted at syn) to a new one to the target, both ways."""
+    with client:
+        link_socket(client)
+        syn_data = syn_data_len(client)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.setblocking(False)
+            try:
+                await loop.sock_connect(server, ("127.0.0.1", target_port))
+            except OSError:
+                return
+            link_socket(server)
+            conn = {"syn": syn}
+            up = Direction(conn, 2 * half, syn_data, refine=True)
+            down = Direction(conn, (1 if syn_data else 3) * half)
+            await asyncio.gather(pump(loop, client, server, half, up),
+                                 pump(loop, server, client, half, down))
 
 
 async def serve(listen_port, target_port, rtt_ms, ready):
+    """Relays each connection to 127.0.0.1:listen_port (0: any free port) on to target_port
+    until cancelled; ready(port, stop) once it listens, stop() callable from any thread."""
     half = rtt_ms / 2000.0
     loop = asyncio.get_running_loop()
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    for opt, val in ((TCP_FASTOPEN, 64), (TCP_SAVE_SYN, 1)):
-        try:
-            ls.setsockopt(socket.IPPROTO_TCP, opt, val)
-        except OSError:
-            pass
+    # SO_TIMESTAMPNS here too, so that the data of a Fast Open SYN gets its stamp.
+    for level, opt, val in ((socket.IPPROTO_TCP, TCP_FASTOPEN, BACKLOG),
+                            (socket.IPPROTO_TCP, TCP_SAVE_SYN, 1),
+                            (socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)):
+        with contextlib.suppress(OSError):
+            ls.setsockopt(level, opt, val)
     ls.bind(("127.0.0.1", listen_port))
-    ls.listen(512)
+    ls.listen(BACKLOG)
     ls.setblocking(False)
+    me = asyncio.current_task()
 
-    async def handle(creader, cwriter):
-        t0 = loop.time()
-        tfo = syn_had_data(cwriter.get_extra_info("socket"))
-        try:
-            sreader, swriter = await asyncio.open_connection("127.0.0.1", target_port)
-        except OSError:
-            cwriter.close()
-            return
-        # the client could only send after SYN/SYN-ACK: one RTT, unless its SYN held data
-        up_gate = [t0 + (0 if tfo else 2 * half)]
-        down_gate = [0.0]
-        try:
-            await asyncio.gather(pump(creader, swriter, half, up_gate),
-                                 pump(sreader, cwriter, half, down_gate))
-        except asyncio.CancelledError:
-            pass
-        for w in (cwriter, swriter):
-            w.close()
-
-    srv = await asyncio.start_server(handle, sock=ls)
-    ready(ls.getsockname()[1], loop, srv)
-    async with srv:
-        await srv.serve_forever()
+    def stop():
+        with contextlib.suppress(RuntimeError):  # stopped already: the loop is closed
+            loop.call_soon_threadsafe(me.cancel)
+    ready(ls.getsockname()[1], stop)
+    conns = set()
+    with ls:
+        while True:
+            client, _ = await loop.sock_accept(ls)
+            # the SYN left no later than now: the kernel completed the handshake before this
+            task = asyncio.ensure_future(relay_conn(loop, client, loop.time(), target_port, half))
+            conns.add(task)
+            task.add_done_callback(conns.discard)
 
 
 def start_relay(target_port, rtt_ms):
@@ -115,25 +226,93 @@ def start_relay(target_port, rtt_ms):
     box = {}
     ev = threading.Event()
 
-    def ready(port, loop, srv):
-        box.update(port=port, loop=loop, srv=srv)
+    def ready(port, stop):
+        box.update(port=port, stop=stop)
         ev.set()
 
     def run():
-        try:
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
             asyncio.run(serve(0, target_port, rtt_ms, ready))
-        except (asyncio.CancelledError, RuntimeError):
-            pass
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
     if not ev.wait(10):
         raise RuntimeError("relay did not start")
+    return box["port"], box["stop"]
 
-    def stop():
-        box["loop"].call_soon_threadsafe(box["srv"].close)
 
-    return box["port"], stop
+def _alive(holder):
+    try:
+        os.kill(int(holder.split(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def fastopen_sysctl(bits=3):
+    """Adds bits to net.ipv4.tcp_fastopen (3: client and server Fast Open) for the with-block
+    and puts the previous value back however the block ends (a caller that wants signals to
+    count turns them into exceptions; they wait while the shared state is being updated).
+    Test runs and benches on one machine overlap: they share the saved value through
+    FASTOPEN_STATE, and the last one out restores it, so none pulls the setting from under
+    another. A holder killed outright leaves its entry; the next one out still restores.
+    Yields False, changing nothing, when the sysctl cannot be written (not root)."""
+    token = "%d:%s" % (os.getpid(), os.urandom(4).hex())
+
+    @contextlib.contextmanager
+    def locked():
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            with open(FASTOPEN_STATE + ".lock", "a") as lk:
+                fcntl.flock(lk, fcntl.LOCK_EX)
+                try:
+                    with open(FASTOPEN_STATE) as f:
+                        st = json.load(f)
+                except (OSError, ValueError):
+                    st = {}
+                yield st
+                if st.get("holders"):
+                    with open(FASTOPEN_STATE + ".tmp", "w") as f:
+                        json.dump(st, f)
+                    os.replace(FASTOPEN_STATE + ".tmp", FASTOPEN_STATE)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(FASTOPEN_STATE)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def current():
+        with open(FASTOPEN_SYSCTL) as f:
+            return f.read().strip()
+
+    def write(v):
+        with open(FASTOPEN_SYSCTL, "w") as f:
+            f.write(v)
+
+    try:
+        with locked() as st:
+            now = current()
+            value = str(int(now) | bits)
+            write(value)
+            if "saved" not in st or now != st.get("set"):  # no holder, or changed since
+                st["saved"] = now
+            st["set"] = value
+            st["holders"] = [h for h in st.get("holders", []) if _alive(h)] + [token]
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with locked() as st:
+            st["holders"] = [h for h in st.get("holders", []) if h != token and _alive(h)]
+            if not st["holders"]:
+                with contextlib.suppress(OSError):
+                    if current() == st.get("set"):  # untouched by anyone else
+                        write(st["saved"])
 
 
 def measure_rtt(rtt_ms, rounds=10):
@@ -175,7 +354,7 @@ def main():
     ap.add_argument("--rtt-ms", type=float, default=50)
     a = ap.parse_args()
 
-    def ready(port, loop, srv):
+    def ready(port, stop):
         print("PORT %d" % port, flush=True)
 
     try:

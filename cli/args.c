@@ -17,9 +17,13 @@ void cli_usage(void)
           "                            https://query1.finance.yahoo.com/v8/finance/chart/{})\n"
           "  -c, --connections N       max concurrent connections per host (default 8)\n"
           "      --cacert FILE         trust this PEM bundle instead of the system store\n"
-          "      --resolve H:P:ADDR    use ADDR for host H port P, as curl does\n"
+          "      --resolve H:P:ADDR[,ADDR...]  use these addresses for host H port P, as curl does\n"
+          "      --dns-servers LIST    ADDR[:PORT],... name servers instead of resolv.conf's\n"
+          "  -x, --proxy URL           HTTP proxy http://[user:pass@]host[:port] (default port\n"
+          "                            1080); \"\" for none. Default: $https_proxy and the like\n"
+          "      --noproxy LIST        hosts, domains, IPs or networks to reach directly, or '*'\n"
           "      --timeout SEC         per-attempt timeout, decimals allowed (default 10)\n"
-          "      --connect-timeout SEC TCP + TLS handshake timeout (default 5)\n"
+          "      --connect-timeout SEC name lookup + TCP + TLS handshake timeout (default 5)\n"
           "      --retries N           retries for 429/502/503/504, resets, timeouts (default 2)\n"
           "      --user-agent STR      User-Agent header (default: a current browser's)\n"
           "  -f, --format FMT          table, json, csv or python (default table)\n"
@@ -196,6 +200,15 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
         } else if (is_opt(arg, NULL, "--cacert", &v)) {
             VALUE();
             a->cacert = v;
+        } else if (is_opt(arg, NULL, "--dns-servers", &v)) {
+            VALUE();
+            a->dns_servers = v;
+        } else if (is_opt(arg, "-x", "--proxy", &v)) {
+            VALUE();
+            a->proxy = v;
+        } else if (is_opt(arg, NULL, "--noproxy", &v)) {
+            VALUE();
+            a->noproxy = v;
         } else if (is_opt(arg, NULL, "--resolve", &v)) {
             VALUE();
             a->resolve[a->nresolve++] = v;

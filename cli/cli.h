@@ -11,7 +11,8 @@ struct cli_args {
     const char **tickers; /* borrowed from argv or stdin_buf */
     size_t ntickers, cap;
     char *stdin_buf;
-    const char *url, *cacert, *user_agent;
+    const char *url, *cacert, *user_agent, *dns_servers;
+    const char *proxy, *noproxy; /* NULL: not given (the environment's then) */
     const char **resolve; /* NULL-terminated */
     size_t nresolve;
     int connections, timeout_ms, connect_timeout_ms, retries; /* retries -1: not given */

@@ -26,7 +26,7 @@ struct run {
     size_t index_base; /* client indexes of this repetition start here */
     int failed;
     int latency; /* --stats: keep per-request latencies for the percentiles */
-    struct samples total, connect, tls, first_byte;
+    struct samples total, dns, connect, tls, first_byte;
     /* progress line on a terminal */
     int progress;
     size_t done, errors, expected;
@@ -110,6 +110,7 @@ static void on_result(const struct qf_result *r, void *udata)
     row->status = (uint16_t)r->status;
     if (run->latency) { /* 16 bytes or more per ticker: kept only when --stats prints them */
         sample(&run->total, r->total_ms);
+        sample(&run->dns, r->dns_ms);
         sample(&run->connect, r->connect_ms);
         sample(&run->tls, r->tls_ms);
         sample(&run->first_byte, r->first_byte_ms);
@@ -162,13 +163,14 @@ static uint32_t *first_positions(const char **tickers, size_t n)
 }
 
 /* Well-formed UTF-8 without control characters or spaces: what may be printed back in every
- * output format (the engine itself would percent-encode any byte). */
+ * output format (the engine itself would percent-encode any byte). Not only dots: the engine
+ * refuses those (qf_client_add). */
 static int symbol_ok(const char *t)
 {
     const unsigned char *p = (const unsigned char *)t;
     size_t n = strlen(t);
 
-    if (n == 0 || n > 64)
+    if (n == 0 || n > QF_SYMBOL_MAX || strspn(t, ".") == n)
         return 0;
     while (*p) {
         unsigned c = *p, len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
@@ -272,6 +274,7 @@ static void print_stats(const qf_client *c, struct run *run, int json)
     fprintf(stderr, json ? "\"wall_ms\":%.3f,\"latency_ms\":{" : " wall_ms=%.1f\nqfetch: latency ms:",
             st.wall_ms);
     print_phase("total", &run->total, json, 0);
+    print_phase("dns", &run->dns, json, 1);
     print_phase("connect", &run->connect, json, 1);
     print_phase("tls", &run->tls, json, 1);
     print_phase("first_byte", &run->first_byte, json, 1);
@@ -301,6 +304,7 @@ int main(int argc, char **argv)
         .url_template = a.url,
         .connections = a.connections,
         .cacert = a.cacert,
+        .dns_servers = a.dns_servers,
         .resolve = a.resolve,
         .timeout_ms = a.timeout_ms,
         .connect_timeout_ms = a.connect_timeout_ms,
@@ -311,7 +315,10 @@ int main(int argc, char **argv)
         .session_cache = sess,
         .flags = (a.tcp_fastopen ? QF_OPT_TCP_FASTOPEN : 0u) |
                  (a.early_data ? QF_OPT_EARLY_DATA : 0u) |
-                 (a.no_compressed ? QF_OPT_NO_COMPRESSED : 0u) | QF_OPT_NO_EXIT_CLEANUP,
+                 (a.no_compressed ? QF_OPT_NO_COMPRESSED : 0u) | QF_OPT_NO_EXIT_CLEANUP |
+                 QF_OPT_PROXY_ENV, /* as curl's command: the user's environment is ours */
+        .proxy = a.proxy,
+        .noproxy = a.noproxy,
         .pipeline = a.pipeline,
     };
     char err[320];
@@ -331,8 +338,8 @@ int main(int argc, char **argv)
         if (!symbol_ok(a.tickers[i])) {
             fputs("qfetch: invalid symbol '", stderr);
             print_escaped(stderr, a.tickers[i]);
-            fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters\n",
-                  stderr);
+            fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters, "
+                  "not only dots\n", stderr);
             rc = 2;
             break;
         }
@@ -392,6 +399,7 @@ int main(int argc, char **argv)
     free(first);
     free(sess);
     free(run.total.v);
+    free(run.dns.v);
     free(run.connect.v);
     free(run.tls.v);
     free(run.first_byte.v);

@@ -1,11 +1,14 @@
 /* Output formats: table, json, csv and python (byte-identical to the seed's pprint.pprint of
- * [(ticker, Decimal('x.xx')), ...]). Rows arrive in input order. */
+ * [(ticker, Decimal('x.xx')), ...]). Rows arrive in input order. The library hands over server
+ * text clean already (qfetch.h); every string is cleaned again here with the same rules, so no
+ * format carries a control or bidi character whatever a symbol or a future message holds. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "qfetch.h"
 
 uint32_t cli_text_add(struct cli_text *t, const char *a, const char *b)
 {
@@ -71,35 +74,60 @@ static size_t utf8_len(const char *s)
     return n;
 }
 
+/* Strings reaching the output are short: symbols 64 bytes, library messages a few hundred. */
+#define CLEAN_MAX 2048
+
+/* s as clean text (qf_text_clean): s itself when it is printable ASCII, else a copy in buf. */
+static const char *clean(const char *s, char buf[CLEAN_MAX])
+{
+    const char *p = s;
+    while ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f)
+        p++;
+    if (*p == '\0')
+        return s;
+    qf_text_clean(s, strlen(s), buf, CLEAN_MAX);
+    return buf;
+}
+
 static void table(const struct cli_row *rows, size_t n, const char *t)
 {
+    char sb[CLEAN_MAX], wb[CLEAN_MAX], cb[CLEAN_MAX];
     int w = 6;
     for (size_t i = 0; i < n; i++) {
-        int l = (int)utf8_len(rows[i].symbol);
+        int l = (int)utf8_len(clean(rows[i].symbol, sb));
         w = l > w ? l : w;
     }
     for (size_t i = 0; i < n; i++) {
         const struct cli_row *r = &rows[i];
-        int pad = w + (int)(strlen(r->symbol) - utf8_len(r->symbol));
+        const char *sym = clean(r->symbol, sb), *word = clean(WORD(t, r), wb);
+        int pad = w + (int)(strlen(sym) - utf8_len(sym));
         if (r->err == 0)
-            printf("%-*s  %12s  %s\n", pad, r->symbol, WORD(t, r), currency(t, r));
+            printf("%-*s  %12s  %s\n", pad, sym, word, clean(currency(t, r), cb));
         else
-            printf("%-*s  %12s  %s\n", pad, r->symbol, "error", WORD(t, r));
+            printf("%-*s  %12s  %s\n", pad, sym, "error", word);
     }
 }
 
+/* A JSON string that is valid UTF-8 whatever s holds: malformed sequences become U+FFFD, and
+ * the characters clean text never holds are escaped, so the reader gets them back. */
 static void json_str(const char *s)
 {
+    size_t n = strlen(s), k;
+    uint32_t cp;
+
     putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
+    for (; n > 0; s += k, n -= k) {
+        k = qf_text_next(s, n, &cp);
+        if (cp == '"' || cp == '\\') {
             putchar('\\');
-            putchar(ch);
-        } else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
+            putchar((int)cp);
+        } else if (qf_text_unsafe(cp)) {
+            printf("\\u%04x", (unsigned)cp);
+        } else if (cp == 0xfffd) {
+            fputs("\xef\xbf\xbd", stdout); /* also what a malformed sequence turns into */
+        } else {
+            fwrite(s, 1, k, stdout);
+        }
     }
     putchar('"');
 }
@@ -163,11 +191,16 @@ static void out_int(struct outbuf *o, int v)
     out_put(o, p, (size_t)(b + 11 - p));
 }
 
-/* RFC 4180: quoted, inner quotes doubled, when the field holds a comma, quote or line break. */
-static void csv_field(struct outbuf *o, const char *s)
+/* RFC 4180: quoted, inner quotes doubled, when the field holds a comma, quote or line break.
+ * Text from the server (server != 0) that starts with = + - or @ would run as a formula in a
+ * spreadsheet: it gets a leading ' inside quotes, as OWASP's CSV injection rule says. Clean
+ * text has no tab or carriage return to start with, the rule's other two characters. */
+static void csv_field(struct outbuf *o, const char *raw, int server)
 {
+    char buf[CLEAN_MAX];
+    const char *s = clean(raw, buf);
     size_t n = 0;
-    int quote = 0;
+    int neuter = server && s[0] != '\0' && strchr("=+-@", s[0]) != NULL, quote = neuter;
 
     for (; s[n] != '\0'; n++)
         quote |= s[n] == ',' || s[n] == '"' || s[n] == '\r' || s[n] == '\n';
@@ -175,7 +208,7 @@ static void csv_field(struct outbuf *o, const char *s)
         out_put(o, s, n);
         return;
     }
-    out_put(o, "\"", 1);
+    out_put(o, neuter ? "\"'" : "\"", neuter ? 2 : 1);
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '"')
             out_put(o, "\"", 1);
@@ -192,12 +225,12 @@ static void csv(const struct cli_row *rows, size_t n, const char *t)
     out_put(&o, "ticker,price,currency,status,error\r\n", 36);
     for (size_t i = 0; i < n; i++) {
         const struct cli_row *r = &rows[i];
-        csv_field(&o, r->symbol);
+        csv_field(&o, r->symbol, 0);
         out_put(&o, ",", 1);
         if (r->err == 0) {
-            csv_field(&o, WORD(t, r)); /* a price: digits, '-' and '.' */
+            csv_field(&o, WORD(t, r), 0); /* a price we formatted: digits, '-' and '.' */
             out_put(&o, ",", 1);
-            csv_field(&o, currency(t, r));
+            csv_field(&o, currency(t, r), 1);
             out_put(&o, ",", 1);
             out_int(&o, r->status);
             out_put(&o, ",\r\n", 3);
@@ -205,7 +238,7 @@ static void csv(const struct cli_row *rows, size_t n, const char *t)
             out_put(&o, ",,", 2);
             out_int(&o, r->status);
             out_put(&o, ",", 1);
-            csv_field(&o, WORD(t, r));
+            csv_field(&o, WORD(t, r), 1);
             out_put(&o, "\r\n", 2);
         }
     }
@@ -213,20 +246,30 @@ static void csv(const struct cli_row *rows, size_t n, const char *t)
 }
 
 /* Python's repr() of a str: single quotes unless the text has ' and no ". Symbols never hold
- * control characters (the engine refuses them), so only quotes and backslashes need care. */
+ * C0 controls (the engine refuses them); the other code points clean text never holds are
+ * not printable to Python either, and it writes them as \xNN or \uNNNN, as here. */
 static size_t py_repr(const char *s, char *out, size_t cap)
 {
     char q = strchr(s, '\'') != NULL && strchr(s, '"') == NULL ? '"' : '\'';
-    size_t o = 0, chars = 2;
+    size_t o = 0, chars = 2, n = strlen(s), k;
+    uint32_t cp;
 
     out[o++] = q;
-    for (; *s && o + 3 < cap; s++) {
-        if (*s == q || *s == '\\') {
+    for (; n > 0 && o + 8 < cap; s += k, n -= k) {
+        k = qf_text_next(s, n, &cp);
+        if (cp == (uint32_t)q || cp == '\\') {
             out[o++] = '\\';
+            out[o++] = (char)cp;
+            chars += 2;
+        } else if (qf_text_unsafe(cp)) {
+            int w = snprintf(out + o, cap - o, cp < 0x100 ? "\\x%02x" : "\\u%04x", (unsigned)cp);
+            o += (size_t)w;
+            chars += (size_t)w;
+        } else {
+            memcpy(out + o, cp == 0xfffd ? "\xef\xbf\xbd" : s, cp == 0xfffd ? 3 : k);
+            o += cp == 0xfffd ? 3 : k;
             chars++;
         }
-        out[o++] = *s;
-        chars += ((unsigned char)*s & 0xC0) != 0x80;
     }
     out[o++] = q;
     out[o] = '\0';
@@ -237,7 +280,7 @@ static size_t py_repr(const char *s, char *out, size_t cap)
  * "[" or " "; a tuple that does not fit its 78 columns breaks after the symbol. */
 static void python(const struct cli_row *rows, size_t n, const char *t)
 {
-    char sym[3 * 64 + 8];
+    char sym[6 * QF_SYMBOL_MAX + 8];
     size_t total = 2, count = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -281,8 +324,10 @@ void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, cons
     case CLI_PYTHON:
         python(rows, n, text);
         for (size_t i = 0; i < n; i++) {
+            char sb[CLEAN_MAX], wb[CLEAN_MAX];
             if (rows[i].err != 0)
-                fprintf(stderr, "qfetch: %s: %s\n", rows[i].symbol, WORD(text, &rows[i]));
+                fprintf(stderr, "qfetch: %s: %s\n", clean(rows[i].symbol, sb),
+                        clean(WORD(text, &rows[i]), wb));
         }
         break;
     }

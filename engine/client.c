@@ -49,6 +49,7 @@ const char *qf_strerror(int err)
     case QF_ECONFIG: return "unusable configuration";
     case QF_ERANGE: return "price out of range";
     case QF_ECANCELED: return "canceled";
+    case QF_EPROXY: return "proxy refused the request";
     default: return "unknown error";
     }
 }
@@ -79,6 +80,12 @@ static int has_ctl(const char *s)
             return 1;
     }
     return 0;
+}
+
+int qf_client_reserve_timers(struct qf_client *cl, size_t extra)
+{
+    size_t n = cl->nconns + cl->nrecords + cl->nhosts + 1 + extra;
+    return n > INT32_MAX ? QF_ENOMEM : qf_heap_reserve(&cl->timers, (int)n);
 }
 
 int qf_client_tls_ctx(struct qf_client *cl, char *err, size_t errlen)
@@ -151,6 +158,11 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         if ((c->resolve[i] = dup_str(o->resolve[i])) == NULL)
             goto nomem;
     }
+    if (qf_proxy_conf_init(&c->proxies, o->proxy, o->noproxy,
+                           (c->flags & QF_OPT_PROXY_ENV) ? getenv : NULL, err, elen) < 0)
+        goto fail;
+    if (c->proxies.warning[0] != '\0' && c->warn != NULL)
+        c->warn(c->proxies.warning, c->log_udata);
 
     if (o->session_cache != NULL) {
         if ((c->sess_path = dup_str(o->session_cache)) == NULL)
@@ -163,6 +175,10 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     if (qf_host_get(c, &u, 1) == NULL) {
         qf_url_free(&u);
         goto nomem;
+    }
+    if (c->hosts[0]->proxy_bad != NULL) { /* the quotes' proxy variable is unusable */
+        snprintf(err, elen, "%s", c->hosts[0]->proxy_bad);
+        goto fail;
     }
     /* A bad CA file is a configuration error now, not a per-request failure later. */
     if ((c->hosts[0]->url.tls || c->cacert != NULL) && qf_client_tls_ctx(c, err, elen) < 0)
@@ -178,7 +194,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
 
     c->conns = qf_calloc(c->nconns, sizeof(*c->conns));
     c->free_slots = qf_calloc(c->nconns, sizeof(*c->free_slots));
-    c->ready = qf_calloc(c->nconns, sizeof(*c->ready));
+    /* A slot stepped from the list may join it again while its old place is still there. */
+    c->ready = qf_calloc(2 * (size_t)c->nconns, sizeof(*c->ready));
     if (c->conns == NULL || c->free_slots == NULL || c->ready == NULL)
         goto nomem;
     c->body_max_total = QF_CLIENT_BODY_MAX;
@@ -213,6 +230,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         snprintf(err, elen, "epoll_ctl: %s", strerror(errno));
         goto fail;
     }
+    if (o->dns_servers != NULL && qf_resolve_init(c, o->dns_servers, err, elen) < 0)
+        goto fail;
     return c;
 nomem:
     snprintf(err, elen, "out of memory");
@@ -227,7 +246,7 @@ int qf_client_add(qf_client *c, const char *symbol)
 {
     size_t n = strlen(symbol);
 
-    if (n == 0 || n > QF_SYMBOL_MAX)
+    if (n == 0 || n > QF_SYMBOL_MAX || strspn(symbol, ".") == n) /* see qf_symbol_encode */
         return QF_EINVAL;
     for (const unsigned char *p = (const unsigned char *)symbol; *p; p++) {
         if (*p <= ' ' || *p == 0x7f)
@@ -295,10 +314,14 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
         c->byid = v;
         c->capbyid = ncap;
     }
-    /* target, then the header block: " HTTP/1.1\r\nHost: ...\r\n" ours, theirs, "\r\n" */
-    size_t plen = strlen(path) + (*path != '/');
+    /* target, then the header block: " HTTP/1.1\r\nHost: ...\r\n" ours, theirs, "\r\n". An
+     * http:// proxy is asked in absolute form, with its credentials. */
+    int abs = h->proxy != NULL && !h->url.tls;
+    const char *origin = abs ? "http://" : "", *hp = abs ? h->hostport : "";
+    const char *auth = abs && h->proxy->auth ? h->proxy->auth : "";
+    size_t plen = strlen(origin) + strlen(hp) + strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
-                  sizeof(QF_ACCEPT_ENCODING) + xlen + 2;
+                  strlen(auth) + sizeof(QF_ACCEPT_ENCODING) + xlen + 2;
     /* One allocation: the record, its general part right after it (sizeof keeps the alignment), then
      * the target and the header block. symbol[] is a quote's only. */
     struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_general) + plen + 1 + hlen + 1);
@@ -308,13 +331,14 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     memset(g, 0, sizeof(*g));
     r->host = h;
     r->target = (char *)(g + 1);
-    snprintf(r->target, plen + 1, "%s%s", *path != '/' ? "/" : "", path);
+    snprintf(r->target, plen + 1, "%s%s%s%s", origin, hp, *path != '/' ? "/" : "", path);
     char *hd = r->target + plen + 1;
     int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", h->hostport,
                      ours & 1 ? "" : "User-Agent: ", ours & 1 ? "" : c->user_agent,
                      ours & 1 ? "" : "\r\n", ours & 2 ? "" : "Accept: */*\r\n",
                      rq->compressed && !(ours & 8) ? QF_ACCEPT_ENCODING : "",
                      ours & 4 ? "" : "Connection: keep-alive\r\n");
+    n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s", auth);
     for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++)
         n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s\r\n", *hl);
     n += snprintf(hd + n, hlen + 1 - (size_t)n, "\r\n");
@@ -391,10 +415,20 @@ static void run_timers(struct qf_client *c)
 
     while ((t = qf_heap_top(&c->timers)) != NULL && t->at_us <= c->now_us) {
         qf_heap_del(&c->timers, t);
-        if (t->kind == QF_TIMER_CONN)
+        switch (t->kind) {
+        case QF_TIMER_CONN:
             qf_conn_timeout((struct qf_conn *)((char *)t - offsetof(struct qf_conn, timer)));
-        else
+            break;
+        case QF_TIMER_REQ:
             qf_sched_timer(c, (struct qf_req *)((char *)t - offsetof(struct qf_req, timer)));
+            break;
+        case QF_TIMER_HOST:
+            qf_host_timeout(c, (struct qf_host *)((char *)t - offsetof(struct qf_host, timer)));
+            break;
+        case QF_TIMER_DNS:
+            qf_resolve_timer(c);
+            break;
+        }
     }
 }
 
@@ -422,8 +456,13 @@ static int turn(struct qf_client *c, int timeout_ms)
     if (n < 0 && errno != EINTR)
         return QF_EINVAL;
     c->now_us = qf_now_us();
+    c->turns++;
     for (int i = 0; i < n; i++) {
         uint64_t tag = ev[i].data.u64;
+        if (tag != TIMERFD_TAG && (tag & QF_RESOLVE_TAG)) {
+            qf_resolve_event(c, (int)(uint32_t)tag, ev[i].events);
+            continue;
+        }
         if (tag == TIMERFD_TAG) {
             uint64_t ticks;
             if (read(c->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
@@ -472,6 +511,28 @@ int qf_client_step(qf_client *c)
     return left;
 }
 
+/* With a session cache, a run must leave it no poorer than it found it, or every other run
+ * is cold: a connection that resumed (so the server hands out tickets) and has no new ticket
+ * yet gets one about a round trip after its first answer when it sent early data. Returns when
+ * waiting for those ends: one handshake's round trip past the last answer (at most 1 s), 0 when
+ * none is due. */
+static int64_t tickets_due_us(const struct qf_client *c)
+{
+    int64_t until = 0;
+
+    for (uint32_t i = 0; c->sess_path != NULL && i < c->nconns; i++) {
+        const struct qf_conn *cn = &c->conns[i];
+        if (cn->state != QF_CONN_PARKED || !cn->host->url.tls || cn->t_tls == 0 ||
+            !qf_tls_resumed(&cn->tls) || qf_tls_tickets(&cn->tls) > 0)
+            continue;
+        int64_t rtt = cn->t_tls - cn->t_connected;
+        rtt = rtt < 1000 ? 1000 : rtt > 1000000 ? 1000000 : rtt;
+        if (c->t_last_done + rtt > until)
+            until = c->t_last_done + rtt;
+    }
+    return until;
+}
+
 int qf_client_run(qf_client *c)
 {
     start_clock(c);
@@ -481,6 +542,10 @@ int qf_client_run(qf_client *c)
         int rc = turn(c, qf_client_timeout_ms(c));
         if (rc < 0)
             return rc;
+    }
+    for (int64_t until; (until = tickets_due_us(c)) > qf_now_us();) {
+        if (turn(c, (int)((until - qf_now_us() + 999) / 1000)) < 0)
+            break;
     }
     return 0;
 }
@@ -497,6 +562,7 @@ void qf_client_free(qf_client *c)
 {
     if (c == NULL)
         return;
+    qf_resolve_free(c); /* first: its callbacks still see every host */
     for (uint32_t i = 0; c->conns != NULL && i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
         while (cn->req != NULL) {
@@ -540,6 +606,7 @@ void qf_client_free(qf_client *c)
     for (char **e = c->resolve; e != NULL && *e != NULL; e++)
         qf_free(*e);
     qf_free(c->resolve);
+    qf_proxy_conf_free(&c->proxies);
     if (c->tls_ready)
         qf_tls_ctx_free(&c->tls);
     if (c->epfd >= 0)

@@ -8,6 +8,8 @@
 
 #include "engine/conn.h"
 #include "engine/host.h"
+#include "engine/resolve.h"
+#include "engine/proxy.h"
 #include "engine/sched.h"
 #include "engine/timer.h"
 #include "parser/json.h"
@@ -39,6 +41,7 @@ struct qf_client {
     int tls_ready;
     char *cacert, *user_agent;
     char **resolve;          /* copied "HOST:PORT:ADDR" entries */
+    struct qf_proxy_conf proxies;
     unsigned max_per_host;
     struct qf_host **hosts;  /* hosts[0]: the quote template's */
     unsigned nhosts;
@@ -46,11 +49,13 @@ struct qf_client {
     uint32_t nconns;
     uint32_t *free_slots;
     uint32_t nfree;
-    uint32_t *ready;         /* slots whose read budget ran out: stepped again next turn */
+    uint32_t *ready;         /* slots whose read budget ran out: stepped again next turn
+                                (room for 2 x nconns, see run_ready) */
     uint32_t nready;
     size_t body_total;       /* bytes of all connections' body buffers */
     size_t body_max_total;
     struct qf_heap timers;
+    struct qf_resolver dns;
     size_t nadded, ndone, nquotes;
     size_t nrecords;         /* request records allocated, spares included: the timer heap's
                                 worst case besides the connections */
@@ -64,6 +69,7 @@ struct qf_client {
     struct qf_header *hdrv;  /* headers handed to on_response, kept at high-water mark */
     size_t hdrv_cap;
     int64_t now_us, t_first_step, t_last_done;
+    uint64_t turns;          /* loop turns so far */
     uint64_t rng;
     struct qf_stats st;
 };
@@ -72,6 +78,10 @@ struct qf_client {
 void qf_sess_load(struct qf_client *cl);
 void qf_sess_apply(struct qf_client *cl, struct qf_host *h);
 void qf_sess_save(struct qf_client *cl);
+
+/* Makes room in the timer heap for every connection, record, host and the resolver, plus
+ * extra: arming a timer can then never fail. 0 or QF_ENOMEM. */
+int qf_client_reserve_timers(struct qf_client *cl, size_t extra);
 
 /* Creates the client's TLS context if it has none: 0, or QF_ECONFIG with err filled. */
 int qf_client_tls_ctx(struct qf_client *cl, char *err, size_t errlen);

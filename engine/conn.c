@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -17,6 +19,7 @@
 #include "engine/client.h"
 #include "engine/conn.h"
 #include "engine/host.h"
+#include "engine/proxy.h"
 #include "engine/result.h"
 #include "engine/sched.h"
 
@@ -26,7 +29,7 @@
 #define BODY_KEEP (256 * 1024)
 
 static const char *const state_name[] = {"free", "connecting", "handshake", "send", "recv",
-                                         "parked"};
+                                         "parked", "tunnel"};
 
 /* Legal transitions; anything else is a programming error. */
 static int legal(enum qf_conn_state from, enum qf_conn_state to)
@@ -37,7 +40,9 @@ static int legal(enum qf_conn_state from, enum qf_conn_state to)
     case QF_CONN_FREE:
         return to == QF_CONN_CONNECTING;
     case QF_CONN_CONNECTING:
-        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND;
+        return to == QF_CONN_HANDSHAKE || to == QF_CONN_SEND || to == QF_CONN_TUNNEL;
+    case QF_CONN_TUNNEL:
+        return to == QF_CONN_HANDSHAKE;
     case QF_CONN_HANDSHAKE:
         return to == QF_CONN_SEND || to == QF_CONN_RECV;
     case QF_CONN_SEND:
@@ -100,6 +105,15 @@ static ssize_t conn_write(struct qf_conn *c, const char *buf, size_t len)
     return QF_ECLOSED;
 }
 
+/* Closes the attempt at race index i; the later ones move down. */
+static void race_drop(struct qf_conn *c, int i)
+{
+    close(c->race_fd[i]); /* also removes it from the epoll set */
+    c->nracing--;
+    memmove(c->race_fd + i, c->race_fd + i + 1, (size_t)(c->nracing - i) * sizeof(int));
+    memmove(c->race_addr + i, c->race_addr + i + 1, (size_t)(c->nracing - i));
+}
+
 static void release_body(struct qf_conn *c)
 {
     qf_decode_release(c, BODY_KEEP);
@@ -130,10 +144,12 @@ void qf_conn_close(struct qf_conn *c)
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
-        h->nopen--;
     }
+    while (c->nracing > 0)
+        race_drop(c, c->nracing - 1);
     c->ninflight = 0;
     if (c->state != QF_CONN_FREE) {
+        h->nopen--;
         conn_set_state(c, QF_CONN_FREE);
         cl->free_slots[cl->nfree++] = c->slot;
     }
@@ -160,13 +176,17 @@ void qf_conn_abort(struct qf_conn *c)
     release_body(c);
 }
 
+/* The attempt's phases, each counted from its start (a name lookup it waited for included). */
 static void span(const struct qf_conn *c, struct qf_span *s)
 {
     int fresh = c->t_open != 0;
+    int64_t dns = fresh ? c->dns_us : 0;
     s->reused = !fresh;
-    s->connect_ms = fresh && c->t_connected ? (double)(c->t_connected - c->t_start) / 1e3 : -1;
-    s->tls_ms = fresh && c->t_tls ? (double)(c->t_tls - c->t_start) / 1e3 : -1;
-    s->first_byte_ms = c->t_first ? (double)(c->t_first - c->t_start) / 1e3 : -1;
+    s->dns_ms = fresh ? (double)dns / 1e3 : -1;
+    s->connect_ms = fresh && c->t_connected ? (double)(c->t_connected - c->t_start + dns) / 1e3
+                                            : -1;
+    s->tls_ms = fresh && c->t_tls ? (double)(c->t_tls - c->t_start + dns) / 1e3 : -1;
+    s->first_byte_ms = c->t_first ? (double)(c->t_first - c->t_start + dns) / 1e3 : -1;
 }
 
 /* Ends the head request's attempt with an error: the connection closes and reports. */
@@ -178,9 +198,10 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
     /* A reused connection that failed before any response byte met a keep-alive connection
      * the server had already closed. */
     o.resendable = c->nreq > 0 && !c->got_byte && (err == QF_ECLOSED || err == QF_ETLS);
+    /* Pipelined requests were written and the connection failed before all were answered. */
+    o.pipeline_cut = c->woff > 0 && (c->nanswered > 0 || c->ninflight > 1);
     span(c, &o.span);
-    /* Requests behind the head were cut only if any were written. */
-    struct qf_req *r = close_take(c, c->woff > 0);
+    struct qf_req *r = close_take(c, 0);
     if (r == NULL)
         return QF_CONN_FREE;
     if (cl->log != NULL)
@@ -190,17 +211,68 @@ static int conn_fail(struct qf_conn *c, int err, const char *msg)
     return QF_CONN_FREE;
 }
 
-static int start_connect(struct qf_conn *c)
+/* Happy eyeballs (RFC 8305): a connection tries its host's addresses in qf_host_order()'s
+ * order, starting the next one QF_RACE_DELAY_US after the last unless that one has connected
+ * (a failure starts it at once); the first to connect wins and the others close. The connect
+ * deadline bounds the whole race. */
+
+static void addr_text(const struct sockaddr_storage *sa, char *out, size_t cap)
+{
+    const void *a = sa->ss_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (inet_ntop(sa->ss_family, a, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "?");
+}
+
+/* Why a connect failed, naming what was dialled: the host, or its proxy. */
+static void connect_msg(struct qf_conn *c, int err)
+{
+    const struct qf_host *h = c->host;
+
+    if (h->proxy != NULL)
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to proxy %s: %s", h->proxy->name,
+                 strerror(err));
+    else
+        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
+                 h->url.port, strerror(err));
+}
+
+static void race_failed(struct qf_conn *c, int ai, int err)
+{
+    char a[INET6_ADDRSTRLEN];
+
+    addr_text(&c->host->addrs[ai], a, sizeof(a));
+    if (c->cl->log != NULL)
+        qf_result_log(c->cl, "conn %u: connect %s port %s: %s", c->slot, a, c->host->url.port,
+                      strerror(err));
+    connect_msg(c, err);
+}
+
+/* The race timer: the next attempt's start, or the connect deadline. */
+static void race_arm(struct qf_conn *c)
+{
+    int more = c->ntried < c->norder;
+    arm(c, more && c->next_try_us < c->connect_deadline_us ? c->next_try_us
+                                                           : c->connect_deadline_us);
+}
+
+/* Starts the next address's connect; an address that fails at once passes to the next.
+ * Returns 0 while any attempt is in flight, else QF_ECONNECT (or QF_ENOSPC: out of fds). */
+static int race_next(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
     struct qf_host *h = c->host;
 
-    for (; c->addr_i < h->naddr; c->addr_i++) {
-        const struct sockaddr *sa = (const struct sockaddr *)&h->addrs[c->addr_i];
+    while (c->ntried < c->norder) {
+        int ai = c->order[c->ntried++];
+        const struct sockaddr *sa = (const struct sockaddr *)&h->addrs[ai];
         int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             int e = errno;
             snprintf(c->errmsg, sizeof(c->errmsg), "socket: %s", strerror(e));
+            if (c->nracing > 0)
+                return 0;
             return e == EMFILE || e == ENFILE ? QF_ENOSPC : QF_ECONNECT;
         }
         int one = 1;
@@ -208,25 +280,51 @@ static int start_connect(struct qf_conn *c)
         /* Best effort: without kernel support the connect is an ordinary one. */
         if (cl->flags & QF_OPT_TCP_FASTOPEN)
             setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one));
-        c->fd = fd;
-        h->nopen++;
-        c->fd_gen++;
-        cl->st.conns_opened++;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                  .data.u64 = (uint64_t)c->fd_gen << 32 | c->slot};
         if (epoll_ctl(cl->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             snprintf(c->errmsg, sizeof(c->errmsg), "epoll_ctl: %s", strerror(errno));
-            return QF_ECONNECT;
+            close(fd);
+            return c->nracing > 0 ? 0 : QF_ECONNECT;
         }
-        if (connect(fd, sa, h->addrlens[c->addr_i]) == 0 || errno == EINPROGRESS)
+        c->race_fd[c->nracing] = fd;
+        c->race_addr[c->nracing++] = (unsigned char)ai;
+        if (cl->log != NULL) {
+            char a[INET6_ADDRSTRLEN];
+            addr_text(&h->addrs[ai], a, sizeof(a));
+            qf_result_log(cl, "conn %u: connecting to %s port %s", c->slot, a, h->url.port);
+        }
+        if (connect(fd, sa, h->addrlens[ai]) == 0 || errno == EINPROGRESS) {
+            c->next_try_us = cl->now_us + QF_RACE_DELAY_US;
+            race_arm(c);
             return 0;
-        snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", h->url.host,
-                 h->url.port, strerror(errno));
-        close(fd);
-        c->fd = -1;
-        h->nopen--;
+        }
+        race_failed(c, ai, errno);
+        race_drop(c, c->nracing - 1);
     }
-    return QF_ECONNECT;
+    race_arm(c);
+    return c->nracing > 0 ? 0 : QF_ECONNECT;
+}
+
+/* Attempt i connected: it becomes the connection's fd, under a new generation so that events
+ * still queued for the others are dropped. */
+static void race_won(struct qf_conn *c, int i)
+{
+    struct qf_client *cl = c->cl;
+    int fd = c->race_fd[i];
+
+    c->host->addr_good = c->race_addr[i];
+    c->race_fd[i] = -1;
+    for (int k = 0; k < c->nracing; k++) {
+        if (c->race_fd[k] >= 0)
+            close(c->race_fd[k]);
+    }
+    c->nracing = 0;
+    c->fd = fd;
+    c->fd_gen = (c->fd_gen + 1) & 0x7fffffff;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)c->fd_gen << 32 | c->slot};
+    epoll_ctl(cl->epfd, EPOLL_CTL_MOD, fd, &ev);
 }
 
 /* Appends the request to the slot's buffer, which keeps its high-water size. 0 or
@@ -291,6 +389,7 @@ static int begin_batch(struct qf_conn *c, struct qf_req *chain)
 
     c->req = chain;
     c->ninflight = 0;
+    c->nanswered = 0;
     c->write_failed = 0;
     c->wlen = c->woff = 0;
     for (struct qf_req *r = chain; r != NULL; r = r->next) {
@@ -300,7 +399,8 @@ static int begin_batch(struct qf_conn *c, struct qf_req *chain)
         r->attempts++;
         c->ninflight++;
         if (r->attempts == 1 && cl->log != NULL && r->general == NULL)
-            qf_result_log(cl, "Making request for %s price", r->symbol);
+            qf_result_log(cl, r->resent ? "Re-sending request for %s price on conn %u"
+                                        : "Making request for %s price", r->symbol, c->slot);
         if (rc == 0)
             rc = format_request(c, r);
     }
@@ -314,14 +414,24 @@ void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r)
     release_body(c); /* a body buffer left large by the slot's last connection */
     c->host = h;
     c->nreq = 0;
-    c->addr_i = 0;
+    c->norder = qf_host_order(h, c->order);
+    c->ntried = c->nracing = 0;
+    c->fd_gen = (c->fd_gen + 1) & 0x7fffffff; /* a new connection: older events are stale */
     c->t_connected = c->t_tls = 0;
     conn_set_state(c, QF_CONN_CONNECTING);
+    h->nopen++;
+    cl->st.conns_opened++;
     int rc = begin_batch(c, r);
     c->t_open = cl->now_us;
-    arm(c, cl->now_us + connect_limit(cl, r));
+    /* Opened as the host's lookup ended: the requests waited for it, and it counts inside the
+     * connect timeout. */
+    c->dns_us = h->resolved_turn == cl->turns && h->t_resolve_start != 0
+                    ? h->t_resolved - h->t_resolve_start
+                    : 0;
+    c->connect_deadline_us = cl->now_us + connect_limit(cl, r) - c->dns_us;
+    arm(c, c->connect_deadline_us);
     if (rc == 0)
-        rc = start_connect(c);
+        rc = race_next(c);
     if (rc < 0) {
         cl->stepping = c;
         conn_fail(c, rc, rc == QF_ENOMEM ? "out of memory" : c->errmsg);
@@ -360,33 +470,132 @@ static int start_tls(struct qf_conn *c)
     return QF_CONN_HANDSHAKE;
 }
 
-static int on_connecting(struct qf_conn *c, uint32_t events)
+static int start_tunnel(struct qf_conn *c)
 {
-    int soerr = 0;
-    socklen_t len = sizeof(soerr);
+    c->tunnel_off = c->tunnel_got = 0;
+    qf_result_log(c->cl, "conn %u: proxy %s: CONNECT %s", c->slot, c->host->proxy->name,
+                  c->host->hostport);
+    return QF_CONN_TUNNEL;
+}
 
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-        return QF_AGAIN;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        soerr = errno;
-    if (soerr == 0) {
-        c->t_connected = c->cl->now_us;
-        if (!c->host->url.tls) {
-            arm(c, c->t_start + c->req->timeout_us);
-            return QF_CONN_SEND;
+/* The proxy's CONNECT answer was not 2xx. */
+static int tunnel_refused(struct qf_conn *c, int status)
+{
+    int err = qf_proxy_refusal(c->host->proxy, status, c->errmsg, sizeof(c->errmsg));
+
+    c->http.status = status; /* the outcome's status: the proxy's is the last one received */
+    return conn_fail(c, err, c->errmsg);
+}
+
+/* Sends the host's CONNECT request, then reads the proxy's answer into rbuf. The answer is
+ * peeked (MSG_PEEK) and only its head taken from the socket: any byte after the empty line is
+ * the server's, and goes to TLS. The connect deadline armed at open covers all of it. */
+static int on_tunnel(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    const struct qf_host *h = c->host;
+    const char *name = h->proxy->name;
+    int status;
+    size_t head_len;
+
+    while (c->tunnel_off < h->tunnel_len) {
+        ssize_t n = send(c->fd, h->tunnel + c->tunnel_off, h->tunnel_len - c->tunnel_off,
+                         MSG_NOSIGNAL);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EINTR)
+                return QF_AGAIN;
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed (send: %s)",
+                     name, strerror(e));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
         }
-        return start_tls(c);
+        c->tunnel_off += (size_t)n;
     }
-    snprintf(c->errmsg, sizeof(c->errmsg), "connect to %.100s port %s: %s", c->host->url.host,
-             c->host->url.port, strerror(soerr));
-    /* Try the host's next address on the same slot. */
-    close(c->fd);
-    c->fd = -1;
-    c->host->nopen--;
-    c->addr_i++;
-    if (c->addr_i < c->host->naddr && start_connect(c) == 0)
+    int rc = 0;
+    while (rc == 0) {
+        ssize_t n = recv(c->fd, c->rbuf + c->tunnel_got, sizeof(c->rbuf) - c->tunnel_got,
+                         MSG_PEEK);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EINTR)
+                return QF_AGAIN;
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: connection closed during CONNECT "
+                     "(recv: %s)", name, strerror(e));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        if (n == 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s closed the connection during "
+                     "CONNECT", name);
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        rc = qf_proxy_reply(c->rbuf, c->tunnel_got + (size_t)n, sizeof(c->rbuf), &status,
+                            &head_len);
+        if (rc < 0) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: %s", name,
+                     rc == QF_EHEADER ? "answer to CONNECT too large"
+                                      : "malformed answer to CONNECT");
+            return conn_fail(c, QF_EPROTO, c->errmsg);
+        }
+        /* Bytes before the head's end are the head's: taken, so that a close shows as end of
+         * stream (a peek never shows it while bytes wait). Its end: taken up to there. */
+        size_t take = rc == 1 ? head_len - c->tunnel_got : (size_t)n;
+        if (recv(c->fd, c->rbuf + c->tunnel_got, take, 0) != (ssize_t)take) {
+            snprintf(c->errmsg, sizeof(c->errmsg), "proxy %s: recv: %s", name, strerror(errno));
+            return conn_fail(c, QF_ECLOSED, c->errmsg);
+        }
+        c->tunnel_got += take;
+        cl->st.bytes_read += take;
+    }
+    if (cl->log != NULL)
+        qf_result_log(cl, "conn %u: proxy %s: %.*s", c->slot, name,
+                      (int)strcspn(c->rbuf, "\r\n"), c->rbuf);
+    if (status < 200 || status > 299)
+        return tunnel_refused(c, status);
+    c->t_connected = cl->now_us; /* connected to the target, as far as timings tell */
+    return start_tls(c);
+}
+
+/* An event on one of the racing sockets: each is asked without blocking. */
+static int on_connecting(struct qf_conn *c)
+{
+    struct pollfd p[QF_MAX_ADDRS];
+    int n = c->nracing, failed = 0;
+
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = c->race_fd[i], .events = POLLOUT};
+    if (poll(p, (nfds_t)n, 0) <= 0)
         return QF_AGAIN;
-    return conn_fail(c, QF_ECONNECT, c->errmsg);
+    for (int i = n - 1; i >= 0; i--) {
+        if (!(p[i].revents & (POLLOUT | POLLERR | POLLHUP)))
+            continue;
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (getsockopt(c->race_fd[i], SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+            soerr = errno;
+        if (soerr == 0) {
+            race_won(c, i);
+            c->t_connected = c->cl->now_us;
+            if (c->host->tunnel != NULL)
+                return start_tunnel(c);
+            if (!c->host->url.tls) {
+                arm(c, c->t_start + c->req->timeout_us);
+                return QF_CONN_SEND;
+            }
+            return start_tls(c);
+        }
+        race_failed(c, c->race_addr[i], soerr);
+        race_drop(c, i);
+        failed++;
+    }
+    /* A failure starts the next address at once. */
+    while (failed-- > 0 && c->ntried < c->norder) {
+        int rc = race_next(c);
+        if (rc < 0)
+            return conn_fail(c, rc, c->errmsg);
+    }
+    if (c->nracing == 0)
+        return conn_fail(c, QF_ECONNECT, c->errmsg);
+    return QF_AGAIN;
 }
 
 static int on_handshake(struct qf_conn *c)
@@ -510,6 +719,16 @@ static int not_reusable(struct qf_conn *c)
     return n >= 0 || (errno != EAGAIN && errno != EINTR);
 }
 
+int qf_conn_reusable(struct qf_conn *c, int force)
+{
+    if ((!force && c->parked_turn == c->cl->turns) || !not_reusable(c))
+        return 1;
+    if (c->cl->log != NULL)
+        qf_result_log(c->cl, "conn %u: closed by the server while idle", c->slot);
+    qf_conn_close(c);
+    return 0;
+}
+
 /* The head request's response is complete: the connection parks, closes, or goes on with the
  * next pipelined response, and then the response is reported. more_bytes: the read held
  * bytes after it. Returns QF_CONN_RECV when another response is expected here. */
@@ -538,6 +757,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     qf_heap_del(&cl->timers, &c->timer);
     span(c, &o.span);
     c->nreq++;
+    c->nanswered++;
     if (keep && next == NULL && not_reusable(c))
         keep = 0;
     if (!keep) {
@@ -546,6 +766,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
     } else if (next == NULL) {
         c->req = NULL;
         c->ninflight = 0;
+        c->parked_turn = cl->turns;
         conn_set_state(c, QF_CONN_PARKED);
         c->host->idle[c->host->nidle++] = c;
         if (c->host->nqueued == 0 && c->host->url.tls)
@@ -745,13 +966,17 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
 {
     struct qf_client *cl = c->cl;
 
+    (void)events; /* it only wakes the connection: each handler asks its socket itself */
     assert(cl->stepping == NULL); /* never one connection from inside another's handler */
     cl->stepping = c;
     for (;;) {
         int next;
         switch (c->state) {
         case QF_CONN_CONNECTING:
-            next = on_connecting(c, events);
+            next = on_connecting(c);
+            break;
+        case QF_CONN_TUNNEL:
+            next = on_tunnel(c);
             break;
         case QF_CONN_HANDSHAKE:
             next = on_handshake(c);
@@ -782,16 +1007,36 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
 void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
+
+    if (c->state == QF_CONN_CONNECTING) {
+        if (cl->now_us < c->connect_deadline_us) { /* the next address's turn */
+            cl->stepping = c;
+            int rc = race_next(c);
+            if (rc < 0)
+                conn_fail(c, rc, c->errmsg);
+            cl->stepping = NULL;
+            return;
+        }
+        for (int i = 0; i < c->nracing; i++) /* tried last for the rest of the run */
+            c->host->addr_slow[c->race_addr[i]] = 1;
+    }
     int64_t req_us = c->req != NULL ? c->req->timeout_us : cl->timeout_us;
-    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE;
+    int connecting = c->state == QF_CONN_CONNECTING || c->state == QF_CONN_HANDSHAKE ||
+                     c->state == QF_CONN_TUNNEL;
     const char *phase = c->state == QF_CONN_CONNECTING  ? "connecting"
+                        : c->state == QF_CONN_TUNNEL    ? "waiting for the answer to CONNECT"
                         : c->state == QF_CONN_HANDSHAKE ? "in the TLS handshake"
                         : c->got_byte                   ? "receiving the response"
                                                         : "waiting for the response";
     int64_t limit = connecting && cl->connect_timeout_us < req_us ? cl->connect_timeout_us
                                                                    : req_us;
+    /* Until the tunnel stands, the proxy is the one not answering. */
+    const char *proxy = c->host->proxy != NULL &&
+                        (c->state == QF_CONN_CONNECTING || c->state == QF_CONN_TUNNEL)
+                            ? c->host->proxy->name : NULL;
 
-    snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s", (double)limit / 1e6,
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s%s%stimed out after %.1f s %s",
+             proxy ? "proxy " : "", proxy ? proxy : "", proxy ? ": " : "", (double)limit / 1e6,
              phase);
     cl->stepping = c;
     conn_fail(c, QF_ETIMEOUT, c->errmsg);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/decode.h"
+#include "engine/host.h"
 #include "engine/timer.h"
 #include "parser/http.h"
 #include "tls/tls.h"
@@ -15,6 +16,9 @@
 /* Bytes one connection may read in one loop turn before the others and the timers get theirs:
  * a server that streams faster than we parse cannot hold qf_client_step(). */
 #define QF_READ_BUDGET (4 * QF_RBUF_SIZE)
+/* RFC 8305's Connection Attempt Delay: the next address starts this long after the last one
+ * if that has not connected by then. */
+#define QF_RACE_DELAY_US 250000
 
 struct qf_client;
 struct qf_host;
@@ -27,14 +31,22 @@ enum qf_conn_state {
     QF_CONN_SEND,       /* request bytes left in wbuf */
     QF_CONN_RECV,       /* feeding the response parser */
     QF_CONN_PARKED,     /* keep-alive, waiting for the scheduler to hand it a request */
+    QF_CONN_TUNNEL,     /* https via a proxy: CONNECT sent, its answer awaited (then TLS) */
 };
 
 struct qf_conn {
     enum qf_conn_state state;
     int fd;
-    uint32_t fd_gen;       /* bumped per fd so stale epoll events are dropped */
+    uint32_t fd_gen;       /* bumped per connection and fd so stale epoll events are dropped;
+                              31 bits: resolver sockets' tags have the top bit */
     uint32_t slot;
-    int addr_i;            /* address being tried */
+    int order[QF_MAX_ADDRS]; /* the host's addresses, in the order this connection tries them */
+    int norder, ntried;    /* how many in order, how many started */
+    int race_fd[QF_MAX_ADDRS]; /* connects in flight, the oldest first; the winner becomes fd */
+    unsigned char race_addr[QF_MAX_ADDRS]; /* their addresses' indexes */
+    int nracing;
+    int64_t next_try_us, connect_deadline_us;
+    int64_t dns_us;        /* the name lookup this connection's first requests waited for */
     int write_failed;      /* send failed: read what the peer said before giving up */
     int early;             /* the request goes out as TLS 1.3 early data */
     int head_seen;         /* on_head already called for the current response */
@@ -42,11 +54,15 @@ struct qf_conn {
     int ready;             /* on the loop's ready list: its read budget ran out */
     unsigned nreq;         /* responses completed on this connection */
     unsigned ninflight;    /* requests written or to be written, answered in order */
+    unsigned nanswered;    /* responses completed of the batch written last */
+    size_t tunnel_off;     /* bytes of the host's CONNECT request sent */
+    size_t tunnel_got;     /* bytes of the proxy's answer read into rbuf */
     struct qf_client *cl;
     struct qf_host *host;
     struct qf_req *req;    /* the head of the chain being answered, in order */
     struct qf_timer timer;
     int64_t t_start, t_open, t_connected, t_tls, t_first; /* us; t_open 0 when reused */
+    uint64_t parked_turn;  /* the loop turn that parked it */
     struct qf_tls tls;
     char *wbuf;
     size_t wlen, woff, wcap;
@@ -66,6 +82,10 @@ void qf_conn_step(struct qf_conn *c, uint32_t events);
 void qf_conn_open(struct qf_conn *c, struct qf_host *h, struct qf_req *r);
 /* A parked connection takes the chain r. */
 void qf_conn_assign(struct qf_conn *c, struct qf_req *r);
+/* A parked connection about to be reused: 1 when it is still usable; else it is closed (the
+ * server closed it or sent bytes while it idled). One parked in this loop turn was checked
+ * then, and is asked again only when force is set. */
+int qf_conn_reusable(struct qf_conn *c, int force);
 /* Its deadline passed. */
 void qf_conn_timeout(struct qf_conn *c);
 /* Releases the fd, TLS state and its place among the host's idle ones; the slot becomes free.

@@ -8,6 +8,8 @@
 
 #include "engine/alloc.h"
 #include "engine/client.h"
+#include "engine/host.h"
+#include "engine/proxy.h"
 #include "engine/result.h"
 #include "parser/json.h"
 #include "parser/price.h"
@@ -145,9 +147,11 @@ static void quote_from_body(struct qf_client *cl, const struct qf_outcome *o,
     snprintf(msg, msgcap, "HTTP %d%s%s", o->status, detail[0] ? ": " : "", detail);
 }
 
-static double total_ms(const struct qf_client *cl, const struct qf_req *r)
+static double total_ms(const struct qf_client *cl, const struct qf_req *r,
+                       const struct qf_span *s)
 {
-    return r->t_start != 0 ? (double)(cl->now_us - r->t_start) / 1000.0 : -1;
+    double dns = s->dns_ms > 0 ? s->dns_ms : 0;
+    return r->t_start != 0 ? (double)(cl->now_us - r->t_start) / 1000.0 + dns : -1;
 }
 
 static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const struct qf_outcome *o)
@@ -166,7 +170,8 @@ static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const st
         .connect_ms = o->span.connect_ms,
         .tls_ms = o->span.tls_ms,
         .first_byte_ms = o->span.first_byte_ms,
-        .total_ms = total_ms(cl, r),
+        .total_ms = total_ms(cl, r, &o->span),
+        .dns_ms = o->span.dns_ms,
         .reused = o->span.reused,
     };
 
@@ -174,13 +179,15 @@ static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const st
         msg[0] = '\0';
         quote_from_body(cl, o, &res, &q, msg, sizeof(msg), text, sizeof(text));
         res.errmsg = msg;
+        if (o->status == 407 && r->host->proxy != NULL) /* asked in absolute form */
+            res.err = qf_proxy_refusal(r->host->proxy, 407, msg, sizeof(msg));
     }
     if (cl->log != NULL) {
         if (res.err == 0)
             qf_result_log(cl,
-                          "Received results for %s (connect %.1f ms, tls %.1f ms, first byte "
-                          "%.1f ms, total %.1f ms%s)",
-                          r->symbol, res.connect_ms, res.tls_ms, res.first_byte_ms,
+                          "Received results for %s (dns %.1f ms, connect %.1f ms, tls %.1f ms, "
+                          "first byte %.1f ms, total %.1f ms%s)",
+                          r->symbol, res.dns_ms, res.connect_ms, res.tls_ms, res.first_byte_ms,
                           res.total_ms, res.reused ? ", reused connection" : "");
         else
             qf_result_log(cl, "Received results for %s: error: %s", r->symbol, res.errmsg);
@@ -203,7 +210,8 @@ static void deliver_response(struct qf_client *cl, const struct qf_req *r,
         .connect_ms = o->span.connect_ms,
         .tls_ms = o->span.tls_ms,
         .first_byte_ms = o->span.first_byte_ms,
-        .total_ms = total_ms(cl, r),
+        .total_ms = total_ms(cl, r, &o->span),
+        .dns_ms = o->span.dns_ms,
         .reused = o->span.reused,
     };
 

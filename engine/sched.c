@@ -26,7 +26,7 @@ static struct qf_req *req_reset(struct qf_client *cl, struct qf_req *r)
  * The timer heap is reserved for every record alive, so arming a backoff wait cannot fail. */
 struct qf_req *qf_req_new(struct qf_client *cl, size_t extra)
 {
-    if (qf_heap_reserve(&cl->timers, (int)(cl->nconns + cl->nrecords + 1)) < 0)
+    if (qf_client_reserve_timers(cl, 1) < 0)
         return NULL;
     struct qf_req *r = qf_malloc(sizeof(*r) + extra);
     if (r == NULL)
@@ -176,11 +176,11 @@ static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
 /* Takes the queue's head, and with pipelining up to depth-1 more behind it, as a chain. */
 static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
 {
-    unsigned depth = h->no_pipeline ? 1 : cl->pipeline;
+    unsigned depth = cl->now_us < h->pipeline_off_until_us ? 1 : cl->pipeline;
     struct qf_req *head = h->qhead, *tail = head, *r;
 
     qf_sched_unlink(h, head);
-    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL && !r->want_fresh; k++) {
+    for (unsigned k = 1; k < depth && (r = qf_sched_head(cl, h)) != NULL; k++) {
         qf_sched_unlink(h, r);
         tail->next = r;
         tail = r;
@@ -193,7 +193,7 @@ static struct qf_req *take(struct qf_client *cl, struct qf_host *h)
 static void fail_queue(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_outcome o = {.err = h->fatal, .msg = h->fatal_msg, .retry_after_s = -1,
-                           .span = {-1, -1, -1, 0}};
+                           .span = {-1, -1, -1, -1, 0}};
     struct qf_req *r;
 
     while ((r = qf_sched_head(cl, h)) != NULL) {
@@ -208,24 +208,26 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_req *r;
 
-    if (!h->resolved)
+    if (!h->resolved && !h->resolving)
         qf_host_setup(cl, h);
+    if (h->resolving)
+        return;
     if (h->fatal) {
         fail_queue(cl, h);
         return;
     }
     while ((r = qf_sched_head(cl, h)) != NULL) {
-        if (!r->want_fresh && h->nidle > 0) {
+        if (h->nidle > 0) {
+            /* Any live connection will do, a re-sent request's too: one the server closed
+             * while it idled is found out here and closed. */
             struct qf_conn *c = h->idle[--h->nidle];
-            qf_conn_assign(c, take(cl, h));
+            if (qf_conn_reusable(c, r->resent > 0))
+                qf_conn_assign(c, take(cl, h));
         } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
             struct qf_conn *c = free_slot(cl, h);
             if (c == NULL)
                 break;
-            r->want_fresh = 0;
             qf_conn_open(c, h, take(cl, h));
-        } else if (h->nidle > 0) {
-            qf_conn_close(h->idle[h->nidle - 1]); /* make room for a fresh connection */
         } else {
             break;
         }
@@ -249,7 +251,8 @@ int qf_sched_ready(const struct qf_client *cl)
     for (unsigned i = 0; i < cl->nhosts; i++) {
         const struct qf_host *h = cl->hosts[i];
         if (h->nqueued > 0 &&
-            (h->fatal || !h->resolved || h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))
+            (h->fatal || (!h->resolved && !h->resolving) || h->nidle > 0 ||
+             (h->nopen < h->max && cl->nfree > 0)))
             return 1;
     }
     return 0;
@@ -314,14 +317,15 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
                     (r->general == NULL || r->general->body_seen == 0) && !r->cancelled;
 
     r->conn = NULL;
+    if (o->pipeline_cut) /* the server may not take pipelined requests: one at a time a while */
+        h->pipeline_off_until_us = cl->now_us + QF_PIPELINE_PAUSE_US;
     if (r->cancelled) {
         finish(cl, r, o);
         return;
     }
-    if (o->resendable && !r->resent) {
+    if (o->resendable && r->resent < QF_MAX_RESENDS) {
         /* A keep-alive connection the server had closed: the request never reached it. */
-        r->resent = 1;
-        r->want_fresh = 1;
+        r->resent++;
         r->attempts--;
         cl->st.stale_resends++;
         qf_result_log(cl, "%s: re-sending on a new connection after: %s",
@@ -363,14 +367,13 @@ void qf_sched_unanswered(struct qf_client *cl, struct qf_host *h, struct qf_req 
     struct qf_req *v[1024]; /* --pipeline is at most 1000 */
     int n = 0;
 
-    if (cut)
-        h->no_pipeline = 1;
+    if (cut) /* the server may not take pipelined requests: one at a time for a while */
+        h->pipeline_off_until_us = cl->now_us + QF_PIPELINE_PAUSE_US;
     for (struct qf_req *q = chain; q != NULL && n < 1024; q = q->next)
         v[n++] = q;
     while (n-- > 0) { /* back to the front, in their order */
         struct qf_req *q = v[n];
         q->attempts--;
-        q->want_fresh = 1;
         if (q->cancelled) {
             done(cl, q);
             qf_req_release(cl, q);

@@ -47,8 +47,7 @@ struct qf_req {
     int attempts;          /* attempts started */
     int retries;
     unsigned char where;   /* enum qf_req_where */
-    unsigned char resent;  /* already re-sent once after a stale keep-alive connection */
-    unsigned char want_fresh;   /* the next attempt must use a new connection */
+    unsigned char resent;  /* times re-sent after a stale keep-alive connection */
     unsigned char cancelled;    /* cancelled while its connection was busy: drop when it ends */
     char symbol[];         /* quotes: the symbol, then target; general requests: unused (general
                             * follows the record, then target and the header block) */
@@ -60,7 +59,7 @@ struct qf_req {
 
 /* How long an attempt took in its phases; -1 where a phase did not happen on it. */
 struct qf_span {
-    double connect_ms, tls_ms, first_byte_ms;
+    double dns_ms, connect_ms, tls_ms, first_byte_ms;
     int reused;            /* the attempt went over a kept-alive connection */
 };
 
@@ -73,6 +72,7 @@ struct qf_outcome {
     const char *msg;       /* why it failed */
     int retry_after_s;     /* the response's Retry-After, -1: none */
     int resendable;        /* failed before any response byte on a reused connection */
+    int pipeline_cut;      /* it failed with pipelined requests outstanding */
     const char *body;      /* the whole body, or NULL when it was streamed to on_chunk */
     size_t body_len;
     const char *headers;   /* general requests: "name\0value\0" pairs, nheaders of them */
@@ -96,7 +96,13 @@ int qf_sched_ready(const struct qf_client *cl);
 /* The attempt of r ended as o says: finish, retry or re-send. */
 void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_outcome *o);
 /* A connection closed with the chain of requests behind its head unanswered; cut: the server
- * closed it without announcing it. They go back to the queue's front, not as attempts. */
+ * closed it without announcing it, so the host is not pipelined to for QF_PIPELINE_PAUSE_US.
+ * They go back to the queue's front, not as attempts. */
+#define QF_PIPELINE_PAUSE_US 5000000
+/* A request that met a kept-alive connection the server had closed goes again, not as a retry,
+ * this many times at most (a server closing every connection after each answer without saying
+ * so can race several). */
+#define QF_MAX_RESENDS 3
 void qf_sched_unanswered(struct qf_client *cl, struct qf_host *h, struct qf_req *chain, int cut);
 /* A request's backoff wait is over. */
 void qf_sched_timer(struct qf_client *cl, struct qf_req *r);

@@ -1,8 +1,10 @@
 /* TLS session cache file: lets the next process resume instead of doing a full handshake.
- * One line per host: "host port expires base64-DER". Read once at client creation, written
- * at free through a temporary file and rename, mode 0600. A file that is not ours (owner,
- * permissions, format) is ignored with a warning: a session is a secret and is trusted for
- * nothing but resumption. */
+ * One line per session: "host port expires base64-DER"; each session carries its binding to
+ * the trust configuration and host name that verified it (tls/tls.h), so a run trusting
+ * other certificates never resumes it. Read once at client creation, written at free through
+ * a temporary file and rename, mode 0600. The directory must be the user's and writable by
+ * nobody else, the file a regular file of the user's: else the run goes on without the cache,
+ * with a warning. Nothing here ever blocks on what sits at the path (a FIFO, a device). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 
 #define MAGIC "qfetch-session-cache 1\n"
 #define LINE_MAX_LEN 24000
+#define FILE_SESSIONS_MAX 64 /* per host and list (usable, waiting for their binding) */
 
 static void warn(struct qf_client *cl, const char *what, const char *path, const char *why)
 {
@@ -29,39 +32,106 @@ static void warn(struct qf_client *cl, const char *what, const char *path, const
     cl->warn(line, cl->log_udata);
 }
 
+/* The run goes on without a cache: nothing is read, and qf_client_free() writes nothing. */
+static void give_up(struct qf_client *cl, const char *why)
+{
+    char line[300];
+    snprintf(line, sizeof(line), "%s; continuing without it", why);
+    warn(cl, "not using", cl->sess_path, line);
+    qf_free(cl->sess_path);
+    cl->sess_path = NULL;
+}
+
+/* Opens the directory of the cache path and checks it is the user's and writable by nobody
+ * else: anyone who may write there can swap the file under us. Points *base at the file's
+ * name. Returns the directory's fd, or -1 after writing the reason to why. */
+static int open_dir(const char *path, const char **base, char *why, size_t whylen)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+
+    *base = slash != NULL ? slash + 1 : path;
+    if (**base == '\0') {
+        snprintf(why, whylen, "names a directory, not a file");
+        return -1;
+    }
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if ((size_t)(slash - path) < sizeof(dir))
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    else {
+        snprintf(why, whylen, "path too long");
+        return -1;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(why, whylen, "directory %.200s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (st.st_uid != geteuid())
+        snprintf(why, whylen, "directory %.200s is owned by another user", dir);
+    else if (st.st_mode & 022)
+        snprintf(why, whylen, "directory %.200s is writable by others (want mode 0700)", dir);
+    else
+        return fd;
+    close(fd);
+    return -1;
+}
+
 /* Keeps the file's lines in memory: hosts created later take their session from here. */
 void qf_sess_load(struct qf_client *cl)
 {
-    int fd = open(cl->sess_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    char why[300];
+    const char *base;
+    int dfd = open_dir(cl->sess_path, &base, why, sizeof(why));
+    if (dfd < 0) {
+        give_up(cl, why);
+        return;
+    }
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer forever. */
+    int fd = openat(dfd, base, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    close(dfd);
     if (fd < 0) {
-        if (errno != ENOENT)
-            warn(cl, "ignoring", cl->sess_path, strerror(errno));
+        if (e == ELOOP)
+            give_up(cl, "is a symbolic link");
+        else if (e != ENOENT)
+            give_up(cl, strerror(e));
         return;
     }
     struct stat st;
-    const char *why = NULL;
+    const char *bad = NULL, *skip = NULL; /* bad: not ours to touch; skip: ours, replaced */
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        why = "not a regular file";
+        bad = "not a regular file";
     else if (st.st_uid != geteuid())
-        why = "owned by another user";
+        bad = "owned by another user";
     else if (st.st_mode & 077)
-        why = "readable or writable by others (want mode 0600)";
+        skip = "readable or writable by others (want mode 0600)";
     else if (st.st_size > 4 * 1024 * 1024)
-        why = "too large";
-    if (why != NULL) {
+        skip = "too large";
+    if (bad != NULL || skip != NULL) {
         close(fd);
-        warn(cl, "ignoring", cl->sess_path, why);
+        if (bad != NULL)
+            give_up(cl, bad);
+        else
+            warn(cl, "ignoring", cl->sess_path, skip);
         return;
     }
     char *buf = qf_malloc((size_t)st.st_size + 1);
     ssize_t n = buf != NULL ? read(fd, buf, (size_t)st.st_size) : -1;
     close(fd);
+    if (n >= 0)
+        buf[n] = '\0'; /* before the compare: a file shorter than MAGIC ends there */
     if (n != st.st_size || strncmp(buf, MAGIC, strlen(MAGIC)) != 0) {
         qf_free(buf);
         warn(cl, "ignoring", cl->sess_path, "not a qfetch session cache");
         return;
     }
-    buf[n] = '\0';
     cl->sess_text = buf;
 }
 
@@ -111,22 +181,40 @@ void qf_sess_save(struct qf_client *cl)
     int any = 0;
 
     for (unsigned i = 0; i < cl->nhosts; i++)
-        any |= cl->hosts[i]->url.tls && cl->hosts[i]->cache.n > 0;
+        any |= cl->hosts[i]->url.tls && cl->hosts[i]->cache.n + cl->hosts[i]->cache.npend > 0;
     if (!any)
         return;
-    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", cl->sess_path) >= (int)sizeof(tmp))
+    /* The directory is checked again: it is what makes the rename below safe. */
+    char why[300];
+    const char *base;
+    int dfd = open_dir(cl->sess_path, &base, why, sizeof(why));
+    if (dfd < 0) {
+        warn(cl, "cannot write", cl->sess_path, why);
         return;
-    int fd = mkstemp(tmp);
+    }
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 8; attempt++) {
+        if (snprintf(tmp, sizeof(tmp), "%s.%ld.%lx", base, (long)getpid(),
+                     (unsigned long)(qf_now_us() + attempt)) >= (int)sizeof(tmp))
+            break;
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
     if (fd < 0) {
         warn(cl, "cannot write", cl->sess_path, strerror(errno));
+        close(dfd);
         return;
     }
     int bad = fchmod(fd, 0600) < 0 || write_all(fd, MAGIC, strlen(MAGIC)) < 0;
     for (unsigned i = 0; i < cl->nhosts && !bad; i++) {
         struct qf_host *h = cl->hosts[i];
         long long exp;
-        for (int k = 0; h->url.tls && k < h->cache.n && !bad; k++) {
-            if (qf_tls_cache_export(&h->cache, k, b64, sizeof(b64), &exp) <= 0)
+        for (int k = 0; h->url.tls && k < h->cache.n + h->cache.npend && !bad; k++) {
+            /* The newest of each list: the next run opens a few connections, not hundreds. */
+            int skip = k < h->cache.n ? k < h->cache.n - FILE_SESSIONS_MAX
+                                      : k - h->cache.n >= FILE_SESSIONS_MAX;
+            if (skip || qf_tls_cache_export(&h->cache, k, b64, sizeof(b64), &exp) <= 0)
                 continue;
             int n = snprintf(line, sizeof(line), "%s %s %lld %s\n", h->url.host, h->url.port,
                              exp, b64);
@@ -154,8 +242,9 @@ void qf_sess_save(struct qf_client *cl)
         }
         l += len + (end != NULL);
     }
-    if (close(fd) < 0 || bad || rename(tmp, cl->sess_path) < 0) {
+    if (close(fd) < 0 || bad || renameat(dfd, tmp, dfd, base) < 0) {
         warn(cl, "cannot write", cl->sess_path, strerror(errno));
-        unlink(tmp);
+        unlinkat(dfd, tmp, 0);
     }
+    close(dfd);
 }

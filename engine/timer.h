@@ -4,7 +4,9 @@
 
 #include <stdint.h>
 
-enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ };
+/* What a timer belongs to: a connection's deadline, a request's backoff, a host's name
+ * resolution deadline, the resolver's own timeouts. */
+enum qf_timer_kind { QF_TIMER_CONN, QF_TIMER_REQ, QF_TIMER_HOST, QF_TIMER_DNS };
 struct qf_timer {
     int64_t at_us;
     int idx; /* position in the heap, -1 when not armed */

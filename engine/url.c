@@ -13,6 +13,10 @@ int qf_symbol_encode(const char *symbol, char *out, size_t cap)
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
 
+    /* "." and ".." are dot-segments: servers resolve them (and, after decoding unreserved
+     * characters, their %2E forms too), so the request would name another path. */
+    if (symbol[0] != '\0' && symbol[strspn(symbol, ".")] == '\0')
+        return QF_EINVAL;
     for (const unsigned char *p = (const unsigned char *)symbol; *p != '\0'; p++) {
         unsigned ch = *p;
         int keep = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
@@ -90,6 +94,17 @@ static const char *split_origin(struct qf_url *u, const char *url, char *err, si
     }
     size_t hlen = (size_t)(hend - host);
     if (hlen == 0 || hlen >= sizeof(u->host) || memchr(host, '{', hlen) != NULL)
+        goto bad_host;
+    for (size_t i = 0; i < hlen; i++) {
+        if ((unsigned char)host[i] >= 0x80) {
+            snprintf(err, errlen, "URL host name is not ASCII: write an internationalised "
+                                  "name as its xn-- A-label");
+            return NULL;
+        }
+    }
+    /* One trailing dot makes an absolute name (TLS strips it for SNI and verification); an
+     * empty label anywhere else is no host name. */
+    if (*p != '[' && (host[0] == '.' || memmem(host, hlen, "..", 2) != NULL))
         goto bad_host;
     memcpy(u->host, host, hlen);
     u->host[hlen] = '\0';

@@ -14,7 +14,8 @@
  *   -t MS       per-attempt timeout
  *
  * Environment: QF_CACERT (PEM bundle to trust instead of the system store), QF_RESOLVE
- * ("HOST:PORT:ADDR", as curl --resolve). Exit status 0 when every response arrived with a
+ * ("HOST:PORT:ADDR", as curl --resolve); https_proxy, http_proxy, all_proxy and no_proxy, as
+ * curl reads them (QF_OPT_PROXY_ENV). Exit status 0 when every response arrived with a
  * status below 400, 1 otherwise, 2 for a usage or configuration error. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -152,7 +153,8 @@ int main(int argc, char **argv)
     }
 
     const char *resolve[] = {getenv("QF_RESOLVE"), NULL};
-    struct qf_options o = {.cacert = getenv("QF_CACERT"), .resolve = resolve};
+    struct qf_options o = {.cacert = getenv("QF_CACERT"), .resolve = resolve,
+                           .flags = QF_OPT_PROXY_ENV};
     char err[256];
     qf_client *c = qf_client_new(&o, NULL, NULL, err, sizeof(err));
     struct job *jobs = calloc((size_t)nurls, sizeof(*jobs));

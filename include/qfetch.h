@@ -38,6 +38,7 @@ enum qf_err {
     QF_ECONFIG = -16, /* configuration unusable, e.g. --cacert not a readable PEM bundle */
     QF_ERANGE = -17,  /* price outside what two-decimal formatting can represent */
     QF_ECANCELED = -18, /* client freed or request cancelled before completion */
+    QF_EPROXY = -19,  /* the proxy refused the request (CONNECT answered 403, 407...) */
 };
 
 const char *qf_strerror(int err);
@@ -46,6 +47,12 @@ const char *qf_strerror(int err);
 const char *qf_version(void);
 
 typedef struct qf_client qf_client;
+
+/* Text that came from a server reaches callers cleaned (see qf_text_clean() below):
+ * qf_result.currency and every errmsg the library hands over are valid UTF-8 without
+ * control characters (C0, DEL, C1) and without bidirectional-text controls or line
+ * separators, so they may be printed as they are. Header values and bodies of general
+ * requests are passed on as received. */
 
 /* Per-ticker outcome. Strings are borrowed: valid only during the callback. */
 struct qf_result {
@@ -59,8 +66,11 @@ struct qf_result {
     const char *errmsg;     /* one line naming the failure; "" on success */
     int attempts;           /* attempts made, 1 + retries used */
     int reused;             /* final attempt ran on a kept-alive connection */
-    /* Timings of the final attempt in ms from its start; -1 when the phase did not happen. */
+    /* Timings of the final attempt in ms from its start, each phase's end counting the ones
+     * before it (as curl's); -1 when the phase did not happen. */
     double connect_ms, tls_ms, first_byte_ms, total_ms;
+    double dns_ms;          /* the name lookup the attempt waited for; 0: none (known, a
+                               literal, --resolve); -1 on a reused connection */
 };
 
 typedef void qf_result_fn(const struct qf_result *r, void *udata);
@@ -71,9 +81,10 @@ struct qf_options {
     const char *url_template;   /* "{}" replaced by the percent-encoded symbol; NULL: Yahoo's chart URL */
     int connections;            /* max connections per host; 0: QF_DEFAULT_CONNECTIONS */
     const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system */
-    const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR" entries, as curl --resolve */
+    const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR[,ADDR...]" entries, as
+                                 * curl --resolve; addresses are raced (RFC 8305) in this order */
     int timeout_ms;             /* per attempt, request sent to body complete; 0: 10000 */
-    int connect_timeout_ms;     /* TCP connect + TLS handshake; 0: 5000 */
+    int connect_timeout_ms;     /* name lookup + TCP connect + TLS handshake; 0: 5000 */
     int retries;                /* 0: default (2); < 0: no retries; > 0: that many */
     const char *user_agent;     /* NULL: a current browser's */
     qf_log_fn *log;             /* optional: verbose lines (request start/end, transitions) */
@@ -81,9 +92,29 @@ struct qf_options {
     int max_total_connections;  /* all hosts together; 0: same as connections */
     qf_log_fn *warn;            /* optional: warnings that are not per-request errors (log_udata) */
     const char *session_cache;  /* optional file keeping TLS sessions across processes: read at
-                                   qf_client_new(), written at qf_client_free() (mode 0600) */
+                                   qf_client_new(), written at qf_client_free() (mode 0600).
+                                   A session resumes only under the trust (cacert's contents,
+                                   or the system store) and for the host name that verified
+                                   it. Unused, with a warning, unless it is a regular file of
+                                   the user's in a directory of the user's that group and
+                                   others cannot write; never blocks (a FIFO is refused). */
     unsigned flags;             /* QF_OPT_* below */
     int pipeline;               /* max requests in flight per connection; 0 or 1: no pipelining */
+    const char *dns_servers;    /* "ADDR[:PORT][,...]" (IPv6 bracketed) instead of
+                                   /etc/resolv.conf's; NULL: the system's (curl --dns-servers) */
+    /* An HTTP proxy for every request, as curl's --proxy: "http://[user:pass@]host[:port]"
+     * (port 1080 when absent; user and password percent-encoded, sent as Basic proxy
+     * authentication). https:// targets go through a CONNECT tunnel, TLS running end to end
+     * to the target as without a proxy; http:// targets are asked of the proxy in absolute
+     * form. https:// and socks proxy URLs are refused (qf_client_new fails). "": no proxy,
+     * whatever the environment says. NULL: none, or the environment's with QF_OPT_PROXY_ENV. */
+    const char *proxy;
+    /* Hosts reached directly, as curl's --noproxy: names (matching their subdomains too; a
+     * leading "." changes nothing), IP addresses, ADDR/BITS networks, each with an optional
+     * ":PORT", or "*" for all; separated by commas or blanks. Matched against the URL's host as
+     * written, without lookups. An unusable entry fails qf_client_new. NULL: none, or the
+     * environment's no_proxy/NO_PROXY with QF_OPT_PROXY_ENV. */
+    const char *noproxy;
 };
 
 #define QF_OPT_TCP_FASTOPEN 1u /* TCP Fast Open where the kernel allows it */
@@ -92,16 +123,24 @@ struct qf_options {
  * an atexit handler (its cost is in bench/RESULTS.md): for a program that exits when done.
  * Takes effect only if OpenSSL was not initialised before this client. */
 #define QF_OPT_NO_EXIT_CLEANUP 4u
+/* Take proxy settings the options leave NULL from the environment, as curl's command does: a
+ * library honours the environment only when asked, since a server process's environment may
+ * come from its clients. Read once, in qf_client_new(): https_proxy, then HTTPS_PROXY, then
+ * all_proxy, ALL_PROXY for https:// URLs; http_proxy, then all_proxy, ALL_PROXY for http://
+ * (upper-case HTTP_PROXY is ignored: CGI sets it from a request's "Proxy:" header); no_proxy,
+ * then NO_PROXY. Empty values count as unset. An unusable proxy variable fails qf_client_new
+ * when it applies to the URL template, and otherwise fails the requests it applies to
+ * (QF_ECONFIG); an unusable no_proxy entry is skipped with a warning. */
+#define QF_OPT_PROXY_ENV 8u
 /* Quotes are requested with "Accept-Encoding: gzip, deflate" and their bodies inflated as they
  * arrive (stats.bytes_read counts the coded bytes). This flag leaves the header out; a quote
  * the server codes anyway is still inflated. An inflated body is capped at 8 MiB like any,
  * and one that inflates more than 100 times past its first 64 KiB is refused as a
  * decompression bomb (QF_EBODY); a corrupt stream, or a coding other than gzip, x-gzip or
  * deflate (zlib-wrapped or raw), fails that quote with QF_EPROTO. */
-#define QF_OPT_NO_COMPRESSED 8u
+#define QF_OPT_NO_COMPRESSED 16u
 
 #define QF_DEFAULT_CONNECTIONS 8
-#define QF_SYMBOL_MAX 64 /* bytes of the longest symbol qf_client_add() takes */
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
 
 struct qf_stats {
@@ -123,10 +162,15 @@ struct qf_stats {
 qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *udata, char *errbuf,
                          size_t errlen);
 
+/* The longest symbol qf_client_add() takes, in bytes. */
+#define QF_SYMBOL_MAX 64
+
 /* Queues one quote GET for symbol (copied) on the url_template's host. Returns its index
- * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent
- * (empty, longer than QF_SYMBOL_MAX bytes, spaces or control characters), QF_ENOMEM. May be called from
- * any callback. */
+ * (>= 0; indexes count quote requests only) or QF_EINVAL for a symbol that cannot be sent:
+ * empty, longer than QF_SYMBOL_MAX bytes, holding spaces or control characters, or made only
+ * of dots ("." and ".." are path segments: a server resolves /chart/.. to the path above it,
+ * and percent-encoding them as %2E does not help, since RFC 3986 lets servers decode an
+ * unreserved character before resolving). QF_ENOMEM. May be called from any callback. */
 int qf_client_add(qf_client *c, const char *symbol);
 
 /* The epoll fd: readable when the client has I/O or a deadline to handle. */
@@ -167,6 +211,7 @@ struct qf_response {
     size_t body_len;                 /* bytes of body received in all */
     int attempts, reused;
     double connect_ms, tls_ms, first_byte_ms, total_ms;
+    double dns_ms;                   /* as in struct qf_result */
 };
 
 typedef void qf_response_fn(const struct qf_response *r);
@@ -198,8 +243,8 @@ struct qf_request {
 };
 
 /* Queues a request. Returns its id (>= 0), QF_EINVAL (bad URL, method or header line),
- * QF_ENOMEM. The first request to a new host resolves its name, blocking (use
- * qf_options.resolve to avoid that). May be called from any callback. Bodies are buffered up to
+ * QF_ENOMEM. The first request to a new host starts its name lookup, which runs inside the
+ * client's loop and never blocks a step. May be called from any callback. Bodies are buffered up to
  * 8 MiB (QF_EBODY past it) unless streamed. */
 int qf_client_request(qf_client *c, const struct qf_request *rq);
 
@@ -208,8 +253,28 @@ int qf_client_request(qf_client *c, const struct qf_request *rq);
 int qf_client_cancel(qf_client *c, int id);
 
 /* Percent-encodes a symbol for a URL path: unreserved characters (A-Z a-z 0-9 - . _ ~) stay,
- * everything else becomes %XX. Returns the length written (NUL excluded) or QF_ENOSPC. */
+ * everything else becomes %XX. Returns the length written (NUL excluded), QF_EINVAL for a
+ * symbol made only of dots (see qf_client_add()) or QF_ENOSPC. */
 int qf_symbol_encode(const char *symbol, char *out, size_t cap);
+
+/* ---- Clean text ------------------------------------------------------------------------ */
+
+/* Decodes the UTF-8 sequence at s[0..len) (len >= 1) into *cp and returns its length (1-4).
+ * A malformed sequence (stray continuation byte, overlong form, surrogate, value past
+ * U+10FFFF, sequence cut short) gives U+FFFD and the length of its longest well-formed
+ * prefix, at least 1: Unicode's "maximal subpart" rule, as browsers decode. */
+size_t qf_text_next(const char *s, size_t len, uint32_t *cp);
+
+/* Non-zero for the code points clean text never holds: C0 controls (U+0000-U+001F), DEL and
+ * the C1 controls (U+007F-U+009F), the bidirectional-text controls (U+061C, U+200E, U+200F,
+ * U+202A-U+202E, U+2066-U+2069) and the line and paragraph separators (U+2028, U+2029). */
+int qf_text_unsafe(uint32_t cp);
+
+/* Copies s[0..len) into out as clean text: each malformed sequence becomes U+FFFD, a C0
+ * control or DEL a space, any other unsafe code point U+FFFD. Stops before the first code
+ * point that does not fit, so out always ends with a whole character and a NUL (cap >= 1;
+ * 3 * len + 1 always suffices). Returns the length written, NUL excluded. */
+size_t qf_text_clean(const char *s, size_t len, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

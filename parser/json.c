@@ -19,6 +19,7 @@
 #endif
 
 #include "parser/price.h"
+#include "parser/text.h"
 #include "qfetch.h"
 
 #define NOT_FOUND (-1)
@@ -426,30 +427,6 @@ static long decode_u(const char *s, size_t len, size_t *used)
     return 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 }
 
-static size_t utf8_put(long cp, char *u)
-{
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        u[0] = (char)(0xc0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        u[0] = (char)(0xe0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    u[0] = (char)(0xf0 | (cp >> 18));
-    u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    u[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 static long decode_escape(const char *s, size_t len, size_t *used)
 {
     *used = 1;
@@ -471,45 +448,27 @@ static long decode_escape(const char *s, size_t len, size_t *used)
     }
 }
 
-/* Length of s[0..n) without a trailing UTF-8 sequence that was cut short. */
-static size_t utf8_trim(const char *s, size_t n)
-{
-    size_t i = n, cont = 0, need;
-    unsigned char lead;
-
-    while (i > 0 && cont < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
-        i--, cont++;
-    if (i == 0)
-        return n;
-    lead = (unsigned char)s[i - 1];
-    if (lead < 0xc0)
-        return n;
-    need = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : 1;
-    return cont < need ? i - 1 : n;
-}
-
-/* Decodes JSON string token i into out (NUL-terminated, cap >= 1). Control characters,
- * raw or escaped, become spaces so the text is safe on one terminal line. Returns 1 when
- * everything fit, 0 when truncated (at a code point boundary). */
+/* Decodes JSON string token i into out (NUL-terminated, cap >= 1) as clean text
+ * (parser/text.c): malformed UTF-8 becomes U+FFFD, control characters raw or escaped become
+ * spaces (C0, DEL) or U+FFFD (C1, bidi controls), so the text is safe on one terminal line.
+ * Returns 1 when everything fit, 0 when truncated (at a code point boundary). */
 static int decode_string(const struct doc *d, int i, char *out, size_t cap)
 {
     const char *s = d->js + d->t[i].start;
     size_t len = (size_t)(d->t[i].end - d->t[i].start), k = 0, n = 0, used, m;
     char u[4];
-    long cp;
+    uint32_t cp;
 
     while (k < len) {
         if (s[k] == '\\') {
-            cp = decode_escape(s + k + 1, len - k - 1, &used);
+            cp = (uint32_t)decode_escape(s + k + 1, len - k - 1, &used);
             k += 1 + used;
-            m = utf8_put(cp < 0x20 || cp == 0x7f ? ' ' : cp, u);
         } else {
-            unsigned char c = (unsigned char)s[k++];
-            u[0] = (char)(c < 0x20 || c == 0x7f ? ' ' : c);
-            m = 1;
+            k += qf_text_next(s + k, len - k, &cp);
         }
+        m = qf_text_put(qf_text_safe_cp(cp), u);
         if (m > cap - 1 - n) {
-            out[utf8_trim(out, n)] = '\0';
+            out[n] = '\0';
             return 0;
         }
         memcpy(out + n, u, m);

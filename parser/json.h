@@ -19,11 +19,13 @@
 #include <jsmn.h>
 #undef JSMN_HEADER
 
+/* The strings are decoded and clean (qf_text_clean() in include/qfetch.h): valid UTF-8 without
+ * control or bidi characters, whatever the body held. */
 struct qf_quote {
     double price;       /* valid when qf_json_extract() returned 0 */
     char currency[16];  /* meta.currency, "" when absent or not a short string */
     char err_code[64];  /* chart.error.code (or finance.error.code), "" when absent */
-    char err_desc[160]; /* chart.error.description, "" when absent; JSON escapes decoded */
+    char err_desc[160]; /* chart.error.description, "" when absent */
 };
 
 /* Validates body[0..len) and extracts the quote into q (always cleared first).

@@ -6,7 +6,8 @@ Serves GET /v8/finance/chart/{SYM} with Yahoo-shaped bodies and misbehaves on de
 ssl.MemoryBIO so handshake outcomes, resumption and bytes after a failed handshake are visible.
 
     server.py --cert server.pem --key server.key [--plain] [--port 0] [--demo]
-              [--close-after K] [--idle-close-ms MS [--lazy-idle-close]] [--stats-file F]
+              [--close-after K] [--silent-close-after K] [--idle-close-ms MS [--lazy-idle-close]]
+              [--stats-file F]
               [--fixtures DIR] [--watch-stdin] [--tls-max VER] [--rcvbuf BYTES]
               [--wait-usr1]
 
@@ -19,7 +20,7 @@ not reading. Compression: a request whose Accept-Encoding takes gzip (else defla
 ordinary responses coded that way, as Yahoo's are; GZIP_, XGZIP_, DEFLATE_, RAWDEFLATE_,
 GZIPDRIP_, GZIPCHUNKED_ send a coded body whatever was asked, BADGZIP_, TRUNCGZIP_, BOMB_,
 GZIPHUGE_ and BROTLI_ a broken, cut, explosive, oversized or unsupported one. Fault injection for
-tests/reliability.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
+tests/faults_and_limits.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
 SLOWLORIS_, EARLY_, EARLYCLOSE_, EARLYRST_, EXTRAREC_ (their handlers say what they send); what
 they did shows in /_stats as `special_events`.
 `price_for(sym)` is importable: the price every ordinary ticker gets.
@@ -260,9 +261,11 @@ class Stats:
         self.intervals = {}       # conn id -> [open_t, close_t or None]
         self.bytes_sent = 0
         self.idle_closes = 0
+        self.pipelined = 0
         self.lazy_idle_closes = 0
         self.status_counts = {}
         self.tls_versions = {}    # negotiated version -> handshakes
+        self.sni = {}             # server name sent in the ClientHello ("" for none) -> handshakes
         self.targets = {}         # symbol -> raw request targets (last 5)
         self.headers = {}         # symbol -> last request's headers (lower-case names)
         self.failure_reasons = []
@@ -301,12 +304,14 @@ class Stats:
             "open_connections": sum(1 for a, b in self.intervals.values() if b is None),
             "bytes_sent": self.bytes_sent,
             "idle_closes": self.idle_closes,
+            "pipelined": self.pipelined,
             "lazy_idle_closes": self.lazy_idle_closes,
             "status_counts": self.status_counts,
             "targets_per_symbol": self.targets,
             "headers_per_symbol": self.headers,
             "handshake_failure_reasons": self.failure_reasons[-20:],
             "tls_versions": self.tls_versions,
+            "sni_names": self.sni,
             "special_events": self.events,
         }
 
@@ -972,6 +977,26 @@ async def h_bad_coded(c, sym):
         return await _send_coded(c, "gzip", huge_body(sym), chunks=[65536])
     return await _send_coded(c, "br", body, "br")
 
+# HOSTILE_<KIND>_...: text a hostile server sends, spliced raw into the JSON (integration.py
+# hostile_text_*): C1 controls, bidi controls, invalid UTF-8, CSV formulas.
+HOSTILE_CURRENCY = {
+    "CSI": b"\xc2\x9b2J\xe2\x80\xae",       # C1 CSI (erases a screen), RIGHT-TO-LEFT OVERRIDE
+    "ESC": b"\\u009b2J\\u202e",           # the same as JSON escapes
+    "BAD": b"U\xffS\xc3D",                # a stray byte and a cut sequence
+    "EQ": b"=1+2", "AT": b"@SUM(1)", "PLUS": b"+1", "MINUS": b"-1+2",
+}
+HOSTILE_DESC = (b"\\u001b[2J\xc2\x9b2J \xe2\x80\xae\xe2\x81\xa6evil\xff\xc3 \\u2066x\\u2069 "
+                b"\xc2\x85=cmd\\u2028")
+
+
+async def h_hostile(c, sym):
+    kind = sym.split("_")[1]
+    if kind == "ERR":
+        return await c.respond(404, b'{"chart":{"result":null,"error":{"code":"Not Found",'
+                                    b'"description":"' + HOSTILE_DESC + b'"}}}')
+    body = chart_body(sym, repr(price_for(sym)), currency="@@CUR@@")
+    return await c.respond(200, body.replace(b"@@CUR@@", HOSTILE_CURRENCY[kind]))
+
 
 async def h_demo(c, sym):
     price, itype, exch, full, long_name, short_name = DEMO[sym]
@@ -987,12 +1012,12 @@ SPECIALS = [
     ("TRUNCJSON_", h_truncjson), ("NULLPRICE_", h_nullprice), ("NOPRICE_", h_noprice),
     ("STRPRICE_", h_strprice), ("DECOY_", h_decoy), ("TRUNC_", h_trunc), ("HANG_", h_hang),
     ("SILENT_", h_silent), ("RST_", h_rst), ("EXTRA_", h_extra), ("BIG_", h_big),
-    ("SLOW_", h_slow), ("FIX_", h_fixture),
-    # fault injection (tests/reliability.py)
+    ("SLOW_", h_slow), ("FIX_", h_fixture), ("HOSTILE_", h_hostile),
+    # fault injection (tests/faults_and_limits.py)
     ("RSTHDR_", h_rst_headers), ("ALERT_", h_alert), ("ALERTRAW_", h_alert),
     ("ALERTCN_", h_alert), ("SLOWLORIS_", h_slowloris), ("EARLY_", h_early),
     ("EARLYCLOSE_", h_early), ("EARLYRST_", h_early), ("EXTRAREC_", h_extra_record),
-    # compression (tests/integration.py)
+    # compression (tests/cli_fetch.py)
     ("GZIP_", h_coded), ("GZIPCHUNKED_", h_coded), ("GZIPDRIP_", h_gzip_drip),
     ("XGZIP_", h_coded), ("DEFLATE_", h_coded), ("RAWDEFLATE_", h_coded),
     ("BADGZIP_", h_bad_coded), ("TRUNCGZIP_", h_bad_coded), ("BOMB_", h_bad_coded),
@@ -1022,10 +1047,15 @@ class Server:
                 self.limit_tls(args.tls_max)
             if args.tickets is not None:
                 self.ctx.num_tickets = args.tickets
+            self.ctx.sni_callback = self.on_sni
         self.hits = {}  # symbol -> requests seen, for first-time behaviours (never reset)
         self.tasks = set()
         self.fixtures = {}
         self.fixdir = args.fixtures
+
+    @staticmethod
+    def on_sni(sslobj, name, ctx):
+        STATS.sni[name or ""] = STATS.sni.get(name or "", 0) + 1
 
     def limit_tls(self, ver):
         """Offer nothing newer than ver; below 1.2, also the old versions OpenSSL 3 disables at
@@ -1127,6 +1157,8 @@ class Server:
     async def read_request(self, c, idle_timeout):
         """(method, target, version, headers), or None at EOF or after an idle close."""
         deadline = None
+        if c.buf and c.nreq > 0 and not c.control:
+            STATS.pipelined += 1  # sent before the answer to the one before it
         while True:
             end = c.buf.find(b"\r\n\r\n")
             if end >= 0:
@@ -1215,6 +1247,9 @@ class Server:
                              not c.control))
             keep = await self.dispatch(c, method, target, path, headers)
             last_done = time.monotonic()
+            if (args.silent_close_after and not c.control and
+                    c.nreq % args.silent_close_after == 0):
+                keep = False  # as Apache does at its limit: FIN right behind the response
             if not keep or c.must_close:
                 await c.close()
                 return
@@ -1325,6 +1360,9 @@ def main(argv=None):
     ap.add_argument("--demo", action="store_true", help="fixed data for the seed's tickers")
     ap.add_argument("--close-after", type=int, default=0, metavar="K",
                     help="Connection: close on every K-th request of a connection")
+    ap.add_argument("--silent-close-after", type=int, default=0, metavar="K",
+                    help="close after every K-th response of a connection without announcing "
+                         "it: the FIN follows the response at once")
     ap.add_argument("--idle-close-ms", type=int, default=0, metavar="MS",
                     help="close kept-alive connections idle this long, without a response")
     ap.add_argument("--lazy-idle-close", action="store_true",

@@ -422,6 +422,11 @@ static void test_symbol_checks(void **state)
     assert_int_equal(qf_client_add(c, "A\x7f"), QF_EINVAL);
     assert_int_equal(qf_client_add(c, "AAPL"), 0);
     assert_int_equal(qf_client_add(c, "\xc3\xa9"), 1); /* non-ASCII is percent-encoded */
+    /* Dot-segments would leave the chart path; dots among other characters are fine. */
+    assert_int_equal(qf_client_add(c, "."), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, ".."), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, "..."), QF_EINVAL);
+    assert_int_equal(qf_client_add(c, ".A."), 2);
     qf_client_free(c);
 }
 
@@ -441,6 +446,9 @@ static void test_symbol_encode(void **state)
     assert_string_equal(out, "a%2Fb%3Fc%23d%25e");
     assert_int_equal(qf_symbol_encode("^^^", out, 9), QF_ENOSPC);
     assert_int_equal(qf_symbol_encode("^^^", out, 10), 9);
+    assert_int_equal(qf_symbol_encode("..", out, sizeof(out)), QF_EINVAL);
+    assert_int_equal(qf_symbol_encode(".", out, sizeof(out)), QF_EINVAL);
+    assert_int_equal(qf_symbol_encode("..A", out, sizeof(out)), 3);
 }
 
 static void test_url_parse(void **state)
@@ -465,9 +473,14 @@ static void test_url_parse(void **state)
     assert_int_equal(qf_url_parse(&u, "https://h?s={}", err, sizeof(err)), 0);
     assert_string_equal(u.prefix, "/?s=");
     qf_url_free(&u);
+    /* An absolute name keeps its dot here: DNS and Host use it, TLS drops it (tls_name). */
+    assert_int_equal(qf_url_parse(&u, "https://h.example.:8443/{}", err, sizeof(err)), 0);
+    assert_string_equal(u.host, "h.example.");
+    qf_url_free(&u);
     const char *bad[] = {"https://{}/x", "https://h/{}/{}", "https://h/x", "https://h:0/{}",
                          "https://h:99999/{}", "https://h:x/{}", "https://h:+80/{}", "https:///{}", "https://u@h/{}",
-                         "https://h/a b/{}", "https://h/#{}"};
+                         "https://h/a b/{}", "https://h/#{}", "https://b\xc3\xb6rse.de/{}",
+                         "https://h..com/{}", "https://.h/{}", "https://h../{}", "https://./{}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(qf_url_parse(&u, bad[i], err, sizeof(err)), QF_EINVAL);
 }

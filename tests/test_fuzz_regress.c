@@ -327,6 +327,14 @@ static void test_oracle(void **state)
     v = qf_oracle_json_index(js, v, 1);
     assert_memory_equal(js + v.at, "8", 1);
     assert_int_equal(qf_oracle_json_get(js, root, "missing").type, QF_ORACLE_NONE);
+
+    /* Malformed runs and clean text, as qf_text_next() and qf_text_clean() define them. */
+    char t[64];
+    assert_int_equal(qf_oracle_text("a\xe2\x82" "b\xc0\xaf\xf0\x9f\x98", 9, t, 0), 14);
+    assert_string_equal(t, "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    assert_int_equal(qf_oracle_text("\t\xc2\x9b\xe2\x80\xae\xc3\xa9", 8, t, 1), 9);
+    assert_string_equal(t, " \xef\xbf\xbd\xef\xbf\xbd\xc3\xa9");
+    assert_int_equal(qf_oracle_text("\t\xc2\x9b", 3, t, 0), 3);
 }
 
 /* ---- Bug: output into no room computed NULL + 0 (fuzz_response: the check's own copy of

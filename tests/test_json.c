@@ -278,6 +278,43 @@ static void test_escapes(void **state)
     run_cases(cases, NCASES(cases));
 }
 
+/* Server text comes out clean (parser/text.c): malformed UTF-8, C1 controls and bidi
+ * controls, raw or escaped, become U+FFFD; C0 controls and DEL a space. */
+#define FFFD "\xef\xbf\xbd"
+static void test_hostile_strings(void **state)
+{
+    static const struct json_case cases[] = {
+        {"currency raw C1 CSI", CHART(META("\"currency\":\"\xc2\x9b" "2J\"," PRICE)), 0,
+         "189.84", FFFD "2J", "", ""},
+        {"currency escaped C1 CSI", CHART(META("\"currency\":\"\\u009b2J\"," PRICE)), 0,
+         "189.84", FFFD "2J", "", ""},
+        {"currency raw bidi override",
+         CHART(META("\"currency\":\"DSU\xe2\x80\xae\"," PRICE)), 0, "189.84", "DSU" FFFD, "",
+         ""},
+        {"currency escaped isolates",
+         CHART(META("\"currency\":\"\\u2066U\\u2069\"," PRICE)), 0, "189.84",
+         FFFD "U" FFFD, "", ""},
+        {"currency invalid utf-8", CHART(META("\"currency\":\"U\xffS\xc3" "D\"," PRICE)), 0,
+         "189.84", "U" FFFD "S" FFFD "D", "", ""},
+        {"currency overlong and surrogate bytes",
+         CHART(META("\"currency\":\"\xc0\xaf\xed\xa0\x80\"," PRICE)), 0, "189.84",
+         FFFD FFFD FFFD FFFD FFFD, "", ""},
+        {"currency cut utf-8 sequence", CHART(META("\"currency\":\"\xe2\x82" "A\"," PRICE)), 0,
+         "189.84", FFFD "A", "", ""},
+        {"currency growing past 15 bytes is dropped",
+         CHART(META("\"currency\":\"\xff\xff\xff\xff\xff\xff\"," PRICE)), 0, "189.84", "",
+         "", ""},
+        {"description hostile",
+         "{\"chart\":{\"error\":{\"code\":\"E\\u202e\\u0085\",\"description\":"
+         "\"\\u001b[2J\xc2\x9b" "2J \xe2\x80\xae\xe2\x81\xa6" "evil\xff\xc3 \\u2066x\\u2069 =cmd"
+         "\xe2\x80\xa8\"}}}",
+         QF_ENOPRICE, NULL, "", "E" FFFD FFFD,
+         " [2J" FFFD "2J " FFFD FFFD "evil" FFFD FFFD " " FFFD "x" FFFD " =cmd" FFFD},
+    };
+    (void)state;
+    run_cases(cases, NCASES(cases));
+}
+
 /* Long descriptions are cut to 159 bytes, never inside a UTF-8 sequence. */
 static void test_truncate_utf8(void **state)
 {
@@ -796,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_decoys),
         cmocka_unit_test(test_no_price),
         cmocka_unit_test(test_escapes),
+        cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_truncate_utf8),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_every_prefix),

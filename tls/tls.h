@@ -16,19 +16,34 @@ struct ssl_session_st;
 
 struct qf_tls_ctx {
     struct ssl_ctx_st *ctx;
+    /* Names what verifies peers here: a digest of the CA file's bytes as loaded, or of the
+     * system store's location and identity. Sessions are bound to it (qf_tls_open). */
+    unsigned char trust[32];
 };
 
-#define QF_TLS_CACHE_MAX 16
+/* Sessions kept per host: enough for a -c 128 batch against a server that closes every
+ * connection after one answer, each connection resuming on a ticket of the ones before. */
+#define QF_TLS_CACHE_MAX 256
 
-/* One per host: the newest sessions the server sent, for the next connections. TLS 1.3
- * tickets are used once each (RFC 8446 C.4); a TLS 1.2 session is shared. */
+/* One per host and context: the newest sessions the server sent, for the next connections.
+ * TLS 1.3 tickets are used once each (RFC 8446 C.4); a TLS 1.2 session is shared.
+ * A session carries its binding (OpenSSL's session id context): a digest of the context's
+ * trust and the verified host name. Imported sessions wait in pend until a connection of this
+ * context checks them: those bound like it move to sess, others stay unused in pend (and are
+ * exported again, for the runs they were made for). */
 struct qf_tls_cache {
     struct ssl_session_st *sess[QF_TLS_CACHE_MAX];
     int n;
+    struct ssl_session_st *pend[QF_TLS_CACHE_MAX];
+    int npend;
+    unsigned char bind[32]; /* this cache's binding, once bound */
+    int bound;
 };
 
 struct qf_tls {
     struct ssl_st *ssl;
+    struct qf_tls_cache *cache; /* where its server's session tickets go, or NULL */
+    unsigned tickets;           /* tickets (TLS 1.3 NewSessionTicket) received on it */
     int dead; /* a fatal error happened: no close_notify may be sent */
 };
 
@@ -44,7 +59,9 @@ void qf_tls_ctx_free(struct qf_tls_ctx *t);
 void qf_tls_cache_free(struct qf_tls_cache *cache);
 
 /* Starts a client session on fd, verifying host (a DNS name or an IP literal) and sending SNI
- * for names. cache may be NULL. Returns 0 or QF_ENOMEM. */
+ * for names; one trailing dot (an absolute name) is dropped for both, as RFC 6066 wants for
+ * SNI and certificates never hold it. cache may be NULL; it serves one host name under one
+ * context. Returns 0 or QF_ENOMEM. */
 int qf_tls_open(struct qf_tls *s, struct qf_tls_ctx *t, int fd, const char *host,
                 struct qf_tls_cache *cache);
 
@@ -60,6 +77,9 @@ ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t e
 ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, size_t errlen);
 
 int qf_tls_resumed(const struct qf_tls *s);
+/* Session tickets this connection has received so far (the server sends them after the
+ * handshake; with early data, about a round trip after the first answer). */
+unsigned qf_tls_tickets(const struct qf_tls *s);
 
 /* After the handshake: the protocol ("TLSv1.3") and the cipher suite's RFC name
  * ("TLS_AES_128_GCM_SHA256"). Static strings. */
@@ -77,10 +97,12 @@ ssize_t qf_tls_write_early(struct qf_tls *s, const void *buf, size_t len, char *
                            size_t errlen);
 int qf_tls_early_accepted(const struct qf_tls *s);
 
-/* Persisting a cache across processes. Export writes session i as base64 DER text
- * (NUL-terminated) and its expiry in Unix seconds; returns the length, 0 when there is no
- * such session or it has expired, QF_ENOSPC. Import adds an unexpired session whose
- * verified peer certificate names host; returns 0 or QF_EINVAL. */
+/* Persisting a cache across processes. Export writes session i (0 <= i < n + npend) as
+ * base64 DER text (NUL-terminated; the binding travels inside) and its expiry in Unix
+ * seconds; returns the length, 0 when there is no such session or it has expired,
+ * QF_ENOSPC. Import adds to pend an unexpired session that carries a binding and whose
+ * verified peer certificate names host; returns 0 or QF_EINVAL. Only a connection under the
+ * same trust, to the same host name, ever resumes it. */
 int qf_tls_cache_export(const struct qf_tls_cache *cache, int i, char *out, size_t cap,
                         long long *expires);
 int qf_tls_cache_import(struct qf_tls_cache *cache, const char *b64, const char *host);

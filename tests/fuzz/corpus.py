@@ -197,6 +197,18 @@ def response_seeds():
     s["head-then-bytes"] = response_input(
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc", (9,), HEAD)
     s["top-level-number"] = response_input(close_delimited(200, "OK", b"12.5"), (), EOF_BIT)
+    # Server text that must come out clean: C1 CSI, bidi override and isolates, ESC, invalid
+    # UTF-8 (stray byte, cut sequence, overlong, surrogate), raw and escaped.
+    s["hostile-currency"] = response_input(content_length(200, "OK", raw_price_body(
+        "1.5", '"\xc2\x9b2J\xe2\x80\xae\xff"'), ok), (5,))
+    s["hostile-description"] = response_input(content_length(
+        404, "Not Found", b'{"chart":{"result":null,"error":{"code":"E\\u202e\xc0\xaf",'
+        b'"description":"\\u001b[2J\xc2\x9b2J \xe2\x80\xae\xe2\x81\xa6evil\xff\xc3 '
+        b'\\u2066x\\u2069 \xed\xa0\x80\xe2\x82A =cmd"}}}', ok), (7,))
+    # Malformed bytes become 3-byte U+FFFDs: the clean text outgrows the raw string.
+    s["hostile-growth"] = response_input(content_length(
+        404, "Not Found", b'{"chart":{"error":{"code":"\xff\xfe\xc2\x85",'
+        b'"description":"' + b"\xff\xc3\xa9\x80" * 30 + b'"}}}', ok), (3,))
     gz = [("Content-Encoding", "gzip")]
     s["gzip-cl"] = response_input(content_length(200, "OK", coded("gzip", small), ok + gz),
                                   (7, 3), INFLATE)
@@ -263,6 +275,9 @@ def args_seeds():
                               "H" * 65])
     s["csv-quotes"] = args_input(["-f", "csv", "-t", "A,B", '"Q"', "x\r\ny"])
     s["unicode"] = args_input(["-f", "table", "-t", "Ä", "日本", "\u00e9t\u00e9", b"\xff\xfe"])
+    s["hostile-text"] = args_input(["-f", "csv", "-t", "-"],
+                                   "=1+2 -X @A +B \xc2\x9b2J A\u202eB \u2066C . .. .X.".encode()
+                                   + b" \xe2\x82 \xff")
     s["help"] = args_input(["-h"])
     s["bad-int"] = args_input(["-c", "abc", "-t", "X"])
     s["bad-seconds"] = args_input(["--timeout", "-1", "-t", "X"])

@@ -337,8 +337,65 @@ static unsigned long hex4_at(const char *s)
     return v;
 }
 
+/* How many bytes at s[0..len) one U+FFFD replaces when no well-formed sequence starts there:
+ * the longest prefix that some continuation would make well-formed, at least 1. A prefix is
+ * tried by completing it with 0x80 bytes, which every position after the second accepts. */
+static size_t bad_run(const unsigned char *s, size_t len)
+{
+    for (size_t k = len < 3 ? len : 3; k >= 2; k--) {
+        unsigned char t[4] = {0x80, 0x80, 0x80, 0x80};
+        memcpy(t, s, k);
+        size_t n = utf8_seq(t, 4);
+        if (n > k)
+            return k;
+    }
+    return 1;
+}
+
+/* What clean text replaces (include/qfetch.h's list, written out again). */
+static unsigned long cleaned(unsigned long cp)
+{
+    if (cp <= 0x1f || cp == 0x7f)
+        return ' ';
+    if ((cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+        (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+        return 0xfffd;
+    return cp;
+}
+
+/* The code point of the well-formed n-byte sequence at s. */
+static unsigned long seq_value(const unsigned char *s, size_t n)
+{
+    static const unsigned char lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+    unsigned long cp = s[0] & lead_mask[n];
+    for (size_t k = 1; k < n; k++)
+        cp = cp << 6 | (s[k] & 0x3f);
+    return cp;
+}
+
+size_t qf_oracle_text(const char *s, size_t len, char *out, int clean)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n = 0, k;
+    unsigned long cp;
+
+    while (i < len) {
+        k = utf8_seq(p + i, len - i);
+        if (k == 0) {
+            cp = 0xfffd;
+            k = bad_run(p + i, len - i);
+        } else {
+            cp = seq_value(p + i, k);
+        }
+        i += k;
+        n += put_utf8(clean ? cleaned(cp) : cp, out + n);
+    }
+    out[n] = '\0';
+    return n;
+}
+
 size_t qf_oracle_json_string(const char *s, struct qf_oracle_val v, char *out, size_t cap,
-                             int ctl_to_space)
+                             int clean)
 {
     size_t i = v.at + 1, end = v.at + v.len - 1, n = 0, m;
     char u[4];
@@ -346,11 +403,15 @@ size_t qf_oracle_json_string(const char *s, struct qf_oracle_val v, char *out, s
     while (i < end) {
         unsigned long cp;
         if (s[i] != '\\') {
-            cp = (unsigned char)s[i++];
-            if (ctl_to_space && (cp < 0x20 || cp == 0x7f))
-                cp = ' ';
-            u[0] = (char)cp;
-            m = 1;
+            m = utf8_seq((const unsigned char *)s + i, end - i);
+            if (m == 0) {
+                cp = 0xfffd;
+                i += bad_run((const unsigned char *)s + i, end - i);
+            } else {
+                cp = seq_value((const unsigned char *)s + i, m);
+                i += m;
+            }
+            m = put_utf8(clean ? cleaned(cp) : cp, u);
         } else {
             char e = s[i + 1];
             i += 2;
@@ -388,9 +449,7 @@ size_t qf_oracle_json_string(const char *s, struct qf_oracle_val v, char *out, s
                 cp = (unsigned char)e;
                 break;
             }
-            if (ctl_to_space && (cp < 0x20 || cp == 0x7f))
-                cp = ' ';
-            m = put_utf8(cp, u);
+            m = put_utf8(clean ? cleaned(cp) : cp, u);
         }
         for (size_t k = 0; k < m; k++, n++)
             if (n + 1 < cap)

@@ -44,9 +44,17 @@ size_t qf_oracle_json_count(const char *s, struct qf_oracle_val v);
 
 /* Decodes string value v into out (at most cap - 1 bytes and a NUL; cap >= 1) and returns the
  * full decoded length, which may exceed what fit. \uXXXX pairs become UTF-8; a lone surrogate
- * becomes U+FFFD. With ctl_to_space, code points below 0x20 and 0x7f become ' '. */
+ * and each malformed raw UTF-8 run (see qf_oracle_text) become U+FFFD. With clean, the text is
+ * cleaned as qf_oracle_text() does. */
 size_t qf_oracle_json_string(const char *s, struct qf_oracle_val v, char *out, size_t cap,
-                             int ctl_to_space);
+                             int clean);
+
+/* s[0..len) with every malformed UTF-8 run replaced by U+FFFD (a run: the longest prefix some
+ * continuation would make well-formed, at least one byte), into out (3 * len + 1 bytes).
+ * With clean, also what include/qfetch.h's clean text replaces: code points below 0x20 and
+ * 0x7f become ' ', C1 controls, bidi controls and U+2028/U+2029 become U+FFFD. Returns the
+ * length written. */
+size_t qf_oracle_text(const char *s, size_t len, char *out, int clean);
 
 /* 1 when s[0..len) is well-formed UTF-8, else 0. */
 int qf_oracle_utf8_valid(const char *s, size_t len);

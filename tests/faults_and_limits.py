@@ -1,15 +1,15 @@
 #!/usr/bin/python3
 """qfetch reliability suite (issue 3): fault injection, TLS refusals, bad user input, load.
 
-    reliability.py --build DIR [--certs CERTDIR] [--load] [--filter SUBSTR] [--list]
+    faults_and_limits.py --build DIR [--certs CERTDIR] [--load] [--filter SUBSTR] [--list]
 
 Runs DIR/qfetch against tests/server.py (its fault-injecting specials), raw sockets and nginx.
 Every test runs qfetch in a subprocess with a hard timeout, asserts real outcomes (the prices of
 the untouched tickers, the named error of the broken ones, the run time, the server's counters)
-and prints `ok <name>` or `FAIL <name>: <why>`; the last line is `N passed, M failed`.
+and prints `ok <name>` or `FAIL <name>: <why>`; the last line is `N passed, M failed, K skipped`.
 --load adds the slow tests: 100,000 tickers through nginx, peak RSS at 1k/10k/100k tickers,
 valgrind on 1,000 tickers (run.py passes it for the non-sanitizer build only).
-The helpers (TestServer, qf, expect_ok, expect_err, uniq, usage_case...) are integration.py's.
+The helpers (TestServer, qf, expect_ok, expect_err, uniq, usage_case...) are cli_fetch.py's.
 Servers listen on 127.0.0.1 only and are stopped at exit, also when a test fails.
 """
 import argparse
@@ -29,8 +29,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import integration as I  # noqa: E402
-from integration import Fail, check, note, uniq, cert, expect_rc, expect_ok, expect_err  # noqa
+import cli_fetch as I  # noqa: E402
+from cli_fetch import Fail, check, note, uniq, cert, expect_rc, expect_ok, expect_err  # noqa
 from server import chart_body, price_for, record_types  # noqa: E402
 
 PY = I.PY
@@ -173,7 +173,7 @@ class Pending:
 
 
 def qf(tickers, *opts, stats=False, **kw):
-    """integration.py's qf() without --stats unless asked: a test that does not check the
+    """cli_fetch.py's qf() without --stats unless asked: a test that does not check the
     counters does not fail with the statistics printer (stats_with_nothing_connected does)."""
     return I.qf(tickers, *opts, stats=stats, **kw)
 
@@ -489,7 +489,7 @@ def slowloris_ended_by_timeout():
 def extra_bytes_in_separate_record():
     """A stray second response right after the real one, as its own TLS record (EXTRAREC_);
     -c 1, so the next ticker would read it (price 0.01) if the connection were reused.
-    (integration.py special_extra_bytes covers the stray bytes inside the same record.)"""
+    (cli_fetch.py special_extra_bytes covers the stray bytes inside the same record.)"""
     s = "EXTRAREC_" + uniq()
     normals = [uniq() for _ in range(3)]
     tickers = [normals[0], s, normals[1], normals[2]]
@@ -629,7 +629,7 @@ def tls_server_max_1_2_accepted():
 @test
 def tls_chain_missing_intermediate():
     """Leaf signed by an intermediate, served without it: refused, no request sent.
-    (integration.py tls_refusal's checks, without --stats.)"""
+    (cli_fetch.py tls_refusal's checks, without --stats.)"""
     tickers = [uniq() for _ in range(3)]
     with I.fresh_server(certname="chainleaf") as srv:
         r = qf(tickers, srv=srv, timeout=30)
@@ -658,7 +658,7 @@ def tls_chain_with_intermediate_accepted():
 @test
 def cacert_not_pem_variants():
     """--cacert: DER certificate, PEM without a certificate, empty file, a directory: exit 2.
-    (integration.py usage_cacert_notpem and usage_cacert_unreadable cover text and missing.)"""
+    (cli_fetch.py usage_cacert_notpem and usage_cacert_unreadable cover text and missing.)"""
     d = tempfile.mkdtemp(prefix="qfetch-rel-")
     I.CLEANUP.append(lambda: shutil.rmtree(d, ignore_errors=True))
     empty = os.path.join(d, "empty.pem")
@@ -698,6 +698,7 @@ def session_cache_damaged():
                 b"localhost 99999999 1 QUFB", b"\x00\xff" * 50]) + b"\n",
             "truncated": real[:len(real) * 2 // 3],
             "header-only": real.split(b"\n")[0],
+            "header-cut": real[:10],  # shorter than the header: once compared unfilled bytes
         }
         paths = []
         for name, data in variants.items():
@@ -923,7 +924,7 @@ def base_args():
 @test
 def input_empty_ticker_lists():
     """`-t` alone, `-t` followed by an option, `-t -` with truly empty stdin.
-    (integration.py: usage_no_tickers, usage_empty_stdin with whitespace only.)"""
+    (cli_fetch.py: usage_no_tickers, usage_empty_stdin with whitespace only.)"""
     for args, stdin in ((["-t"], None), (["-t", "--stats"], None), (["-t", "-"], ""),
                         (["-t", "-"], "\n\n")):
         try:
@@ -1067,7 +1068,7 @@ def input_invalid_utf8():
 @test
 def input_bad_templates():
     """Two {}, {} in the host, no scheme, unsupported scheme: exit 2.
-    (integration.py usage_template_without_braces covers a template without {}.)"""
+    (cli_fetch.py usage_template_without_braces covers a template without {}.)"""
     port = I.server().port
     for tmpl in ("https://localhost:%d/v8/finance/chart/{}?again={}" % port,
                  "https://localhost:%d/{}/{}" % port, "https://{}.localhost:%d/x" % port,
@@ -1173,10 +1174,10 @@ def main():
             print(t.__name__)
         return 0
     t_all = time.monotonic()
-    passed, failed = I.run_selected(selected, certs=("ca.pem", "chainleaf.pem", "chainfull.pem",
-                                                     "ca.der", "keyonly.pem"))
+    certs = ("ca.pem", "chainleaf.pem", "chainfull.pem", "ca.der", "keyonly.pem")
+    passed, failed, skipped = I.run_selected(selected, certs=certs)
     print("# reliability suite: %.1fs" % (time.monotonic() - t_all), flush=True)
-    print("%d passed, %d failed" % (passed, failed), flush=True)
+    print(I.summary_line(passed, failed, skipped), flush=True)
     return 1 if failed else 0
 
 

@@ -2,12 +2,12 @@
 """qfetch examples suite: examples/*.c, the static build, the size budget, `make install` and the
 man page, against tests/server.py (and a plain HTTP server in this process) on 127.0.0.1.
 
-    examples.py --build DIR [--certs CERTDIR] [--filter SUBSTR] [--measure]
+    examples_and_install.py --build DIR [--certs CERTDIR] [--filter SUBSTR] [--measure]
 
 Uses DIR/examples/* (built here with `make examples` unless DIR is a sanitizer build, which must
 be built beforehand) and the certificates in DIR/test/certs unless --certs says. Prints `ok name`,
-`skip name: why` (not counted; the static build, size and install need a non-sanitizer build) or
-`FAIL name: why`, and last `N passed, M failed`; exit status 1 if any failed.
+`skip name: why` (the static build, size and install need a non-sanitizer build) or
+`FAIL name: why`, and last `N passed, M failed, K skipped`; exit status 1 if any failed.
 --measure runs no tests: it prints memprobe's figures for 1,000 idle TLS and plain keep-alive
 connections and 100,000 queued requests (what bench/RESULTS.md publishes).
 """
@@ -635,7 +635,7 @@ def main():
         with open(qf, "rb") as f:
             data = f.read()
         CFG.sanitized = b"__asan_init" in data or b"__ubsan_handle" in data
-    passed = failed = 0
+    passed = failed = skipped = 0
     try:
         if not CFG.sanitized:
             make("examples")
@@ -657,6 +657,7 @@ def main():
             passed += 1
         except Skip as e:
             print("skip %s: %s" % (t.__name__, e), flush=True)
+            skipped += 1
         except Fail as e:
             print("FAIL %s: %s" % (t.__name__, e), flush=True)
             failed += 1
@@ -664,7 +665,7 @@ def main():
             print("FAIL %s: %s" % (t.__name__, traceback.format_exc().strip()[-800:]),
                   flush=True)
             failed += 1
-    print("%d passed, %d failed" % (passed, failed), flush=True)
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped), flush=True)
     return 1 if failed else 0
 
 

@@ -3,10 +3,10 @@
 0-RTT early data (accepted and refused), HTTP/1.1 pipelining, corrupt or foreign session cache
 files, --repeat with --stats=json, the progress line on a terminal, TCP Fast Open.
 
-    latency.py --build DIR [--certs DIR] [--filter SUBSTR]
+    sessions_and_pipelining.py --build DIR [--certs DIR] [--filter SUBSTR]
 
-Reuses integration.py's runner and helpers; prints `ok name` / `FAIL name: why` and ends with
-`N passed, M failed`.
+Reuses cli_fetch.py's runner and helpers; prints `ok name` / `FAIL name: why` and ends with
+`N passed, M failed, K skipped`.
 """
 import json
 import os
@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,8 +22,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import integration as it  # noqa: E402
-from integration import Fail, check, cert, uniq, price_for, chart_body, cents  # noqa: E402
+import cli_fetch as it  # noqa: E402
+from cli_fetch import Fail, check, cert, uniq, price_for, chart_body, cents  # noqa: E402
 
 del it.TESTS[:]  # only this file's tests
 test = it.test
@@ -134,6 +135,82 @@ def cache_ignores_other_hosts_sessions():
     r = it.qf([t], *cache_env(path), srv=b)
     it.expect_rc(r, 0)
     check(stats(r)["tls_resumed"] == 0, "b resumed a's session")
+
+
+@test
+def cache_bound_to_trust():
+    """A resumed session skips the certificate check, so a cached one is offered only under
+    the trust that verified it. Run 1 trusts ca.pem and saves sessions; from its file, a run
+    trusting ca2.pem and a run on the system store each make a full handshake and refuse the
+    server's certificate. The sessions stay in the file for the runs they were made for: a
+    ca.pem run after those two resumes, so they were there to be misused."""
+    srv = it.TestServer()
+    path = fresh_cache()
+    it.expect_rc(it.qf([uniq()], *cache_env(path), srv=srv), 0)
+    with open(path, "rb") as f:
+        saved = f.read()
+    for label, cacert in (("--cacert ca2.pem", cert("ca2.pem")), ("the system store", False)):
+        with open(path, "wb") as f:
+            f.write(saved)
+        before = srv.stats()
+        t = uniq()
+        r = it.qf([t], *cache_env(path), srv=srv, cacert=cacert)
+        it.expect_rc(r, 1)
+        it.expect_err(r, t, "certificate", status=0)
+        after = srv.stats()
+        check(after["tls_resumed"] == before["tls_resumed"], "%s resumed a session" % label)
+        check(after["requests_total"] == before["requests_total"],
+              "%s sent a request to an unverified server" % label)
+    t = uniq()
+    r = it.qf([t], *cache_env(path), srv=srv)
+    it.expect_rc(r, 0)
+    it.expect_ok(r, t)
+    check(stats(r)["tls_resumed"] >= 1 and stats(r)["tls_full"] == 0,
+          "ca.pem did not resume run 1's sessions: %s" % stats(r))
+
+
+@test
+def cache_path_never_blocks_or_follows():
+    """A FIFO at the cache path (a run once hung on it forever), a symbolic link, a directory
+    writable by its group or by everyone, one owned by another user: each run completes without
+    the cache (no resumption), says why, and leaves the path as it was."""
+    srv = it.TestServer()
+    good = fresh_cache()
+    it.expect_rc(it.qf([uniq()], *cache_env(good), srv=srv), 0)
+    with open(good, "rb") as f:
+        saved = f.read()
+    d = os.path.dirname(fresh_cache())
+    fifo, link = os.path.join(d, "fifo"), os.path.join(d, "link")
+    os.mkfifo(fifo, 0o600)
+    os.symlink(good, link)
+    cases = [(fifo, "not a regular file"), (link, "symbolic link")]
+    dirs = [(0o777, "writable by others"), (0o770, "writable by others")]
+    if os.geteuid() == 0:
+        dirs.append((0o700, "owned by another user"))
+    for mode, why in dirs:
+        p = fresh_cache()
+        with open(p, "wb") as f:
+            f.write(saved)
+        os.chmod(p, 0o600)
+        os.chmod(os.path.dirname(p), mode)
+        if why.startswith("owned"):
+            os.chown(os.path.dirname(p), 65534, 65534)
+        cases.append((p, why))
+    for path, why in cases:
+        listing = sorted(os.listdir(os.path.dirname(path)))
+        t = uniq()
+        r = it.qf([t], *cache_env(path), srv=srv, timeout=20)
+        it.expect_rc(r, 0)
+        it.expect_ok(r, t)
+        check("warning" in r.err and why in r.err and "continuing without it" in r.err,
+              "%s: no warning naming %r: %r" % (path, why, r.err[-300:]))
+        check(stats(r)["tls_resumed"] == 0, "%s: the cache was used" % path)
+        check(sorted(os.listdir(os.path.dirname(path))) == listing,
+              "%s: its directory changed" % path)
+    check(stat.S_ISFIFO(os.lstat(fifo).st_mode) and stat.S_ISLNK(os.lstat(link).st_mode) and
+          os.readlink(link) == good, "the FIFO or the link was replaced")
+    with open(good, "rb") as f:
+        check(f.read() == saved, "the link's target was written")
 
 
 class EarlyNginx(it.Nginx):
