@@ -546,9 +546,12 @@ static int on_tunnel(struct qf_conn *c)
         c->tunnel_got += take;
         cl->st.bytes_read += take;
     }
-    if (cl->log != NULL)
-        qf_result_log(cl, "conn %u: proxy %s: %.*s", c->slot, name,
-                      (int)strcspn(c->rbuf, "\r\n"), c->rbuf);
+    if (cl->log != NULL) { /* the proxy's status line, cleaned: it may be anything */
+        char line[3 * 120 + 1];
+        size_t n = strcspn(c->rbuf, "\r\n");
+        qf_text_clean(c->rbuf, n < 120 ? n : 120, line, sizeof(line));
+        qf_result_log(cl, "conn %u: proxy %s: %s", c->slot, name, line);
+    }
     if (status < 200 || status > 299)
         return tunnel_refused(c, status);
     c->t_connected = cl->now_us; /* connected to the target, as far as timings tell */
