@@ -11,6 +11,7 @@
 #include "engine/conn.h"
 #include "engine/decode.h"
 #include "engine/sched.h"
+#include "qfetch.h"
 
 static voidpf zlib_alloc(voidpf opaque, uInt items, uInt size)
 {
@@ -58,9 +59,11 @@ void qf_decode_begin(struct qf_conn *c)
     d->active = 1;
     if (coding == QF_CODING_UNKNOWN) {
         size_t n = h->coding_len < sizeof(h->coding) ? h->coding_len : sizeof(h->coding);
+        char name[3 * sizeof(h->coding) + 1]; /* the server's text, made fit to print */
+        qf_text_clean(h->coding, n, name, sizeof(name));
         d->unsupported = 1;
-        snprintf(d->msg, sizeof(d->msg), "unsupported content-encoding \"%.*s%s\"", (int)n,
-                 h->coding, n < h->coding_len ? "..." : "");
+        snprintf(d->msg, sizeof(d->msg), "unsupported content-encoding \"%s%s\"", name,
+                 n < h->coding_len ? "..." : "");
         return;
     }
     /* A streamed body has no cap, as without a coding; the ratio cap still holds. */

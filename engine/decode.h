@@ -24,7 +24,7 @@ struct qf_decode {
     int unsupported;       /* its coding is one we cannot undo: refused if a body byte comes */
     int err;               /* decoding failed: the rest of the body is dropped, then reported */
     size_t raw;            /* coded bytes of the current body */
-    char msg[128];
+    char msg[160];
 };
 
 /* Once per slot, before anything else: zlib allocates through the engine's counted allocator. */
