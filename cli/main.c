@@ -375,7 +375,6 @@ int main(int argc, char **argv)
         draw_progress(&run, 1);
     if (c != NULL && rc == 0 && a.stats)
         print_stats(c, &run, a.stats_json);
-    qf_client_free(c);
     for (size_t i = 0; rc == 0 && i < a.ntickers; i++) {
         struct cli_row *row = &run.rows[i];
         if (first[i] != i) {
@@ -393,6 +392,8 @@ int main(int argc, char **argv)
     }
     if (rc == 0)
         cli_out_print(a.format, run.rows, a.ntickers, run.text.b);
+    fflush(stdout);
+    qf_client_free(c); /* after the output: it may wait for session tickets (qfetch.h) */
     free(run.rows);
     free(run.row_of);
     free(run.text.b);

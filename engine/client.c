@@ -513,8 +513,9 @@ int qf_client_step(qf_client *c)
 
 /* With a session cache, a run must leave it no poorer than it found it, or every other run
  * is cold: a connection that resumed (so the server hands out tickets) and has no new ticket
- * yet gets one about a round trip after its first answer when it sent early data. Returns when
- * waiting for those ends: one handshake's round trip past the last answer (at most 1 s), 0 when
+ * yet gets one about a round trip after its first answer when it sent early data (the server
+ * sends it once the client's Finished arrives). qf_client_free() waits for those, until one
+ * handshake's round trip past the last answer (at most 1 s); this returns that time, or 0 when
  * none is due. */
 static int64_t tickets_due_us(const struct qf_client *c)
 {
@@ -543,10 +544,6 @@ int qf_client_run(qf_client *c)
         if (rc < 0)
             return rc;
     }
-    for (int64_t until; (until = tickets_due_us(c)) > qf_now_us();) {
-        if (turn(c, (int)((until - qf_now_us() + 999) / 1000)) < 0)
-            break;
-    }
     return 0;
 }
 
@@ -562,6 +559,12 @@ void qf_client_free(qf_client *c)
 {
     if (c == NULL)
         return;
+    /* After the last answer, so a caller prints its results first. */
+    while (c->ndone == c->nadded && c->epfd >= 0) {
+        int64_t until = tickets_due_us(c), now = qf_now_us();
+        if (until <= now || turn(c, (int)((until - now + 999) / 1000)) < 0)
+            break;
+    }
     qf_resolve_free(c); /* first: its callbacks still see every host */
     for (uint32_t i = 0; c->conns != NULL && i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];

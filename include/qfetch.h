@@ -189,7 +189,10 @@ void qf_client_stats(const qf_client *c, struct qf_stats *st);
 
 /* Frees everything; pending requests are dropped without callbacks. Not from a callback.
  * Requests: qf_client_step()/qf_client_run() deliver results; "requests left" counts both
- * kinds. */
+ * kinds. With a session cache and every request done, it first waits (blocking, at most one
+ * handshake's round trip past the last answer, never over 1 s) for the session tickets still
+ * due to connections that resumed (after early data they follow the answer by a round trip),
+ * then writes the cache: a run leaves it no poorer than it found it. Print results first. */
 void qf_client_free(qf_client *c);
 
 /* ---- General HTTP/1.1 requests (the quote API above is built on these) ---------------- */
