@@ -1456,6 +1456,271 @@ def nginx_404_and_encoding():
     expect_err(r, missing, "HTTP 404", status=404)
 
 
+# ---------------------------------------------------------------- Apache
+
+APACHE_MODULES = "/usr/lib/apache2/modules"
+
+
+def apache_bin():
+    """Debian installs apache2 in /usr/sbin, which a user's PATH may lack."""
+    return shutil.which("apache2", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+class Apache:
+    """Debian's apache2 on 127.0.0.1 with a config of our own (no system service, nothing
+    under /etc or /var): the event MPM and the keep-alive settings of Debian's stock
+    apache2.conf and mpm_event.conf, a plain and a TLS (mod_ssl) listener, and a generated file
+    per symbol under /v8/finance/chart/, as the nginx tests serve them. Its access log holds
+    `REMOTE_PORT KEEPALIVE_COUNT STATUS "PATH"` lines: the port tells connections apart.
+    workers: None keeps Debian's MPM numbers (2 processes of 25 threads to start with);
+    N runs one process of N threads."""
+
+    def __init__(self, symbols, max_keepalive=100, workers=None, prefix="qfetch-apache-"):
+        self.dir = d = tempfile.mkdtemp(prefix=prefix)
+        CLEANUP.append(self.stop)
+        root = os.path.join(d, "root", "v8", "finance", "chart")
+        os.makedirs(root)
+        os.makedirs(os.path.join(d, "run"))
+        for sym in symbols:
+            with open(os.path.join(root, sym), "wb") as f:
+                f.write(chart_body(sym, repr(price_for(sym))))
+        # As root, Apache's workers switch to an unprivileged user: they must read the files.
+        for dirpath, _, _ in os.walk(d):
+            os.chmod(dirpath, 0o755)
+        ports = []
+        socks = []
+        for _ in range(2):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+        for s in socks:
+            s.close()
+        self.plain_port, self.tls_port = ports
+        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        mods = ["mpm_event", "authz_core", "mime", "ssl", "socache_shmcb"]
+        load = "".join("LoadModule %s_module %s/mod_%s.so\n" % (m, APACHE_MODULES, m)
+                       for m in mods)
+        # KeepAlive, KeepAliveTimeout and (workers None) the MPM's numbers are those of
+        # Debian's /etc/apache2/apache2.conf and mods-available/mpm_event.conf.
+        mpm = """StartServers 2
+MinSpareThreads 25
+MaxSpareThreads 75
+ThreadLimit 64
+ThreadsPerChild 25
+MaxRequestWorkers 150
+"""
+        if workers is not None:
+            mpm = f"""ServerLimit 1
+StartServers 1
+MinSpareThreads 1
+MaxSpareThreads {workers}
+ThreadLimit {workers}
+ThreadsPerChild {workers}
+MaxRequestWorkers {workers}
+"""
+        conf = f"""ServerRoot "{d}"
+ServerName localhost
+PidFile {d}/apache2.pid
+DefaultRuntimeDir {d}/run
+Mutex file:{d}/run default
+ErrorLog {d}/error.log
+LogLevel warn
+{user}{load}
+{mpm}MaxConnectionsPerChild 0
+Timeout 300
+KeepAlive On
+MaxKeepAliveRequests {max_keepalive}
+KeepAliveTimeout 5
+Listen 127.0.0.1:{self.plain_port}
+Listen 127.0.0.1:{self.tls_port} https
+LogFormat "%{{remote}}p %k %>s \\"%U\\"" qf
+CustomLog {d}/access.log qf
+DocumentRoot {d}/root
+<Directory />
+    Require all granted
+</Directory>
+<Location /v8/finance/chart/>
+    ForceType application/json
+</Location>
+SSLSessionCache shmcb:{d}/run/ssl_scache(512000)
+SSLSessionCacheTimeout 300
+<VirtualHost 127.0.0.1:{self.tls_port}>
+    SSLEngine on
+    SSLCertificateFile {cert("server.pem")}
+    SSLCertificateKeyFile {cert("server.key")}
+</VirtualHost>
+"""
+        open(os.path.join(d, "mime.types"), "w").close()  # mod_mime's TypesConfig: ForceType
+        self.conf = os.path.join(d, "apache2.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.errf = open(os.path.join(d, "stderr.log"), "wb")
+        # -DFOREGROUND: the parent stays our child (stopped with SIGTERM, which also ends its
+        # workers); env -i: none of the APACHE_* variables Debian's envvars would set.
+        self.proc = subprocess.Popen([apache_bin(), "-f", self.conf, "-DFOREGROUND"], env={},
+                                     stdin=subprocess.DEVNULL, stdout=self.errf,
+                                     stderr=self.errf, preexec_fn=die_with_parent)
+        # Apache listens before its modules' post-config checks and writes its pid file only
+        # after them: a listening port alone does not mean it is serving.
+        pidfile = os.path.join(d, "apache2.pid")
+        deadline = time.monotonic() + 10
+        up = set()
+        while time.monotonic() < deadline and self.proc.poll() is None and len(up) < 2:
+            for port in ports if os.path.exists(pidfile) else ():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    up.add(port)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if len(up) < 2 or self.proc.poll() is not None:
+            why = "exited" if self.proc.poll() is not None else "did not listen"
+            err = open(os.path.join(d, "stderr.log"), errors="replace").read()[-300:]
+            if os.path.exists(os.path.join(d, "error.log")):
+                err += open(os.path.join(d, "error.log"), errors="replace").read()[-300:]
+            self.stop()
+            raise Fail("apache2 %s: %s" % (why, err))
+        self.plain_url = "http://localhost:%d/v8/finance/chart/{}" % self.plain_port
+        self.tls_url = "https://localhost:%d/v8/finance/chart/{}" % self.tls_port
+
+    def access(self):
+        """(remote port, keep-alive count, status, path) rows of the access log."""
+        rows = []
+        with open(os.path.join(self.dir, "access.log")) as f:
+            for ln in f:
+                m = re.match(r'(\d+) (\d+) (\d+) "(.*)"', ln)
+                if m:
+                    rows.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+        return rows
+
+    def clear_log(self):
+        open(os.path.join(self.dir, "access.log"), "w").close()
+
+    def stop(self):
+        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_APACHE = {}
+APACHE_N = 2000
+APACHE_C = 64
+APACHE_SYMS = ["AP%s%04d" % (CFG.tag, i) for i in range(APACHE_N)]
+
+
+def apache(max_keepalive=100, workers=2 * APACHE_C):
+    """One Apache per configuration, started on first use. Skips (counted) only when apache2
+    is not installed and cannot be: `.ci/deps test` installs it."""
+    if not apache_bin() or not os.path.exists(APACHE_MODULES + "/mod_ssl.so"):
+        raise Skip("apache2 not installed (.ci/deps test installs it)")
+    key = (max_keepalive, workers)
+    if key not in _APACHE:
+        _APACHE[key] = Apache(APACHE_SYMS, max_keepalive=max_keepalive, workers=workers)
+    return _APACHE[key]
+
+
+def apache_run(ap, tls, retries=0):
+    """2,000 tickers at -c 64, by default with --retries 0: every price right and in order (a
+    request sent on a connection Apache had already closed, and not re-sent, would fail its
+    ticker), each symbol served once. Returns (stats, access log rows)."""
+    ap.clear_log()
+    opts = ["--retries", str(retries)] if retries is not None else []
+    r = qf(APACHE_SYMS, "-c", str(APACHE_C), *opts, srv=ap,
+           url=ap.tls_url if tls else ap.plain_url, timeout=120)
+    expect_rc(r, 0)
+    expect_order(r, APACHE_SYMS)
+    bad = [it for it in r.items()
+           if it.get("price") != cents(price_for(it["ticker"])) or it.get("currency") != "USD"]
+    check(not bad, "%d of %d wrong, first %r" % (len(bad), APACHE_N, bad[:1]))
+    cs = r.stats()
+    check(retries != 0 or cs["retries"] == 0, "retries with --retries 0: %s" % cs)
+    rows = [row for row in ap.access() if row[3].startswith("/v8/finance/chart/AP")]
+    got = {row[3].rsplit("/", 1)[1] for row in rows if row[2] == 200}
+    check(got == set(APACHE_SYMS) and len(rows) == APACHE_N,
+          "Apache logged %d requests for %d of the %d symbols" % (len(rows), len(got), APACHE_N))
+    note("%s: %d connections, %d requests re-sent, %d retried, up to %d requests on one "
+         "connection" % ("TLS" if tls else "plain", cs["conns_opened"], cs["stale_resends"],
+                         cs["retries"], 1 + max(row[1] for row in rows)))
+    return cs, rows
+
+
+def apache_case(max_keepalive, tls):
+    """apache_run against an Apache with a worker thread for every connection, and a bound on
+    the connections opened.
+
+    Why the bound holds: Apache ends a connection after the response to its request number
+    MaxKeepAliveRequests + 1 (the directive counts the requests after the first; %k in the
+    log), announced with Connection: close. So R requests need at least R / (M + 1)
+    connections, and the limit alone never justifies more. Any other close is Apache's choice
+    (the close after the run, an idle connection closed early) and costs at most one new
+    connection per slot: the -c connections open at once, once more. A tenth of slack on M
+    covers connections ended a few requests short of it (a request re-sent elsewhere).
+
+    Why one process of 128 worker threads (the keep-alive settings stay Debian's): an event
+    MPM process whose workers are all busy closes every idle keep-alive connection it holds.
+    With Debian's numbers (processes of 25 threads, connections spread over them as they
+    race to accept) that happens all the time under 64 connections, as often as the
+    scheduler decides: curl --parallel-max 64 opened 91-161 connections for 2,000 requests
+    here, qfetch 194-434. Issue 16's 467-570 connections for 1,000 requests were measured
+    that way. No bound holds on a loaded machine; apache_busy_workers runs that case for
+    correctness alone."""
+    ap = apache(max_keepalive)
+    cs, rows = apache_run(ap, tls)
+    bound = 2 * APACHE_C + int(APACHE_N / (0.9 * max_keepalive))
+    check(cs["conns_opened"] <= bound, "%d connections for %d requests (bound %d): %s"
+          % (cs["conns_opened"], APACHE_N, bound, cs))
+    check(max(row[1] for row in rows) <= max_keepalive,
+          "Apache served more than MaxKeepAliveRequests + 1 requests on a connection")
+    return cs, rows
+
+
+@test
+def apache_stock_keepalive_plain():
+    """MaxKeepAliveRequests 100, KeepAliveTimeout 5: 2,000 tickers at -c 64 over plain HTTP."""
+    apache_case(100, False)
+
+
+@test
+def apache_stock_keepalive_tls():
+    apache_case(100, True)
+
+
+@test
+def apache_max_keepalive_10_plain():
+    """MaxKeepAliveRequests 10: every connection ends after its 11th response, announced, so
+    at least 182 connections; no request is lost where one ends."""
+    cs, rows = apache_case(10, False)
+    check(cs["conns_opened"] >= -(-APACHE_N // 11), "%s" % cs)
+    check(any(row[1] == 10 for row in rows), "no connection reached MaxKeepAliveRequests")
+
+
+@test
+def apache_max_keepalive_10_tls():
+    cs, rows = apache_case(10, True)
+    check(cs["conns_opened"] >= -(-APACHE_N // 11), "%s" % cs)
+    check(any(row[1] == 10 for row in rows), "no connection reached MaxKeepAliveRequests")
+
+
+@test
+def apache_busy_workers():
+    """Debian's stock event MPM (StartServers 2: 50 worker threads) under 64 connections:
+    Apache closes idle keep-alive connections whenever every worker is busy, some as a
+    request is on its way. Every price must still be right, over plain HTTP and TLS; the
+    connection count depends on the scheduler and is only reported.
+    With the default retries, not --retries 0: Apache closes all its idle connections at
+    once, so a request re-sent on another kept-alive connection can meet the same fate, and
+    after QF_MAX_RESENDS (3) such re-sends it fails (about one run in fifteen here)."""
+    ap = apache(100, workers=None)
+    for tls in (False, True):
+        apache_run(ap, tls, retries=None)
+
+
 # ---------------------------------------------------------------- real captured Yahoo responses
 
 def fixture_expectations():
