@@ -114,8 +114,8 @@ $(BUILD)/test/test_%: $(BUILD)/test/test_%.o $(BUILD)/test/testutil.o $(TEST_LIB
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
 # The command's own parts (not in the library) that unit tests reach.
-$(BUILD)/test/test_cli: $(BUILD)/test/test_cli.o $(BUILD)/cli/out.o $(BUILD)/cli/args.o \
-                        $(TEST_LIB)
+$(BUILD)/test/test_cli $(BUILD)/test/test_cli_stream: $(BUILD)/test/%: $(BUILD)/test/%.o \
+                        $(BUILD)/cli/out.o $(BUILD)/cli/args.o $(TEST_LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
 # Dependency direction: parser/ and tls/ never see engine/; parser/ never sees sockets or
