@@ -715,7 +715,7 @@ def stdin_streamed_bad_symbol_later():
     r = t.finish()
     expect_rc(r, 2)
     check(r.err == "qfetch: invalid symbol 'A\\x01B': must be 1-64 bytes of UTF-8 without "
-          "spaces or control characters\n", "stderr: %r" % r.err)
+          "spaces or control characters, not only dots\n", "stderr: %r" % r.err)
     check(r.out.startswith("ticker,price,currency,status,error\r\n%s," % a), "stdout %r" % r.out)
 
 
