@@ -35,19 +35,27 @@ LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 QF_CFLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) $(OPT) $(WARN) -MMD -MP $(SAN)
 ALL_CFLAGS = $(QF_CFLAGS) $(CFLAGS)
-LDLIBS_SSL = -lssl -lcrypto -lcares
+# What linking libqfetch.a takes: OpenSSL, c-ares, and zlib for compressed responses (the
+# bench/ and examples/ fragments use this name too).
+LDLIBS_SSL = -lssl -lcrypto -lcares -lz
 # The qfetch command links OpenSSL's static archives (libssl-dev) and glibc shared: relocating
 # libcrypto.so at every start cost a visible share of a cold run and of its peak RSS (figures in
 # bench/RESULTS.md). The archives are prerequisites: after an OpenSSL update the next make relinks.
 # SSL_LINK=shared links the shared libraries instead; libqfetch.a users link as they choose.
 SSL_LINK ?= static
+# zlib goes in the same way when zlib1g-dev has its archive, else shared.
+ZLIB_ARCHIVE := $(wildcard $(shell $(CC) -print-file-name=libz.a))
 ifeq ($(SSL_LINK),shared)
 CLI_LDLIBS_SSL = $(LDLIBS_SSL)
 SSL_ARCHIVES   =
+else ifeq ($(ZLIB_ARCHIVE),)
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -Wl,-Bdynamic -lz -ldl -pthread
 else
-CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -Wl,-Bdynamic -ldl -pthread
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -lz -Wl,-Bdynamic -ldl -pthread
+endif
+ifneq ($(SSL_LINK),shared)
 SSL_ARCHIVES   = $(wildcard $(shell $(CC) -print-file-name=libssl.a) \
-                            $(shell $(CC) -print-file-name=libcrypto.a))
+                            $(shell $(CC) -print-file-name=libcrypto.a)) $(ZLIB_ARCHIVE)
 endif
 PY        ?= /usr/bin/python3
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -106,8 +114,8 @@ $(BUILD)/test/test_%: $(BUILD)/test/test_%.o $(BUILD)/test/testutil.o $(TEST_LIB
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
 # The command's own parts (not in the library) that unit tests reach.
-$(BUILD)/test/test_cli: $(BUILD)/test/test_cli.o $(BUILD)/cli/out.o $(BUILD)/cli/args.o \
-                        $(TEST_LIB)
+$(BUILD)/test/test_cli $(BUILD)/test/test_cli_stream: $(BUILD)/test/%: $(BUILD)/test/%.o \
+                        $(BUILD)/cli/out.o $(BUILD)/cli/args.o $(TEST_LIB)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka $(LDLIBS_SSL) $(LDFLAGS)
 
 # Dependency direction: parser/ and tls/ never see engine/; parser/ never sees sockets or

@@ -34,13 +34,25 @@ def free_port():
     return p
 
 
-def start_nginx(work, certs):
+def start_nginx(work, certs, h2=False):
+    """nginx (TLS 1.3, early data on) serving TICKERS' bodies on 127.0.0.1: (proc, port,
+    h2_port), h2_port a second listener, for HTTP/2, when h2, else None."""
     root = os.path.join(work, "root", "v8", "finance", "chart")
     os.makedirs(root)
     for t in TICKERS:
         with open(os.path.join(root, t), "wb") as f:
             f.write(chart_body(t, repr(price_for(t))))
     port = free_port()
+    h2_port = free_port() if h2 else None
+    servers = "".join(f"""    server {{
+        listen 127.0.0.1:{p} ssl{flag};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_early_data on;
+        ssl_certificate {certs}/server.pem;
+        ssl_certificate_key {certs}/server.key;
+        root {work}/root;
+    }}
+""" for p, flag in ((port, ""), (h2_port, " http2")) if p)
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = f"""{user}daemon off;
 worker_processes 1;
@@ -53,15 +65,7 @@ http {{
     client_body_temp_path {work}/cb; proxy_temp_path {work}/pt; fastcgi_temp_path {work}/ft;
     uwsgi_temp_path {work}/ut; scgi_temp_path {work}/st;
     keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_early_data on;
-        ssl_certificate {certs}/server.pem;
-        ssl_certificate_key {certs}/server.key;
-        root {work}/root;
-    }}
-}}
+{servers}}}
 """
     path = os.path.join(work, "nginx.conf")
     with open(path, "w") as f:
@@ -72,8 +76,9 @@ http {{
     try:
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return proc, port
+                for p in (port, h2_port or port):
+                    socket.create_connection(("127.0.0.1", p), timeout=0.5).close()
+                return proc, port, h2_port
             except OSError:
                 time.sleep(0.05)
     except BaseException:  # a signal while waiting: no nginx left behind
@@ -123,7 +128,7 @@ def run(a, qfetch, certs, ca):
     work = tempfile.mkdtemp(prefix="qfetch-lat-bench-")
     ng = stop = None
     try:
-        ng, port = start_nginx(work, certs)
+        ng, port, _ = start_nginx(work, certs)
         rport, stop = relay.start_relay(port, a.rtt_ms)
         measured = relay.measure_rtt(a.rtt_ms)
         url = "https://localhost:%d/v8/finance/chart/{}" % rport

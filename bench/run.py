@@ -11,6 +11,8 @@ per run, and every run's answers are checked. Writes a table to stdout and, unle
 bench/RESULTS.md and bench/*.png, and nothing else: the README only links to RESULTS.md, so it
 never goes stale. RESULTS.md from KEPT_MARK on is written by hand and carried over as it is.
 --serve only starts the server, for profiling by hand. The scratch directory is under /dev/shm.
+bench/distance.py then measures the seed's 9 tickers through a simulated distance (its own nginx
+behind bench/relay.py): its section goes into RESULTS.md; with --quick, its answers-only round.
 Set QF_SHARED to find ../shared (fixtures, seed) elsewhere. Exit status: 0 when every answer was right, 1 when any contender
 gave a wrong answer (or failed), 2 when a required tool (qfetch, curl, nginx) is missing.
 Python stdlib only.
@@ -38,6 +40,8 @@ BENCH = os.path.join(ROOT, "bench")
 # RESULTS.md from this line on is kept as it is by each run: figures measured by hand
 # (callgrind, memprobe, parse_bench) for the reasons the code comments give.
 KEPT_MARK = "<!-- make bench keeps everything from this line on: written by hand -->"
+# bench/distance.py's section of RESULTS.md: a run that does not measure it carries it over.
+DISTANCE_HEADING = "## Through a distance"
 SHARED = os.environ.get("QF_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 FIXTURES = os.path.join(SHARED, "fixtures", "yahoo")
 SEED = os.path.join(SHARED, "seed", "async_http.py")
@@ -108,6 +112,18 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def section_span(text, heading):
+    """(start, end) of the "## " section of text that starts with heading, up to the next
+    section, the closing "Measuring took" line or KEPT_MARK; None when there is none."""
+    head = text[:text.index(KEPT_MARK)] if KEPT_MARK in text else text
+    start = head.find(heading)
+    if start < 0:
+        return None
+    ends = [i + 1 for i in (head.find("\n## ", start), head.find("\nMeasuring took", start))
+            if i >= 0]
+    return start, min(ends) if ends else len(head)
 
 
 def die_with_parent():
@@ -842,6 +858,7 @@ end
             log("bench: %s (%d runs)" % (cell.title, n))
             self.results.append((cell, self.measure_cell(cell, n, py_runs)))
         self.elapsed = time.monotonic() - t0
+        self.distance_md = self.distance()
         self.instr = {}
         self.syscalls = {}
         self.parse_txt = ""
@@ -872,6 +889,30 @@ end
             charts = self.charts() if self.gnuplot and not args.no_charts else []
             self.write_results(table, targets, charts)
         return 1 if self.wrong else 0
+
+    def distance(self):
+        """bench/distance.py (issue 16), in a process of its own: it sets a machine-wide sysctl
+        and must put it back however it ends. Returns its RESULTS.md section's lines."""
+        if self.args.no_distance or self.args.only:
+            return []
+        md = os.path.join(self.work, "distance.md")
+        cmd = [sys.executable, os.path.join(BENCH, "distance.py"), "--build", self.build]
+        cmd += ["--quick"] if self.args.quick else ["--markdown", md]
+        log("bench: through a distance (bench/distance.py%s)" % (
+            " --quick" if self.args.quick else ""))
+        try:
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, timeout=1200).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+        if rc == 2:
+            self.notes.append("through a distance skipped: bench/distance.py lacks a tool")
+        elif rc != 0:
+            self.wrong.append("through a distance: bench/distance.py exit status %d (its "
+                              "stderr says which answer was wrong)" % rc)
+        if rc != 0 or self.args.quick:
+            return []
+        with open(md) as f:
+            return f.read().rstrip("\n").split("\n")
 
     def serve(self, seconds):
         """Only the server, for profiling by hand: prints templates and symbol files, then waits."""
@@ -1181,6 +1222,16 @@ end
                   "Ratios are qfetch / contender from the same run (below 1: qfetch is faster, "
                   "uses less CPU or memory).", "", "```", table, "```", "", "## Targets (issue 4)",
                   "", "```"] + targets + ["```", ""]
+        path = os.path.join(BENCH, "RESULTS.md")
+        old = ""
+        if os.path.exists(path):
+            with open(path) as f:
+                old = f.read()
+        span = section_span(old, DISTANCE_HEADING)
+        if self.distance_md:
+            lines += self.distance_md + [""]
+        elif span:  # not measured this time: the last figures stay, with their own date
+            lines += old[span[0]:span[1]].rstrip("\n").split("\n") + [""]
         if charts:
             lines += ["## Charts", ""]
             for png in charts:
@@ -1196,13 +1247,7 @@ end
         if self.wrong:
             lines += ["## Wrong answers", ""] + ["- " + w for w in self.wrong] + [""]
         lines.append("Measuring took %.0f s." % self.elapsed)
-        path = os.path.join(BENCH, "RESULTS.md")
-        kept = ""
-        if os.path.exists(path):
-            with open(path) as f:
-                old = f.read()
-            if KEPT_MARK in old:
-                kept = "\n" + old[old.index(KEPT_MARK):]
+        kept = "\n" + old[old.index(KEPT_MARK):] if KEPT_MARK in old else ""
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n" + kept)
         log("bench: wrote bench/RESULTS.md%s" % (" and " + ", ".join(charts) if charts else ""))
@@ -1215,6 +1260,8 @@ def main():
     ap.add_argument("--runs", type=int, default=0, help="runs per cell (default 5, quick 2)")
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--no-charts", action="store_true")
+    ap.add_argument("--no-distance", action="store_true",
+                    help="leave out bench/distance.py (RESULTS.md keeps its last section)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--only", default="", metavar="TEXT",
                     help="only the cells whose short name contains TEXT (e.g. '10k K8'); "

@@ -1,12 +1,15 @@
 /* Command-line parsing: every mistake is one line on stderr and exit status 2. */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "qfetch.h"
 
 void cli_usage(void)
 {
@@ -37,6 +40,8 @@ void cli_usage(void)
           "      --early-data          send requests as TLS 1.3 early data when resuming (0-RTT;\n"
           "                            a GET may then be replayed by an attacker)\n"
           "      --tcp-fastopen        use TCP Fast Open where the kernel allows it\n"
+          "      --compressed          ask for gzip or deflate and inflate the answers (default)\n"
+          "      --no-compressed       do not ask for compression (bytes_read shows the cost)\n"
           "      --no-progress         no progress line on a terminal\n"
           "  -h, --help                this help\n"
           "      --version             qfetch's version and the OpenSSL it runs on\n\n"
@@ -70,42 +75,102 @@ static int add_ticker(struct cli_args *a, const char *t)
     return 0;
 }
 
-static int read_stdin(struct cli_args *a)
+int cli_args_empty(void)
 {
-    size_t len = 0, cap = 0;
-    char *buf = NULL;
+    return usage_error("%s", "the symbol list is empty");
+}
 
-    if (a->stdin_buf != NULL)
-        return usage_error("%s", "-t - given twice");
-    for (;;) {
-        if (cap - len < 65536) {
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap + 1);
-            if (nb == NULL) {
-                free(buf);
-                return usage_error("%s", "out of memory reading stdin");
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, stdin);
-        len += n;
-        if (n == 0)
-            break;
+/* Bytes a block holds: symbols are at most QF_SYMBOL_MAX, so a few hundred to a thousand per
+ * block, and a block costs one malloc. */
+#define BLOCK_LEN 65536
+/* A read gets at least this much room; a new block starts when less is left. */
+#define READ_MIN 4096
+
+struct cli_block {
+    struct cli_block *prev;
+    char b[BLOCK_LEN];
+};
+
+int cli_input_read(struct cli_input *in, int fd)
+{
+    assert(in->at == in->len || in->eof); /* the caller took every word */
+    if (in->block == NULL || BLOCK_LEN - 1 - in->len < READ_MIN) {
+        struct cli_block *nb = malloc(sizeof(*nb));
+        if (nb == NULL)
+            return usage_error("%s", "out of memory reading stdin");
+        /* The word being read moves along: at most QF_SYMBOL_MAX + 1 bytes (see skip). */
+        size_t keep = in->len - in->word;
+        if (keep > 0)
+            memcpy(nb->b, in->block->b + in->word, keep);
+        nb->prev = in->block;
+        in->block = nb;
+        in->len = in->at = keep;
+        in->word = 0;
     }
-    if (ferror(stdin)) {
-        free(buf);
-        return usage_error("cannot read symbols from stdin: %s", strerror(errno));
+    /* One byte stays free for the NUL after a last word that no newline ends. */
+    ssize_t n = read(fd, in->block->b + in->len, BLOCK_LEN - 1 - in->len);
+    if (n < 0) {
+        int e = errno;
+        if (e == EINTR || e == EAGAIN)
+            return 1;
+        return usage_error("cannot read symbols from stdin: %s", strerror(e));
     }
-    buf[len] = '\0';
-    a->stdin_buf = buf;
-    if (memchr(buf, '\0', len) != NULL)
+    if (n == 0) {
+        in->eof = 1;
+        return 0;
+    }
+    if (memchr(in->block->b + in->len, '\0', (size_t)n) != NULL)
         return usage_error("%s", "stdin holds a NUL byte: symbols must be text");
-    for (char *save = NULL, *t = strtok_r(buf, " \t\r\n\v\f", &save); t != NULL;
-         t = strtok_r(NULL, " \t\r\n\v\f", &save)) {
-        if (add_ticker(a, t) != 0)
-            return 2;
+    in->len += (size_t)n;
+    return 1;
+}
+
+static int is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+const char *cli_input_next(struct cli_input *in)
+{
+    char *b = in->block != NULL ? in->block->b : NULL;
+
+    while (in->at < in->len) {
+        size_t i = in->at++, w = in->word;
+        if (is_blank(b[i])) {
+            in->word = in->at;
+            if (in->skip || i == w) {
+                in->skip = 0;
+                continue;
+            }
+            b[i] = '\0';
+            return b + w;
+        }
+        if (in->skip) {
+            in->word = in->at; /* nothing of an overlong word is kept */
+        } else if (i - w == QF_SYMBOL_MAX + 1) {
+            /* Refused whatever follows: hand it over now rather than hold all of it. */
+            b[i] = '\0';
+            in->skip = 1;
+            in->word = in->at;
+            return b + w;
+        }
     }
-    return 0;
+    if (in->eof && !in->skip && in->len > in->word) {
+        size_t w = in->word;
+        b[in->len] = '\0';
+        in->word = in->len;
+        return b + w;
+    }
+    return NULL;
+}
+
+void cli_input_free(struct cli_input *in)
+{
+    while (in->block != NULL) {
+        struct cli_block *prev = in->block->prev;
+        free(in->block);
+        in->block = prev;
+    }
 }
 
 size_t cli_ceil(double x)
@@ -185,9 +250,14 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
                 return rc;
             while (i + 1 < argc && (argv[i + 1][0] != '-' || strcmp(argv[i + 1], "-") == 0)) {
                 const char *t = argv[++i];
-                rc = strcmp(t, "-") == 0 ? read_stdin(a) : add_ticker(a, t);
-                if (rc != 0)
+                if (strcmp(t, "-") == 0 && a->from_stdin)
+                    return usage_error("%s", "-t - given twice");
+                if (strcmp(t, "-") == 0) {
+                    a->from_stdin = 1;
+                    a->stdin_at = a->ntickers;
+                } else if ((rc = add_ticker(a, t)) != 0) {
                     return rc;
+                }
             }
         } else if (is_opt(arg, "-u", "--url", &v)) {
             VALUE();
@@ -246,6 +316,10 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             a->tcp_fastopen = 1;
         } else if (strcmp(arg, "--early-data") == 0) {
             a->early_data = 1;
+        } else if (strcmp(arg, "--compressed") == 0) {
+            a->no_compressed = 0;
+        } else if (strcmp(arg, "--no-compressed") == 0) {
+            a->no_compressed = 1;
         } else if (strcmp(arg, "--no-session-cache") == 0) {
             a->no_session_cache = 1;
         } else if (is_opt(arg, NULL, "--session-cache", &v)) {
@@ -276,14 +350,13 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
     }
     if (!saw_t)
         return usage_error("%s", "no symbols: give them with -t SYM... or -t -");
-    if (a->ntickers == 0)
-        return usage_error("%s", "the symbol list is empty");
+    if (a->ntickers == 0 && !a->from_stdin)
+        return cli_args_empty();
     return 0;
 }
 
 void cli_args_free(struct cli_args *a)
 {
     free(a->tickers);
-    free(a->stdin_buf);
     free(a->resolve);
 }

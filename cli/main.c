@@ -1,5 +1,6 @@
 /* qfetch CLI: a thin client of include/qfetch.h, exactly like an outside user would be. */
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,24 @@ struct samples {
     size_t n, cap;
 };
 
+/* Duplicate symbols are fetched once: each row knows the first row holding its symbol. An
+ * open-addressing table of rows + 1 (FNV-1a), kept at most half full, finds it as symbols
+ * arrive, instead of a sort's n log n strcmp calls over a list known in advance. */
+struct seen {
+    uint32_t *slot;
+    size_t cap, n;
+};
+
 struct run {
     struct cli_row *rows;
+    uint32_t *first;  /* row -> first row holding the same symbol */
     uint32_t *row_of; /* client index -> row of the symbol's first occurrence */
+    size_t nrows, cap, nuniq;
+    struct seen seen;
     struct cli_text text; /* the rows' words (cli.h) */
+    struct cli_out out;
+    size_t ready;  /* rows [0, ready) are done */
+    int stream;    /* print rows as they are done (not with --repeat: the last round's words) */
     int oom;
     size_t index_base; /* client indexes of this repetition start here */
     int failed;
@@ -132,34 +147,44 @@ static void on_warn(const char *line, void *udata)
     fprintf(stderr, "qfetch: warning: %s\n", line);
 }
 
-/* Duplicate symbols are fetched once: first[i] is the first position holding tickers[i].
- * One pass over an open-addressing table of positions (FNV-1a), at least twice n large,
- * instead of a sort's n log n strcmp calls. */
-static uint32_t *first_positions(const char **tickers, size_t n)
+static uint64_t fnv1a(const char *s)
 {
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    uint32_t *first = n < UINT32_MAX ? malloc((n ? n : 1) * sizeof(*first)) : NULL;
-    uint32_t *slot = calloc(cap, sizeof(*slot)); /* position + 1 */
-    if (first == NULL || slot == NULL) {
-        free(first);
-        free(slot);
-        return NULL;
+    uint64_t h = 14695981039346656037u;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    return h;
+}
+
+/* The first row holding rows[row].symbol (row itself when it is the first), or -1 when out of
+ * memory. */
+static int64_t seen_first(struct seen *s, const struct cli_row *rows, uint32_t row)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        uint32_t *slot = calloc(cap, sizeof(*slot));
+        if (slot == NULL)
+            return -1;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (s->slot[i] == 0)
+                continue;
+            size_t k = (size_t)fnv1a(rows[s->slot[i] - 1].symbol) & (cap - 1);
+            while (slot[k] != 0)
+                k = (k + 1) & (cap - 1);
+            slot[k] = s->slot[i];
+        }
+        free(s->slot);
+        s->slot = slot;
+        s->cap = cap;
     }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t h = 14695981039346656037u;
-        for (const unsigned char *p = (const unsigned char *)tickers[i]; *p; p++)
-            h = (h ^ *p) * 1099511628211u;
-        size_t k = (size_t)h & (cap - 1);
-        while (slot[k] != 0 && strcmp(tickers[slot[k] - 1], tickers[i]) != 0)
-            k = (k + 1) & (cap - 1);
-        if (slot[k] == 0)
-            slot[k] = (uint32_t)(i + 1);
-        first[i] = slot[k] - 1;
+    const char *sym = rows[row].symbol;
+    size_t k = (size_t)fnv1a(sym) & (s->cap - 1);
+    while (s->slot[k] != 0 && strcmp(rows[s->slot[k] - 1].symbol, sym) != 0)
+        k = (k + 1) & (s->cap - 1);
+    if (s->slot[k] == 0) {
+        s->slot[k] = row + 1;
+        s->n++;
     }
-    free(slot);
-    return first;
+    return s->slot[k] - 1;
 }
 
 /* Well-formed UTF-8 without control characters or spaces: what may be printed back in every
@@ -283,6 +308,146 @@ static void print_stats(const qf_client *c, struct run *run, int json)
     fputs(json ? "}}\n" : "\n", stderr);
 }
 
+/* Returns 2 after saying why t is no symbol. */
+static int refuse(const char *t)
+{
+    fputs("qfetch: invalid symbol '", stderr);
+    print_escaped(stderr, t);
+    fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters, "
+          "not only dots\n", stderr);
+    return 2;
+}
+
+/* One more row for symbol t (borrowed), fetched unless an earlier row holds the same symbol.
+ * Returns 0, or 2 after printing why (the same words for every input path). */
+static int add_symbol(struct run *run, qf_client *c, const char *t)
+{
+    if (run->nrows == run->cap) {
+        size_t cap = run->cap ? run->cap * 2 : 64;
+        struct cli_row *rows = cap < UINT32_MAX ? realloc(run->rows, cap * sizeof(*rows)) : NULL;
+        if (rows != NULL)
+            run->rows = rows;
+        uint32_t *first = rows ? realloc(run->first, cap * sizeof(*first)) : NULL;
+        if (first != NULL)
+            run->first = first;
+        uint32_t *row_of = first ? realloc(run->row_of, cap * sizeof(*row_of)) : NULL;
+        if (row_of == NULL) {
+            fputs("qfetch: out of memory\n", stderr);
+            return 2;
+        }
+        run->row_of = row_of;
+        run->cap = cap;
+    }
+    uint32_t i = (uint32_t)run->nrows;
+    run->rows[i] = (struct cli_row){.symbol = t};
+    int64_t first = seen_first(&run->seen, run->rows, i);
+    if (first < 0) {
+        fputs("qfetch: out of memory\n", stderr);
+        return 2;
+    }
+    run->first[i] = (uint32_t)first;
+    run->nrows++;
+    if (first != i)
+        return 0;
+    if (!symbol_ok(t))
+        return refuse(t);
+    int idx = qf_client_add(c, t);
+    if (idx < 0) {
+        fprintf(stderr, "qfetch: cannot queue '%s': %s\n", t, qf_strerror(idx));
+        return 2;
+    }
+    run->row_of[(size_t)idx - run->index_base] = i;
+    run->nuniq++;
+    run->expected++;
+    return 0;
+}
+
+/* Prints the rows that are done and follow only done rows (end: all of them, and the
+ * list's close). A repeated symbol's row is done with its first row, which comes before it. */
+static void emit(struct run *run, int end)
+{
+    size_t i = run->ready;
+    for (; i < run->nrows; i++) {
+        struct cli_row *row = &run->rows[i];
+        if (run->first[i] != i) {
+            const struct cli_row *src = &run->rows[run->first[i]];
+            row->text = src->text; /* the words are shared, not copied */
+            row->err = src->err;
+            row->status = src->status;
+        }
+        if (row->text == 0)
+            break;
+        run->failed |= row->err != 0;
+    }
+    run->ready = i;
+    cli_out_rows(&run->out, run->rows, i, end, run->text.b);
+}
+
+/* The first round: adds the symbols in input order (argv's before '-t -', stdin's as they
+ * arrive, argv's after) while stepping the client from a poll() loop, as docs/library.md's
+ * embedding contract describes, until stdin has ended and every request is done. Rows are
+ * printed as they are done when run->stream. Returns 0 or 2. */
+static int run_streamed(struct run *run, qf_client *c, const struct cli_args *a,
+                        struct cli_input *in)
+{
+    size_t before = a->from_stdin ? a->stdin_at : a->ntickers;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < before; i++)
+        rc = add_symbol(run, c, a->tickers[i]);
+    struct pollfd p[2] = {
+        {.fd = a->from_stdin ? STDIN_FILENO : -1, .events = POLLIN},
+        {.fd = qf_client_fd(c), .events = POLLIN},
+    };
+    while (rc == 0 && (p[0].fd >= 0 || run->done < run->expected)) {
+        /* Input complete and nothing to print before the end: the client's own loop saves
+         * a poll() and a timerfd update per turn. */
+        if (p[0].fd < 0 && (!run->stream || a->format == CLI_TABLE)) {
+            if (qf_client_run(c) == 0)
+                break;
+            fprintf(stderr, "qfetch: event loop failed\n");
+            return 2;
+        }
+        int timeout_ms = qf_client_timeout_ms(c);
+        if (timeout_ms != 0)
+            fflush(stdout); /* about to wait: what is printed reaches the reader now */
+        int n = poll(p, 2, timeout_ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "qfetch: event loop failed\n");
+            return 2;
+        }
+        if (p[0].fd >= 0 && p[0].revents != 0) {
+            /* A whole read is checked before the client is stepped: a bad symbol in the
+             * input's first read stops the run before any request is sent. */
+            int r = cli_input_read(in, STDIN_FILENO);
+            if (r == 2)
+                return 2;
+            for (const char *w; rc == 0 && (w = cli_input_next(in)) != NULL;)
+                rc = add_symbol(run, c, w);
+            if (r == 0) {
+                p[0].fd = -1; /* poll() skips negative fds */
+                for (size_t i = before; rc == 0 && i < a->ntickers; i++)
+                    rc = add_symbol(run, c, a->tickers[i]);
+                if (rc == 0 && run->nrows == 0)
+                    rc = cli_args_empty();
+            }
+            if (rc != 0)
+                return rc;
+        }
+        /* The client's fd is readable for I/O and expired deadlines; a timeout of 0 means
+         * queued work is ready, so a busy stdin cannot starve it. */
+        if ((n == 0 || timeout_ms == 0 || p[1].revents != 0) && qf_client_step(c) < 0) {
+            fprintf(stderr, "qfetch: event loop failed\n");
+            return 2;
+        }
+        if (run->stream)
+            emit(run, 0);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cli_args a;
@@ -295,10 +460,8 @@ int main(int argc, char **argv)
         cli_args_free(&a);
         return rc;
     }
-    struct run run = {.latency = a.stats,
-                      .rows = calloc(a.ntickers, sizeof(*run.rows)),
-                      .row_of = malloc((a.ntickers ? a.ntickers : 1) * sizeof(uint32_t))};
-    uint32_t *first = first_positions(a.tickers, a.ntickers);
+    struct run run = {.latency = a.stats, .out = {.format = a.format}, .stream = a.repeat == 1};
+    struct cli_input in = {0};
     char *sess = NULL;
     if (!a.no_session_cache)
         sess = a.session_cache != NULL ? strdup(a.session_cache) : default_session_cache();
@@ -316,51 +479,42 @@ int main(int argc, char **argv)
         .warn = on_warn,
         .session_cache = sess,
         .flags = (a.tcp_fastopen ? QF_OPT_TCP_FASTOPEN : 0u) |
-                 (a.early_data ? QF_OPT_EARLY_DATA : 0u) | QF_OPT_NO_EXIT_CLEANUP |
+                 (a.early_data ? QF_OPT_EARLY_DATA : 0u) |
+                 (a.no_compressed ? QF_OPT_NO_COMPRESSED : 0u) | QF_OPT_NO_EXIT_CLEANUP |
                  QF_OPT_PROXY_ENV, /* as curl's command: the user's environment is ours */
         .proxy = a.proxy,
         .noproxy = a.noproxy,
         .pipeline = a.pipeline,
     };
     char err[320];
-    qf_client *c = NULL;
-    if (run.rows != NULL && run.row_of != NULL && first != NULL)
-        c = qf_client_new(&o, on_result, &run, err, sizeof(err));
-    else
-        snprintf(err, sizeof(err), "out of memory");
+    qf_client *c = qf_client_new(&o, on_result, &run, err, sizeof(err));
     rc = c != NULL ? 0 : 2;
     if (c == NULL)
         fprintf(stderr, "qfetch: %s\n", err);
-    size_t nuniq = 0;
-    for (size_t i = 0; c != NULL && i < a.ntickers; i++) {
-        run.rows[i].symbol = a.tickers[i];
-        if (first[i] != i)
-            continue;
-        if (!symbol_ok(a.tickers[i])) {
-            fputs("qfetch: invalid symbol '", stderr);
-            print_escaped(stderr, a.tickers[i]);
-            fputs("': must be 1-64 bytes of UTF-8 without spaces or control characters, "
-                  "not only dots\n", stderr);
-            rc = 2;
-            break;
-        }
-        nuniq++;
+    /* Symbols given as arguments are all checked before anything is sent. */
+    for (size_t i = 0; rc == 0 && i < a.ntickers; i++) {
+        if (!symbol_ok(a.tickers[i]))
+            rc = refuse(a.tickers[i]);
     }
-    if (run.latency) { /* one per request, not a doubling past that (connects are few) */
-        reserve(&run.total, nuniq * (size_t)a.repeat);
-        reserve(&run.first_byte, nuniq * (size_t)a.repeat);
+    if (run.latency && !a.from_stdin) { /* one per request, not a doubling past that */
+        reserve(&run.total, a.ntickers * (size_t)a.repeat);
+        reserve(&run.first_byte, a.ntickers * (size_t)a.repeat);
     }
-    run.progress = c != NULL && !a.no_progress && isatty(2) && !a.verbose;
+    /* On a terminal, rows printed as they come would run into the progress line. */
+    run.progress = c != NULL && !a.no_progress && isatty(2) && !a.verbose &&
+                   !(run.stream && a.format != CLI_TABLE && isatty(1));
     run.t0 = now_s();
-    for (int rep = 0; rc == 0 && rep < a.repeat; rep++) {
-        run.index_base = (size_t)rep * nuniq;
-        run.expected += nuniq;
-        for (size_t i = 0; i < a.ntickers; i++) {
-            if (first[i] != i)
+    if (rc == 0)
+        rc = run_streamed(&run, c, &a, &in);
+    for (int rep = 1; rc == 0 && rep < a.repeat; rep++) {
+        run.index_base = (size_t)rep * run.nuniq;
+        run.expected += run.nuniq;
+        for (size_t i = 0; i < run.nrows; i++) {
+            if (run.first[i] != i)
                 continue;
-            int idx = qf_client_add(c, a.tickers[i]);
+            int idx = qf_client_add(c, run.rows[i].symbol);
             if (idx < 0) {
-                fprintf(stderr, "qfetch: cannot queue '%s': %s\n", a.tickers[i],
+                fprintf(stderr, "qfetch: cannot queue '%s': %s\n", run.rows[i].symbol,
                         qf_strerror(idx));
                 rc = 2;
                 break;
@@ -376,28 +530,27 @@ int main(int argc, char **argv)
         draw_progress(&run, 1);
     if (c != NULL && rc == 0 && a.stats)
         print_stats(c, &run, a.stats_json);
-    qf_client_free(c);
-    for (size_t i = 0; rc == 0 && i < a.ntickers; i++) {
+    for (size_t i = 0; rc == 0 && i < run.nrows; i++) {
         struct cli_row *row = &run.rows[i];
-        if (first[i] != i) {
-            *row = run.rows[first[i]]; /* the words are shared, not copied */
-            row->symbol = a.tickers[i];
-        } else if (row->text == 0) {
+        if (run.first[i] == i && row->text == 0) {
             put_words(&run, row, "not completed", NULL);
             row->err = QF_ECANCELED;
         }
-        run.failed |= row->err != 0;
     }
     if (rc == 0 && run.oom) {
         fprintf(stderr, "qfetch: out of memory\n");
         rc = 2;
     }
     if (rc == 0)
-        cli_out_print(a.format, run.rows, a.ntickers, run.text.b);
+        emit(&run, 1);
+    fflush(stdout);
+    qf_client_free(c); /* after the output: it may wait for session tickets (qfetch.h) */
     free(run.rows);
+    free(run.first);
     free(run.row_of);
+    free(run.seen.slot);
     free(run.text.b);
-    free(first);
+    cli_input_free(&in);
     free(sess);
     free(run.total.v);
     free(run.dns.v);

@@ -132,10 +132,13 @@ static void json_str(const char *s)
     putchar('"');
 }
 
-static void json(const struct cli_row *rows, size_t n, const char *t)
+/* Rows [o->next, n); with end the list's close. */
+static void json(const struct cli_out *o, const struct cli_row *rows, size_t n, int end,
+                 const char *t)
 {
-    fputs("[", stdout);
-    for (size_t i = 0; i < n; i++) {
+    if (!o->opened)
+        fputs("[", stdout);
+    for (size_t i = o->next; i < n; i++) {
         const struct cli_row *r = &rows[i];
         fputs(i ? ",\n  {\"ticker\":" : "\n  {\"ticker\":", stdout);
         json_str(r->symbol);
@@ -155,7 +158,8 @@ static void json(const struct cli_row *rows, size_t n, const char *t)
         }
         putchar('}');
     }
-    fputs(n ? "\n]\n" : "]\n", stdout);
+    if (end)
+        fputs(n ? "\n]\n" : "]\n", stdout);
 }
 
 /* CSV rows gather in one buffer written when full: a 10,000-row batch is a few dozen
@@ -217,13 +221,14 @@ static void csv_field(struct outbuf *o, const char *raw, int server)
     out_put(o, "\"", 1);
 }
 
-static void csv(const struct cli_row *rows, size_t n, const char *t)
+static void csv(const struct cli_out *co, const struct cli_row *rows, size_t n, const char *t)
 {
-    struct outbuf o; /* on the stack: printing keeps no state between calls */
+    struct outbuf o; /* on the stack: flushed before returning */
 
     o.n = 0;
-    out_put(&o, "ticker,price,currency,status,error\r\n", 36);
-    for (size_t i = 0; i < n; i++) {
+    if (!co->opened)
+        out_put(&o, "ticker,price,currency,status,error\r\n", 36);
+    for (size_t i = co->next; i < n; i++) {
         const struct cli_row *r = &rows[i];
         csv_field(&o, r->symbol, 0);
         out_put(&o, ",", 1);
@@ -277,53 +282,68 @@ static size_t py_repr(const char *s, char *out, size_t cap)
 }
 
 /* pprint (width 80): the whole list on one line when it fits, else one tuple per line after
- * "[" or " "; a tuple that does not fit its 78 columns breaks after the symbol. */
-static void python(const struct cli_row *rows, size_t n, const char *t)
+ * "[" or " "; a tuple that does not fit its 78 columns breaks after the symbol. Prints rows
+ * [o->next, n) once the layout is known, that is at the end or as soon as the one-line form
+ * has outgrown 80 columns; returns 0 while it waits. */
+static int python(struct cli_out *o, const struct cli_row *rows, size_t n, int end,
+                  const char *t)
 {
     char sym[6 * QF_SYMBOL_MAX + 8];
-    size_t total = 2, count = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        if (rows[i].err != 0)
+    for (; o->py_seen < n; o->py_seen++) {
+        if (rows[o->py_seen].err != 0)
             continue;
-        total += py_repr(rows[i].symbol, sym, sizeof(sym)) + 14 + strlen(WORD(t, &rows[i]));
-        total += count++ ? 2 : 0;
+        o->py_width += py_repr(rows[o->py_seen].symbol, sym, sizeof(sym)) + 14 +
+                       strlen(WORD(t, &rows[o->py_seen]));
+        o->py_width += o->py_ok++ ? 2 : 0;
     }
-    int one_line = total <= 80;
-    size_t k = 0;
-    putchar('[');
-    for (size_t i = 0; i < n; i++) {
+    int one_line = 2 + o->py_width <= 80;
+    if (one_line && !end)
+        return 0;
+    if (!o->opened)
+        putchar('[');
+    for (size_t i = o->next; i < n; i++) {
         if (rows[i].err != 0)
             continue;
         size_t sl = py_repr(rows[i].symbol, sym, sizeof(sym));
         size_t tl = sl + 14 + strlen(WORD(t, &rows[i]));
-        if (k > 0)
+        if (o->py_printed > 0)
             fputs(one_line ? ", " : ",\n ", stdout);
         putchar('(');
         fputs(sym, stdout);
         fputs(one_line || tl <= 78 ? ", Decimal('" : ",\n  Decimal('", stdout);
         fputs(WORD(t, &rows[i]), stdout);
         fputs("'))", stdout);
-        k++;
+        o->py_printed++;
     }
-    fputs("]\n", stdout);
+    if (end)
+        fputs("]\n", stdout);
+    return 1;
 }
 
-void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, const char *text)
+void cli_out_rows(struct cli_out *o, const struct cli_row *rows, size_t ready, int end,
+                  const char *text)
 {
-    switch (f) {
+    if (ready == o->next && !end)
+        return; /* nothing new: not even the list's opening before its first row */
+    switch (o->format) {
     case CLI_TABLE:
-        table(rows, n, text);
+        if (!end)
+            return;
+        table(rows, ready, text);
         break;
     case CLI_JSON:
-        json(rows, n, text);
+        json(o, rows, ready, end, text);
         break;
     case CLI_CSV:
-        csv(rows, n, text);
+        csv(o, rows, ready, text);
         break;
     case CLI_PYTHON:
-        python(rows, n, text);
-        for (size_t i = 0; i < n; i++) {
+        if (!python(o, rows, ready, end, text))
+            return;
+        if (end)
+            fflush(stdout); /* the list, then what failed, also where both streams merge */
+        for (size_t i = 0; end && i < ready; i++) {
             char sb[CLEAN_MAX], wb[CLEAN_MAX];
             if (rows[i].err != 0)
                 fprintf(stderr, "qfetch: %s: %s\n", clean(rows[i].symbol, sb),
@@ -331,6 +351,14 @@ void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, cons
         }
         break;
     }
+    o->opened = 1;
+    o->next = ready;
+}
+
+void cli_out_print(enum cli_format f, const struct cli_row *rows, size_t n, const char *text)
+{
+    struct cli_out o = {.format = f};
+    cli_out_rows(&o, rows, n, 1, text);
 }
 
 /* ---- --stats percentiles ---- */

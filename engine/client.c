@@ -194,7 +194,8 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
 
     c->conns = qf_calloc(c->nconns, sizeof(*c->conns));
     c->free_slots = qf_calloc(c->nconns, sizeof(*c->free_slots));
-    c->ready = qf_calloc(c->nconns, sizeof(*c->ready));
+    /* A slot stepped from the list may join it again while its old place is still there. */
+    c->ready = qf_calloc(2 * (size_t)c->nconns, sizeof(*c->ready));
     if (c->conns == NULL || c->free_slots == NULL || c->ready == NULL)
         goto nomem;
     c->body_max_total = QF_CLIENT_BODY_MAX;
@@ -207,6 +208,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
         cn->host = c->hosts[0];
         cn->timer.idx = -1;
         cn->timer.kind = QF_TIMER_CONN;
+        qf_decode_init(&cn->dec);
         cn->wbuf = qf_malloc(wcap);
         if (cn->wbuf == NULL)
             goto nomem;
@@ -259,7 +261,7 @@ int qf_client_add(qf_client *c, const char *symbol)
 /* "Name: value" with a token name and no CR/LF; reports whether it is one of ours. */
 static int header_line(const char *l, int *ours)
 {
-    static const char *const mine[] = {"user-agent", "accept", "connection"};
+    static const char *const mine[] = {"user-agent", "accept", "connection", "accept-encoding"};
     const char *colon = strchr(l, ':');
     if (colon == NULL || colon == l || has_ctl(l))
         return QF_EINVAL;
@@ -271,7 +273,7 @@ static int header_line(const char *l, int *ours)
     size_t nl = (size_t)(colon - l);
     if (nl == 4 && strncasecmp(l, "host", 4) == 0)
         return QF_EINVAL; /* the URL decides the host */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (nl == strlen(mine[i]) && strncasecmp(l, mine[i], nl) == 0)
             *ours |= 1 << i;
     }
@@ -319,7 +321,7 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     const char *auth = abs && h->proxy->auth ? h->proxy->auth : "";
     size_t plen = strlen(origin) + strlen(hp) + strlen(path) + (*path != '/');
     size_t hlen = 11 + 6 + strlen(h->hostport) + 2 + 12 + strlen(c->user_agent) + 2 + 13 + 26 +
-                  strlen(auth) + xlen + 2;
+                  strlen(auth) + sizeof(QF_ACCEPT_ENCODING) + xlen + 2;
     /* One allocation: the record, its general part right after it (sizeof keeps the alignment), then
      * the target and the header block. symbol[] is a quote's only. */
     struct qf_req *r = qf_req_new(c, sizeof(struct qf_req_general) + plen + 1 + hlen + 1);
@@ -331,9 +333,10 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     r->target = (char *)(g + 1);
     snprintf(r->target, plen + 1, "%s%s%s%s", origin, hp, *path != '/' ? "/" : "", path);
     char *hd = r->target + plen + 1;
-    int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s", h->hostport,
+    int n = snprintf(hd, hlen + 1, " HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", h->hostport,
                      ours & 1 ? "" : "User-Agent: ", ours & 1 ? "" : c->user_agent,
                      ours & 1 ? "" : "\r\n", ours & 2 ? "" : "Accept: */*\r\n",
+                     rq->compressed && !(ours & 8) ? QF_ACCEPT_ENCODING : "",
                      ours & 4 ? "" : "Connection: keep-alive\r\n");
     n += snprintf(hd + n, hlen + 1 - (size_t)n, "%s", auth);
     for (const char *const *hl = rq->headers; hl != NULL && *hl != NULL; hl++)
@@ -342,6 +345,7 @@ int qf_client_request(qf_client *c, const struct qf_request *rq)
     g->hdrs = hd;
     g->hdrs_len = (size_t)n;
     g->no_body = method[0] == 'H';
+    g->compressed = rq->compressed != 0;
     g->method = g->no_body ? "HEAD" : "GET";
     g->head = g->no_body ? "HEAD " : "GET ";
     g->head_len = strlen(g->head);
@@ -511,8 +515,9 @@ int qf_client_step(qf_client *c)
 
 /* With a session cache, a run must leave it no poorer than it found it, or every other run
  * is cold: a connection that resumed (so the server hands out tickets) and has no new ticket
- * yet gets one about a round trip after its first answer when it sent early data. Returns when
- * waiting for those ends: one handshake's round trip past the last answer (at most 1 s), 0 when
+ * yet gets one about a round trip after its first answer when it sent early data (the server
+ * sends it once the client's Finished arrives). qf_client_free() waits for those, until one
+ * handshake's round trip past the last answer (at most 1 s); this returns that time, or 0 when
  * none is due. */
 static int64_t tickets_due_us(const struct qf_client *c)
 {
@@ -541,10 +546,6 @@ int qf_client_run(qf_client *c)
         if (rc < 0)
             return rc;
     }
-    for (int64_t until; (until = tickets_due_us(c)) > qf_now_us();) {
-        if (turn(c, (int)((until - qf_now_us() + 999) / 1000)) < 0)
-            break;
-    }
     return 0;
 }
 
@@ -560,6 +561,12 @@ void qf_client_free(qf_client *c)
 {
     if (c == NULL)
         return;
+    /* After the last answer, so a caller prints its results first. */
+    while (c->ndone == c->nadded && c->epfd >= 0) {
+        int64_t until = tickets_due_us(c), now = qf_now_us();
+        if (until <= now || turn(c, (int)((until - now + 999) / 1000)) < 0)
+            break;
+    }
     qf_resolve_free(c); /* first: its callbacks still see every host */
     for (uint32_t i = 0; c->conns != NULL && i < c->nconns; i++) {
         struct qf_conn *cn = &c->conns[i];
@@ -573,6 +580,7 @@ void qf_client_free(qf_client *c)
         qf_free(cn->wbuf);
         qf_free(cn->body);
         qf_free(cn->hbuf);
+        qf_decode_free(&cn->dec);
     }
     for (int i = 0; i < c->timers.n; i++) {
         struct qf_timer *t = c->timers.v[i];

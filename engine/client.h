@@ -17,6 +17,8 @@
 #include "tls/tls.h"
 
 #define QF_RETRY_AFTER_CAP_MS 5000
+/* The codings parser/inflate.c undoes, asked for on quotes unless QF_OPT_NO_COMPRESSED. */
+#define QF_ACCEPT_ENCODING "Accept-Encoding: gzip, deflate\r\n"
 /* Response bytes all of a client's connections may buffer at once: a per-request cap alone
  * lets N hostile servers take N times it. */
 #define QF_CLIENT_BODY_MAX ((size_t)256 << 20)
@@ -47,7 +49,8 @@ struct qf_client {
     uint32_t nconns;
     uint32_t *free_slots;
     uint32_t nfree;
-    uint32_t *ready;         /* slots whose read budget ran out: stepped again next turn */
+    uint32_t *ready;         /* slots whose read budget ran out: stepped again next turn
+                                (room for 2 x nconns, see run_ready) */
     uint32_t nready;
     size_t body_total;       /* bytes of all connections' body buffers */
     size_t body_max_total;

@@ -116,6 +116,7 @@ static void race_drop(struct qf_conn *c, int i)
 
 static void release_body(struct qf_conn *c)
 {
+    qf_decode_release(c, BODY_KEEP);
     if (c->body_cap <= BODY_KEEP)
         return;
     c->cl->body_total -= c->body_cap;
@@ -364,6 +365,7 @@ static int expect_response(struct qf_conn *c)
     c->t_first = 0;
     c->t_start = r->t_start;
     qf_http_init(&c->http, c->body, c->body_cap, QF_HTTP_BODY_MAX);
+    qf_decode_expect(&c->dec);
     /* A body that arrives whole in one read is used where it is, in rbuf: the response is
      * reported before rbuf is read into again. Streamed bodies go through the buffer. */
     c->http.zero_copy = r->general == NULL || r->general->on_chunk == NULL;
@@ -544,9 +546,12 @@ static int on_tunnel(struct qf_conn *c)
         c->tunnel_got += take;
         cl->st.bytes_read += take;
     }
-    if (cl->log != NULL)
-        qf_result_log(cl, "conn %u: proxy %s: %.*s", c->slot, name,
-                      (int)strcspn(c->rbuf, "\r\n"), c->rbuf);
+    if (cl->log != NULL) { /* the proxy's status line, cleaned: it may be anything */
+        char line[3 * 120 + 1];
+        size_t n = strcspn(c->rbuf, "\r\n");
+        qf_text_clean(c->rbuf, n < 120 ? n : 120, line, sizeof(line));
+        qf_result_log(cl, "conn %u: proxy %s: %s", c->slot, name, line);
+    }
     if (status < 200 || status > 299)
         return tunnel_refused(c, status);
     c->t_connected = cl->now_us; /* connected to the target, as far as timings tell */
@@ -751,6 +756,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
 
     if (r->general != NULL && r->general->on_chunk != NULL)
         o.body_len = r->general->body_seen;
+    qf_decode_outcome(c, &o);
     qf_heap_del(&cl->timers, &c->timer);
     span(c, &o.span);
     c->nreq++;
@@ -813,18 +819,17 @@ static int head(struct qf_conn *c)
     return stop ? aborted(c, "aborted by on_head") : 0;
 }
 
-/* Hands the body bytes of this read to the request's on_chunk; the buffer is then reused.
+/* Hands body bytes of this read to the request's on_chunk; their buffer is then reused.
  * Returns non-zero when the callback aborted the request. */
-static int stream(struct qf_conn *c)
+static int stream(struct qf_conn *c, const char *data, size_t len)
 {
     struct qf_client *cl = c->cl;
     struct qf_req *r = c->req;
 
     cl->in_chunk = r;
-    int stop = r->general->on_chunk(c->http.body, c->http.body_len, r->general->udata);
+    int stop = r->general->on_chunk(data, len, r->general->udata);
     cl->in_chunk = NULL;
-    r->general->body_seen += c->http.body_len;
-    c->http.body_len = 0;
+    r->general->body_seen += len;
     return stop ? aborted(c, "aborted by on_chunk") : 0;
 }
 
@@ -836,6 +841,34 @@ static int parse_fail(struct qf_conn *c, int err)
                                            : "malformed HTTP response";
     snprintf(c->errmsg, sizeof(c->errmsg), "%s", what);
     return conn_fail(c, err, c->errmsg);
+}
+
+/* A coded body (engine/decode.c): the bytes this feed gave the parser are inflated, and the
+ * parser's buffer is free again for the next feed; a streamed request gets the inflated
+ * bytes. Returns non-zero when the slot is free: the body was too large, or on_chunk
+ * aborted. */
+static int decode(struct qf_conn *c)
+{
+    const struct qf_req_general *g = c->req->general;
+    const char *in = qf_http_body(&c->http);
+    size_t len = c->http.body_len;
+    int rc;
+
+    c->http.body_len = 0;
+    do {
+        rc = qf_decode_feed(c, &in, &len);
+        if (rc == QF_EBODY) {
+            parse_fail(c, rc);
+            return 1;
+        }
+        if (g != NULL && g->on_chunk != NULL && c->dec.len > 0) {
+            size_t n = c->dec.len;
+            c->dec.len = 0;
+            if (!c->req->cancelled && stream(c, c->dec.out, n) != 0)
+                return 1;
+        }
+    } while (rc == QF_ENOSPC);
+    return 0;
 }
 
 /* Puts c on the loop's ready list: its budget for this turn is spent, bytes may be waiting
@@ -900,10 +933,14 @@ static int on_recv(struct qf_conn *c)
             if (g != NULL && g->on_head != NULL && c->http.headers_done && !c->head_seen &&
                 !quiet && head(c) != 0)
                 return QF_CONN_FREE;
+            if (c->http.headers_done && !c->dec.checked)
+                qf_decode_begin(c);
+            if (c->dec.active && c->http.body_len > 0 && decode(c) != 0)
+                return QF_CONN_FREE;
             if (g != NULL && g->on_chunk != NULL && c->http.body_len > 0) {
-                if (quiet)
-                    c->http.body_len = 0;
-                else if (stream(c) != 0)
+                size_t blen = c->http.body_len;
+                c->http.body_len = 0;
+                if (!quiet && stream(c, c->http.body, blen) != 0)
                     return QF_CONN_FREE;
             }
             if (!c->http.complete)

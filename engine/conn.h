@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "engine/decode.h"
 #include "engine/host.h"
 #include "engine/timer.h"
 #include "parser/http.h"
@@ -70,6 +71,7 @@ struct qf_conn {
     char *hbuf;            /* header capture for general requests, grown on demand */
     size_t hcap;
     struct qf_http http;
+    struct qf_decode dec;  /* a coded body's inflater and inflated bytes */
     char errmsg[160];
     char rbuf[QF_RBUF_SIZE];
 };

@@ -198,22 +198,23 @@ void qf_host_timeout(struct qf_client *cl, struct qf_host *h)
 
 /* A quote's request around its target, made once per host: "GET " and the URL prefix before
  * it; the URL suffix and the header block after it. An http:// proxy is asked in absolute
- * form ("GET http://host/path"), with the proxy's credentials. */
-static int quote_request(struct qf_host *h, const char *ua)
+ * form ("GET http://host/path"), with the proxy's credentials. ae: the Accept-Encoding line or
+ * "". */
+static int quote_request(struct qf_host *h, const char *ua, const char *ae)
 {
 #define QUOTE_HDRS                                                                                 \
     "%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"                    \
-    "Connection: keep-alive\r\n%s\r\n"
+    "%sConnection: keep-alive\r\n%s\r\n"
     int abs = h->proxy != NULL && !h->url.tls;
     const char *auth = abs && h->proxy->auth ? h->proxy->auth : "";
     const char *origin = abs ? "http://" : "", *hp = abs ? h->hostport : "";
-    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua, auth);
+    int n = snprintf(NULL, 0, QUOTE_HDRS, h->url.suffix, h->hostport, ua, ae, auth);
     int m = snprintf(NULL, 0, "GET %s%s%s", origin, hp, h->url.prefix);
     h->hdrs = qf_malloc((size_t)n + 1);
     h->head = qf_malloc((size_t)m + 1);
     if (h->hdrs == NULL || h->head == NULL)
         return QF_ENOMEM;
-    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua, auth);
+    snprintf(h->hdrs, (size_t)n + 1, QUOTE_HDRS, h->url.suffix, h->hostport, ua, ae, auth);
     snprintf(h->head, (size_t)m + 1, "GET %s%s%s", origin, hp, h->url.prefix);
     h->hdrs_len = (size_t)n;
     h->head_len = (size_t)m;
@@ -268,7 +269,8 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
         }
         h->tunnel_len = (size_t)n;
     }
-    if (quotes && quote_request(h, cl->user_agent) < 0) {
+    if (quotes && quote_request(h, cl->user_agent,
+                                (cl->flags & QF_OPT_NO_COMPRESSED) ? "" : QF_ACCEPT_ENCODING) < 0) {
         qf_host_free(h);
         return NULL;
     }

@@ -214,6 +214,9 @@ static void deliver_quote(struct qf_client *cl, const struct qf_req *r, const st
         if (o->status == 407 && r->host->proxy != NULL) /* asked in absolute form */
             res.err = qf_proxy_refusal(r->host->proxy, 407, msg, sizeof(msg));
     }
+    char clean[3 * sizeof(msg) + 1]; /* what qfetch.h promises of every errmsg */
+    qf_text_clean(res.errmsg, strlen(res.errmsg), clean, sizeof(clean));
+    res.errmsg = clean;
     if (cl->log != NULL) {
         if (res.err == 0)
             qf_result_log(cl,
@@ -247,6 +250,9 @@ static void deliver_response(struct qf_client *cl, const struct qf_req *r,
         .reused = o->span.reused,
     };
 
+    char clean[3 * 320 + 1]; /* what qfetch.h promises of every errmsg */
+    qf_text_clean(res.errmsg, strlen(res.errmsg), clean, sizeof(clean));
+    res.errmsg = clean;
     if (o->err == 0) {
         res.nheaders = qf_result_headers(cl, o->headers, o->headers_len, o->nheaders);
         res.headers = res.nheaders ? cl->hdrv : NULL;

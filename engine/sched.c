@@ -244,7 +244,11 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
     }
     unsigned n;
     while ((n = room(cl, h)) > 0 && (r = qf_sched_head(cl, h)) != NULL) {
-        if (h->nidle > 0) {
+        /* A request's last re-send goes to a new connection when one may be opened: a server
+         * closing kept-alive connections in a burst (a busy Apache) can race every idle one. */
+        int fresh = r->resent >= QF_MAX_RESENDS - 1 && h->nopen < h->max &&
+                    (cl->nfree > 0 || cl->nhosts > 1);
+        if (h->nidle > 0 && !fresh) {
             /* Any live connection will do, a re-sent request's too: one the server closed
              * while it idled is found out here and closed. */
             struct qf_conn *c = h->idle[--h->nidle];
@@ -484,7 +488,7 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
         r->resent++;
         r->attempts--;
         cl->st.stale_resends++;
-        qf_result_log(cl, "%s: re-sending on a new connection after: %s",
+        qf_result_log(cl, "%s: re-sending after: %s",
                       r->general == NULL ? r->symbol : r->target, o->msg);
         qf_sched_push(h, r, 1);
         return;

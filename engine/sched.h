@@ -30,6 +30,7 @@ struct qf_req_general {
     qf_head_fn *on_head;
     void *udata;
     int no_body;              /* HEAD */
+    int compressed;           /* Accept-Encoding sent: a coded body is inflated */
 };
 
 struct qf_req {

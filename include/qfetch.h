@@ -132,6 +132,13 @@ struct qf_options {
  * when it applies to the URL template, and otherwise fails the requests it applies to
  * (QF_ECONFIG); an unusable no_proxy entry is skipped with a warning. */
 #define QF_OPT_PROXY_ENV 8u
+/* Quotes are requested with "Accept-Encoding: gzip, deflate" and their bodies inflated as they
+ * arrive (stats.bytes_read counts the coded bytes). This flag leaves the header out; a quote
+ * the server codes anyway is still inflated. An inflated body is capped at 8 MiB like any,
+ * and one that inflates more than 100 times past its first 64 KiB is refused as a
+ * decompression bomb (QF_EBODY); a corrupt stream, or a coding other than gzip, x-gzip or
+ * deflate (zlib-wrapped or raw), fails that quote with QF_EPROTO. */
+#define QF_OPT_NO_COMPRESSED 16u
 
 #define QF_DEFAULT_CONNECTIONS 8
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
@@ -184,7 +191,10 @@ void qf_client_stats(const qf_client *c, struct qf_stats *st);
 
 /* Frees everything; pending requests are dropped without callbacks. Not from a callback.
  * Requests: qf_client_step()/qf_client_run() deliver results; "requests left" counts both
- * kinds. */
+ * kinds. With a session cache and every request done, it first waits (blocking, at most one
+ * handshake's round trip past the last answer, never over 1 s) for the session tickets still
+ * due to connections that resumed (after early data they follow the answer by a round trip),
+ * then writes the cache: a run leaves it no poorer than it found it. Print results first. */
 void qf_client_free(qf_client *c);
 
 /* ---- General HTTP/1.1 requests (the quote API above is built on these) ---------------- */
@@ -221,13 +231,20 @@ struct qf_request {
     const char *url;              /* http:// or https://, copied */
     const char *method;           /* "GET" (NULL) or "HEAD" */
     const char *const *headers;   /* NULL-terminated "Name: value" lines, copied; a User-Agent,
-                                     Accept or Connection given here replaces the default */
+                                     Accept, Connection or Accept-Encoding given here replaces
+                                     the default */
     int timeout_ms;               /* per attempt; 0: the client's */
     int retries;                  /* as qf_options.retries; 0: the client's */
     qf_response_fn *on_response;  /* required: once per request, unless cancelled */
     qf_chunk_fn *on_chunk;        /* optional: stream the body instead of buffering it */
     qf_head_fn *on_head;          /* optional: status and headers as soon as they are parsed */
     void *udata;
+    /* Non-zero: send "Accept-Encoding: gzip, deflate" and inflate a gzip or deflate body before
+     * it reaches on_response or on_chunk, with the caps and errors of QF_OPT_NO_COMPRESSED's
+     * comment (a streamed body has no size cap, as without a coding). Headers stay as
+     * received: Content-Encoding and Content-Length describe the coded body. 0: the body is
+     * handed on exactly as the server sent it, coded or not. */
+    int compressed;
 };
 
 /* Queues a request. Returns its id (>= 0), QF_EINVAL (bad URL, method or header line),

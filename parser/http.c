@@ -10,7 +10,7 @@
 
 #include "qfetch.h"
 
-enum { FIELD_OTHER, FIELD_RETRY_AFTER };
+enum { FIELD_OTHER, FIELD_RETRY_AFTER, FIELD_CONTENT_ENCODING };
 
 static struct qf_http *from(llhttp_t *p)
 {
@@ -31,6 +31,7 @@ static void reset_message(struct qf_http *h)
     h->nheaders = 0;
     h->status = 0;
     h->retry_after_s = -1;
+    h->coding_len = 0;
     h->field_id = FIELD_OTHER;
     h->field_len = 0;
     h->value_len = 0;
@@ -101,7 +102,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     struct qf_http *h = from(p);
     if (h->headers_done)
         return count_framing(h, len);
-    if (h->field_id == FIELD_RETRY_AFTER)
+    if (h->field_id != FIELD_OTHER)
         accumulate(h->value, sizeof(h->value), &h->value_len, at, len);
     return capture(h, at, len);
 }
@@ -131,6 +132,9 @@ static int on_header_field_complete(llhttp_t *p)
         return fail(h, QF_EPROTO);
     if (h->field_len <= sizeof(h->field) && name_is(h->field, h->field_len, "retry-after"))
         h->field_id = FIELD_RETRY_AFTER;
+    else if (h->field_len <= sizeof(h->field) &&
+             name_is(h->field, h->field_len, "content-encoding"))
+        h->field_id = FIELD_CONTENT_ENCODING;
     return capture_end(h);
 }
 
@@ -157,6 +161,19 @@ static int parse_delta_seconds(const char *s, size_t len)
     return (int)v;
 }
 
+/* Content-Encoding lines join into one list (RFC 9110 5.3); one longer than value[] can hold is
+ * marked too long, and never taken for a coding we know. */
+static void add_coding(struct qf_http *h)
+{
+    size_t kept = h->value_len < sizeof(h->value) ? h->value_len : sizeof(h->value);
+
+    if (h->coding_len > 0)
+        accumulate(h->coding, sizeof(h->coding), &h->coding_len, ",", 1);
+    accumulate(h->coding, sizeof(h->coding), &h->coding_len, h->value, kept);
+    if (h->value_len > kept)
+        h->coding_len = SIZE_MAX;
+}
+
 static int on_header_value_complete(llhttp_t *p)
 {
     struct qf_http *h = from(p);
@@ -165,6 +182,8 @@ static int on_header_value_complete(llhttp_t *p)
     if (h->field_id == FIELD_RETRY_AFTER)
         h->retry_after_s =
             h->value_len <= sizeof(h->value) ? parse_delta_seconds(h->value, h->value_len) : -1;
+    else if (h->field_id == FIELD_CONTENT_ENCODING)
+        add_coding(h);
     h->field_id = FIELD_OTHER;
     h->field_len = 0;
     h->field_blank = 0;

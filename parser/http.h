@@ -16,6 +16,10 @@ struct qf_http {
     llhttp_t parser;
     int status;            /* 0 until the status line is parsed */
     int retry_after_s;     /* Retry-After in seconds; -1 absent or not delta-seconds */
+    /* Content-Encoding as received, its lines joined by ','; coding_len > sizeof(coding): too
+     * long to keep (not a coding qf_inflate_coding() knows) */
+    char coding[32];
+    size_t coding_len;
     int complete;          /* the final (non-1xx) response is complete */
     int keep_alive;        /* valid once complete: connection may carry another request */
     int headers_done;      /* header block of the final response parsed */

@@ -411,7 +411,10 @@ def normal_batch():
     check(st["conns_opened"] >= 1 and st["tls_full"] >= 1, "no connection/handshake counted")
     check(st["tls_full"] + st["tls_resumed"] + st["conns_unused"] == st["conns_opened"],
           "tls_full+tls_resumed+conns_unused != conns_opened: %s" % st)
-    check(st["bytes_read"] >= 12 * 2000, "bytes_read=%d too small" % st["bytes_read"])
+    # The answers come gzipped (about 1 KB each): bytes_read counts them as they came.
+    sent = stats_delta(before, after, "bytes_sent")
+    check(st["bytes_read"] >= sent > 12 * 500, "bytes_read=%d, server sent %d plaintext bytes"
+          % (st["bytes_read"], sent))
     check(stats_delta(before, after, "requests_total") == len(tickers),
           "server saw %d requests" % stats_delta(before, after, "requests_total"))
 
@@ -575,6 +578,146 @@ def stdin_tickers():
     expect_order(r, tickers)
     for t in tickers:
         expect_ok(r, t, "2.675" if t == "PRICE_2.675" else None)
+
+
+class Trickle:
+    """qfetch reading its symbols from a pipe the test writes to while it runs; its stdout is
+    read without blocking, so the test sees what was printed before stdin closed."""
+
+    def __init__(self, args, timeout=60):
+        self.cmd = [CFG.qfetch] + list(args)
+        self.deadline = time.monotonic() + timeout
+        self.errf = tempfile.TemporaryFile()
+        self.out = b""
+        self.eof = False
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.errf)
+        CLEANUP.append(self.kill)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+
+    def pump(self, seconds, until=None):
+        """Reads stdout for up to `seconds` (never past the run's deadline), or until
+        until(output) holds; returns whether it holds."""
+        end = min(time.monotonic() + seconds, self.deadline)
+        while not (until is not None and until(self.out)) and not self.eof:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                self.out += chunk
+                self.eof = not chunk
+        return until is not None and until(self.out)
+
+    def write(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def finish(self):
+        """Closes stdin, reads to the end; returns a Run like run_raw's."""
+        self.proc.stdin.close()
+        while not self.eof and time.monotonic() < self.deadline:
+            self.pump(self.deadline - time.monotonic())
+        try:
+            rc = self.proc.wait(max(0.1, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            rc = None
+        self.errf.seek(0)
+        r = Run(self.cmd, rc, self.out.decode(errors="replace"),
+                self.errf.read().decode(errors="replace"), time.monotonic() - self.t0)
+        LAST_RUNS.append(r)
+        check(rc is not None, "qfetch did not finish")
+        return r
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def trickle(args, symbols, first_row, gap_s=0.3):
+    """Writes symbols one a line, one per gap_s, to qfetch's stdin; before the last one waits
+    (bounded) until first_row(stdout) holds. Returns (Run, whether it held with stdin open)."""
+    t = Trickle(args)
+    for s in symbols[:-1]:
+        t.write(s + "\n")
+        t.pump(gap_s)
+    early = first_row is not None and t.pump(30, first_row)
+    t.write(symbols[-1] + "\n")
+    return t.finish(), early
+
+
+STREAM_FIRST_ROW = {
+    "json": lambda sym: re.compile(r'\[\n  \{"ticker":"%s",[^\n]*\}' % re.escape(sym)),
+    "csv": lambda sym: re.compile(r"ticker,price,currency,status,error\r\n%s,[^\n]*\r\n"
+                                  % re.escape(sym)),
+    "python": lambda sym: re.compile(r"\[\('%s', Decimal\('[0-9.]+'\)\)" % re.escape(sym)),
+}
+
+
+@test
+def stdin_streamed():
+    """`-t -` fetches as symbols arrive: one symbol every 300 ms through a pipe, and the first
+    row is on stdout before the last symbol is written (json, csv, and python once its
+    layout is known: the list outgrew one line); the table, whose column width needs every
+    symbol, at the end. Every format prints what the same input given at once prints:
+    duplicates fetched once and shown in each place, an error row in order."""
+    syms = [uniq() for _ in range(5)]
+    syms = syms[:2] + [syms[0], "FB"] + syms[2:] + [syms[1]]
+    srv = server()
+    for fmt in ("json", "csv", "python", "table"):
+        base = ["-u", srv.url, "--cacert", cert("ca.pem"), "-f", fmt, "-c", "2"]
+        before = srv.stats()
+        first = STREAM_FIRST_ROW.get(fmt)
+        r, early = trickle(base + ["-t", "-"], syms,
+                           (lambda out, rx=first(syms[0]): rx.search(out.decode()) is not None)
+                           if first else None)
+        expect_rc(r, 1)
+        if first is not None:
+            check(early, "%s: the first row was not printed before stdin closed: %r"
+                  % (fmt, r.out[:200]))
+        whole = run_raw(base + ["-t"] + syms)
+        check(r.out == whole.out, "%s: streamed output differs from the same symbols at once:"
+              "\n%r\n%r" % (fmt, r.out, whole.out))
+        check(r.err == whole.err, "%s: stderr differs: %r / %r" % (fmt, r.err, whole.err))
+        after = srv.stats()
+        for s in set(syms):
+            n = server_count(after, s) - server_count(before, s)
+            check(n == 2, "%s: %s fetched %d times in the two runs" % (fmt, s, n))
+
+
+@test
+def stdin_streamed_between_arguments():
+    """`-t A - B`: the arguments before '-' first, stdin's symbols, then those after it."""
+    a, b, c, d = uniq(), uniq(), uniq(), uniq()
+    r, early = trickle(["-u", server().url, "--cacert", cert("ca.pem"), "-f", "json",
+                        "-t", a, "-", d], [b, c],
+                       lambda out: STREAM_FIRST_ROW["json"](a).search(out.decode()))
+    expect_rc(r, 0)
+    check(early, "the first argument's row was not printed before stdin closed")
+    expect_order(r, [a, b, c, d])
+    expect_all_ok(r, [a, b, c, d])
+
+
+@test
+def stdin_streamed_bad_symbol_later():
+    """A streamed input cannot be checked ahead: a bad symbol that arrives after fetching began
+    stops the run with the usual one-line error and exit status 2; the rows printed before it
+    stay printed (docs/qfetch.1). One in the first read is refused before anything is sent
+    (faults_and_limits.py, input_*)."""
+    a = uniq()
+    t = Trickle(["-u", server().url, "--cacert", cert("ca.pem"), "-f", "csv", "-t", "-"])
+    t.write(a + "\n")
+    check(t.pump(30, lambda out: STREAM_FIRST_ROW["csv"](a).search(out.decode())),
+          "no row for %s before stdin closed" % a)
+    t.write("A\x01B\n" + uniq() + "\n")
+    r = t.finish()
+    expect_rc(r, 2)
+    check(r.err == "qfetch: invalid symbol 'A\\x01B': must be 1-64 bytes of UTF-8 without "
+          "spaces or control characters, not only dots\n", "stderr: %r" % r.err)
+    check(r.out.startswith("ticker,price,currency,status,error\r\n%s," % a), "stdout %r" % r.out)
 
 
 @test
@@ -1603,6 +1746,81 @@ def dns_servers_bad_list_is_a_usage_error():
     check("--dns-servers" in r.err and r.err.count("\n") == 1, "usage error: %r" % r.err)
 
 
+# ---------------------------------------------------------------- compression
+
+@test
+def compressed_by_default():
+    """Quotes ask for gzip and deflate unless --no-compressed; tests/server.py then codes its
+    answers as Yahoo does. The prices are the same either way and the bytes read fall."""
+    tickers = [uniq() for _ in range(20)]
+    with fresh_server() as srv:
+        plain = qf(tickers, "-c", "1", "--no-session-cache", "--no-compressed", srv=srv)
+        expect_rc(plain, 0)
+        expect_all_ok(plain, tickers)
+        asked = [srv.stats()["headers_per_symbol"][t].get("accept-encoding") for t in tickers]
+        check(asked == [None] * 20, "--no-compressed sent Accept-Encoding: %r" % asked[:3])
+        for flags in ((), ("--compressed",), ("--no-compressed", "--compressed")):
+            coded = qf(tickers, "-c", "1", "--no-session-cache", *flags, srv=srv)
+            expect_rc(coded, 0)
+            expect_order(coded, tickers)
+            expect_all_ok(coded, tickers)
+            asked = [srv.stats()["headers_per_symbol"][t].get("accept-encoding") for t in tickers]
+            check(asked == ["gzip, deflate"] * 20, "%s: Accept-Encoding %r" % (flags, asked[:3]))
+    b0, b1 = plain.stats()["bytes_read"], coded.stats()["bytes_read"]
+    check(b1 < b0 * 0.75, "bytes_read %d compressed vs %d plain" % (b1, b0))
+    note("bytes_read for 20 tickers on one connection: %d plain, %d compressed" % (b0, b1))
+
+
+@test
+def coded_answers_decoded():
+    """gzip, x-gzip, zlib-wrapped and raw deflate, two gzip members in odd chunks and a gzip
+    body dripped a byte at a time are all inflated, asked for or not."""
+    kinds = ["GZIP_", "XGZIP_", "DEFLATE_", "RAWDEFLATE_", "GZIPCHUNKED_", "GZIPDRIP_"]
+    for flags in ((), ("--no-compressed",)):
+        tickers = [k + uniq() for k in kinds] + [uniq()]
+        r = qf(tickers, "-c", "3", *flags)
+        expect_rc(r, 0)
+        expect_order(r, tickers)
+        expect_all_ok(r, tickers)
+        check(r.stats()["requests_sent"] == len(tickers), "retries or re-sends: %s" % r.stats())
+
+
+@test
+def coded_failures_per_ticker():
+    """A corrupt or cut gzip stream, a decompression bomb, a body over 8 MiB once inflated and
+    an unknown coding each fail their own ticker, once, without retries, with a message that
+    says what happened; the batch around them completes."""
+    bad = {"BADGZIP_": ("corrupt gzip body",), "TRUNCGZIP_": ("corrupt gzip body", "cut short"),
+           "BOMB_": ("100:1", "decompression bomb"), "GZIPHUGE_": ("8 MiB once inflated",),
+           "BROTLI_": ('unsupported content-encoding "br"',)}
+    names = {k: k + uniq() for k in bad}
+    good = [uniq() for _ in range(10)]
+    tickers = good[:5] + list(names.values()) + good[5:]
+    r = qf(tickers, "-c", "2", timeout=60)
+    expect_rc(r, 1)
+    expect_order(r, tickers)
+    expect_all_ok(r, good)
+    st = server().stats()
+    for k, sym in names.items():
+        expect_err(r, sym, *bad[k], status=200)
+        check(server_count(st, sym) == 1, "%s requested %d times" % (sym, server_count(st, sym)))
+    check(r.stats()["requests_sent"] == len(tickers), "stats %s" % r.stats())
+    # The connections survived the per-response errors (their framing was sound).
+    check(r.stats()["conns_opened"] <= 2, "stats %s" % r.stats())
+
+
+@test
+def coded_error_statuses():
+    """Error answers are coded too: the 429 text and Yahoo's 404 JSON still name the error."""
+    rate, gone = "RATEALWAYS_" + uniq(), "FB"
+    r = qf([rate, gone], "--retries", "0")
+    expect_rc(r, 1)
+    expect_err(r, rate, "HTTP 429", "Too Many Requests", status=429)
+    expect_err(r, gone, "HTTP 404", "delisted", status=404)
+    check(server().stats()["headers_per_symbol"][rate].get("accept-encoding") == "gzip, deflate",
+          "no Accept-Encoding sent")
+
+
 # ---------------------------------------------------------------- nginx
 
 def die_with_parent():
@@ -1612,6 +1830,17 @@ def die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def access_rows(path):
+    """The (int, int, int, path) rows of an access log written as `N N N "PATH"` lines."""
+    rows = []
+    with open(path) as f:
+        for ln in f:
+            m = re.match(r'(\d+) (\d+) (\d+) "(.*)"', ln)
+            if m:
+                rows.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+    return rows
 
 
 class Nginx:
@@ -1691,13 +1920,7 @@ http {{
         self.url = "https://localhost:%d/v8/finance/chart/{}" % self.port
 
     def access(self):
-        rows = []
-        with open(os.path.join(self.dir, "access.log")) as f:
-            for ln in f:
-                m = re.match(r'(\d+) (\d+) (\d+) "(.*)"', ln)
-                if m:
-                    rows.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
-        return rows
+        return access_rows(os.path.join(self.dir, "access.log"))
 
     def stop(self):
         if getattr(self, "proc", None) is not None and self.proc.poll() is None:
@@ -1813,6 +2036,340 @@ def nginx_404_and_encoding():
     expect_err(r, missing, "HTTP 404", status=404)
 
 
+@test
+def nginx_gzip():
+    """nginx's own gzip (chunked, as real servers stream it) against --compressed and
+    --no-compressed: the same prices, and nginx's log shows which answers it compressed."""
+    if not shutil.which("nginx"):
+        raise Fail("nginx not installed")
+    syms = ["NGZ%s%03d" % (CFG.tag, i) for i in range(30)]
+    ng = Nginx(syms, http_extra="gzip on; gzip_types application/json; gzip_min_length 0;",
+               log="'$connection $connection_requests $status \"$request_uri\" $gzip_ratio'",
+               prefix="qfetch-nginx-gzip-")
+    try:
+        coded = qf(syms, "-c", "2", "--no-session-cache", srv=ng)
+        plain = qf(syms, "-c", "2", "--no-session-cache", "--no-compressed", srv=ng)
+        ratios = [ln.split()[-1] for ln in open(os.path.join(ng.dir, "access.log"))]
+    finally:
+        ng.stop()
+    for r in (coded, plain):
+        expect_rc(r, 0)
+        expect_order(r, syms)
+        expect_all_ok(r, syms)
+    check(len(ratios) == 60, "nginx logged %d requests" % len(ratios))
+    check(all(x != "-" for x in ratios[:30]), "nginx did not compress: %r" % ratios[:30])
+    check(all(x == "-" for x in ratios[30:]), "nginx compressed unasked: %r" % ratios[30:])
+    b1, b0 = coded.stats()["bytes_read"], plain.stats()["bytes_read"]
+    check(b1 < b0, "bytes_read %d compressed vs %d plain" % (b1, b0))
+    note("nginx, 30 tickers: bytes_read %d plain, %d compressed" % (b0, b1))
+
+
+# ---------------------------------------------------------------- Apache
+
+APACHE_MODULES = "/usr/lib/apache2/modules"
+
+
+def apache_bin():
+    """Debian installs apache2 in /usr/sbin, which a user's PATH may lack."""
+    return shutil.which("apache2", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+class Apache:
+    """Debian's apache2 on 127.0.0.1 with a config of our own (no system service, nothing
+    under /etc or /var): the event MPM and the keep-alive settings of Debian's stock
+    apache2.conf and mpm_event.conf, a plain and a TLS (mod_ssl) listener, and a generated file
+    per symbol under /v8/finance/chart/, as the nginx tests serve them. Its access log holds
+    `REMOTE_PORT KEEPALIVE_COUNT STATUS "PATH"` lines: the port tells connections apart.
+    workers: None keeps Debian's MPM numbers (2 processes of 25 threads to start with);
+    N runs one process of N threads."""
+
+    def __init__(self, symbols, max_keepalive=100, workers=None, keepalive_timeout=5,
+                 prefix="qfetch-apache-"):
+        self.dir = d = tempfile.mkdtemp(prefix=prefix)
+        CLEANUP.append(self.stop)
+        root = os.path.join(d, "root", "v8", "finance", "chart")
+        os.makedirs(root)
+        os.makedirs(os.path.join(d, "run"))
+        for sym in symbols:
+            with open(os.path.join(root, sym), "wb") as f:
+                f.write(chart_body(sym, repr(price_for(sym))))
+        # As root, Apache's workers switch to an unprivileged user: they must read the files.
+        for dirpath, _, _ in os.walk(d):
+            os.chmod(dirpath, 0o755)
+        ports = []
+        socks = []
+        for _ in range(2):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+        for s in socks:
+            s.close()
+        self.plain_port, self.tls_port = ports
+        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        mods = ["mpm_event", "authz_core", "mime", "ssl", "socache_shmcb"]
+        load = "".join("LoadModule %s_module %s/mod_%s.so\n" % (m, APACHE_MODULES, m)
+                       for m in mods)
+        # KeepAlive, KeepAliveTimeout and (workers None) the MPM's numbers are those of
+        # Debian's /etc/apache2/apache2.conf and mods-available/mpm_event.conf.
+        mpm = """StartServers 2
+MinSpareThreads 25
+MaxSpareThreads 75
+ThreadLimit 64
+ThreadsPerChild 25
+MaxRequestWorkers 150
+"""
+        if workers is not None:
+            mpm = f"""ServerLimit 1
+StartServers 1
+MinSpareThreads 1
+MaxSpareThreads {workers}
+ThreadLimit {workers}
+ThreadsPerChild {workers}
+MaxRequestWorkers {workers}
+"""
+        conf = f"""ServerRoot "{d}"
+ServerName localhost
+PidFile {d}/apache2.pid
+DefaultRuntimeDir {d}/run
+Mutex file:{d}/run default
+ErrorLog {d}/error.log
+LogLevel warn
+{user}{load}
+{mpm}MaxConnectionsPerChild 0
+Timeout 300
+KeepAlive On
+MaxKeepAliveRequests {max_keepalive}
+KeepAliveTimeout {keepalive_timeout}
+Listen 127.0.0.1:{self.plain_port}
+Listen 127.0.0.1:{self.tls_port} https
+LogFormat "%{{remote}}p %k %>s \\"%U\\"" qf
+CustomLog {d}/access.log qf
+DocumentRoot {d}/root
+<Directory />
+    Require all granted
+</Directory>
+<Location /v8/finance/chart/>
+    ForceType application/json
+</Location>
+SSLSessionCache shmcb:{d}/run/ssl_scache(512000)
+SSLSessionCacheTimeout 300
+<VirtualHost 127.0.0.1:{self.tls_port}>
+    SSLEngine on
+    SSLCertificateFile {cert("server.pem")}
+    SSLCertificateKeyFile {cert("server.key")}
+</VirtualHost>
+"""
+        open(os.path.join(d, "mime.types"), "w").close()  # mod_mime's TypesConfig: ForceType
+        self.conf = os.path.join(d, "apache2.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.errf = open(os.path.join(d, "stderr.log"), "wb")
+        # -DFOREGROUND: the parent stays our child (stopped with SIGTERM, which also ends its
+        # workers); env -i: none of the APACHE_* variables Debian's envvars would set.
+        self.proc = subprocess.Popen([apache_bin(), "-f", self.conf, "-DFOREGROUND"], env={},
+                                     stdin=subprocess.DEVNULL, stdout=self.errf,
+                                     stderr=self.errf, preexec_fn=die_with_parent)
+        # Apache listens before its modules' post-config checks and writes its pid file only
+        # after them: a listening port alone does not mean it is serving.
+        pidfile = os.path.join(d, "apache2.pid")
+        deadline = time.monotonic() + 10
+        up = set()
+        while time.monotonic() < deadline and self.proc.poll() is None and len(up) < 2:
+            for port in ports if os.path.exists(pidfile) else ():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    up.add(port)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if len(up) < 2 or self.proc.poll() is not None:
+            why = "exited" if self.proc.poll() is not None else "did not listen"
+            err = open(os.path.join(d, "stderr.log"), errors="replace").read()[-300:]
+            if os.path.exists(os.path.join(d, "error.log")):
+                err += open(os.path.join(d, "error.log"), errors="replace").read()[-300:]
+            self.stop()
+            raise Fail("apache2 %s: %s" % (why, err))
+        self.plain_url = "http://localhost:%d/v8/finance/chart/{}" % self.plain_port
+        self.tls_url = "https://localhost:%d/v8/finance/chart/{}" % self.tls_port
+
+    def access(self):
+        """(remote port, keep-alive count, status, path) rows of the access log."""
+        return access_rows(os.path.join(self.dir, "access.log"))
+
+    def clear_log(self):
+        open(os.path.join(self.dir, "access.log"), "w").close()
+
+    def open_connections(self, port):
+        """Connections to port that Apache has not closed: ESTABLISHED or CLOSE_WAIT
+        sockets whose local port it is (/proc/net/tcp, IPv4 loopback)."""
+        n = 0
+        with open("/proc/net/tcp") as f:
+            for ln in f.readlines()[1:]:
+                local, st = ln.split()[1], ln.split()[3]
+                if int(local.split(":")[1], 16) == port and st in ("01", "08"):
+                    n += 1
+        return n
+
+    def stop(self):
+        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_APACHE = {}
+APACHE_N = 2000
+APACHE_C = 64
+APACHE_SYMS = ["AP%s%04d" % (CFG.tag, i) for i in range(APACHE_N)]
+
+
+def apache(max_keepalive=100, workers=2 * APACHE_C, keepalive_timeout=5):
+    """One Apache per configuration, started on first use. Skips (counted) only when apache2
+    is not installed and cannot be: `.ci/deps test` installs it."""
+    if not apache_bin() or not os.path.exists(APACHE_MODULES + "/mod_ssl.so"):
+        raise Skip("apache2 not installed (.ci/deps test installs it)")
+    key = (max_keepalive, workers, keepalive_timeout)
+    if key not in _APACHE:
+        _APACHE[key] = Apache(APACHE_SYMS, max_keepalive=max_keepalive, workers=workers,
+                              keepalive_timeout=keepalive_timeout)
+    return _APACHE[key]
+
+
+def apache_run(ap, tls, retries=0):
+    """2,000 tickers at -c 64, by default with --retries 0: every price right and in order (a
+    request sent on a connection Apache had already closed, and not re-sent, would fail its
+    ticker), each symbol served once. Returns (stats, access log rows)."""
+    ap.clear_log()
+    opts = ["--retries", str(retries)] if retries is not None else []
+    r = qf(APACHE_SYMS, "-c", str(APACHE_C), *opts, srv=ap,
+           url=ap.tls_url if tls else ap.plain_url, timeout=120)
+    expect_rc(r, 0)
+    expect_order(r, APACHE_SYMS)
+    bad = [it for it in r.items()
+           if it.get("price") != cents(price_for(it["ticker"])) or it.get("currency") != "USD"]
+    check(not bad, "%d of %d wrong, first %r" % (len(bad), APACHE_N, bad[:1]))
+    cs = r.stats()
+    check(retries != 0 or cs["retries"] == 0, "retries with --retries 0: %s" % cs)
+    rows = [row for row in ap.access() if row[3].startswith("/v8/finance/chart/AP")]
+    got = {row[3].rsplit("/", 1)[1] for row in rows if row[2] == 200}
+    check(got == set(APACHE_SYMS) and len(rows) == APACHE_N,
+          "Apache logged %d requests for %d of the %d symbols" % (len(rows), len(got), APACHE_N))
+    note("%s: %d connections, %d requests re-sent, %d retried, up to %d requests on one "
+         "connection" % ("TLS" if tls else "plain", cs["conns_opened"], cs["stale_resends"],
+                         cs["retries"], 1 + max(row[1] for row in rows)))
+    return cs, rows
+
+
+def apache_case(max_keepalive, tls):
+    """apache_run against an Apache with a worker thread for every connection, and a bound on
+    the connections opened.
+
+    Why the bound holds: Apache ends a connection after the response to its request number
+    MaxKeepAliveRequests + 1 (the directive counts the requests after the first; %k in the
+    log), announced with Connection: close. So R requests need at least R / (M + 1)
+    connections, and the limit alone never justifies more. Any other close is Apache's choice
+    (the close after the run, an idle connection closed early) and costs at most one new
+    connection per slot: the -c connections open at once, once more. A tenth of slack on M
+    covers connections ended a few requests short of it (a request re-sent elsewhere).
+
+    Why one process of 128 worker threads (the keep-alive settings stay Debian's): an event
+    MPM process whose workers are all busy closes every idle keep-alive connection it holds.
+    With Debian's numbers (processes of 25 threads, connections spread over them as they
+    race to accept) that happens all the time under 64 connections, as often as the
+    scheduler decides: curl --parallel-max 64 opened 91-161 connections for 2,000 requests
+    here, qfetch 194-434. Issue 16's 467-570 connections for 1,000 requests were measured
+    that way. No bound holds on a loaded machine; apache_busy_workers runs that case for
+    correctness alone."""
+    ap = apache(max_keepalive)
+    cs, rows = apache_run(ap, tls)
+    bound = 2 * APACHE_C + int(APACHE_N / (0.9 * max_keepalive))
+    check(cs["conns_opened"] <= bound, "%d connections for %d requests (bound %d): %s"
+          % (cs["conns_opened"], APACHE_N, bound, cs))
+    check(max(row[1] for row in rows) <= max_keepalive,
+          "Apache served more than MaxKeepAliveRequests + 1 requests on a connection")
+    return cs, rows
+
+
+@test
+def apache_stock_keepalive_plain():
+    """MaxKeepAliveRequests 100, KeepAliveTimeout 5: 2,000 tickers at -c 64 over plain HTTP."""
+    apache_case(100, False)
+
+
+@test
+def apache_stock_keepalive_tls():
+    apache_case(100, True)
+
+
+@test
+def apache_max_keepalive_10_plain():
+    """MaxKeepAliveRequests 10: every connection ends after its 11th response, announced, so
+    at least 182 connections; no request is lost where one ends."""
+    cs, rows = apache_case(10, False)
+    check(cs["conns_opened"] >= -(-APACHE_N // 11), "%s" % cs)
+    check(any(row[1] == 10 for row in rows), "no connection reached MaxKeepAliveRequests")
+
+
+@test
+def apache_max_keepalive_10_tls():
+    cs, rows = apache_case(10, True)
+    check(cs["conns_opened"] >= -(-APACHE_N // 11), "%s" % cs)
+    check(any(row[1] == 10 for row in rows), "no connection reached MaxKeepAliveRequests")
+
+
+@test
+def apache_idle_closed_between_batches():
+    """KeepAliveTimeout 1, symbols streamed on stdin in two batches with a pause between them
+    in which Apache closes every idle connection (the test waits until the kernel shows none
+    left open on Apache's side). qfetch must notice each close before reusing the
+    connection: with --retries 0 every price is right and no request was sent into a closed
+    connection (stale_resends 0), over plain HTTP and TLS."""
+    ap = apache(100, workers=2 * APACHE_C, keepalive_timeout=1)
+    for tls in (False, True):
+        port, url = (ap.tls_port, ap.tls_url) if tls else (ap.plain_port, ap.plain_url)
+        b1, b2 = APACHE_SYMS[:64], APACHE_SYMS[64:128]
+        t = Trickle(["-u", url, "--cacert", cert("ca.pem"), "-f", "csv", "--stats", "-c", "8",
+                     "--retries", "0", "-t", "-"])
+        t.write("\n".join(b1) + "\n")
+        check(t.pump(30, lambda out: out.count(b"\r\n") == 1 + len(b1)),
+              "the first batch's rows did not come: %r" % t.out[-200:])
+        deadline = time.monotonic() + 15
+        while ap.open_connections(port) > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check(ap.open_connections(port) == 0, "Apache kept its idle connections past "
+              "KeepAliveTimeout 1")
+        t.write("\n".join(b2) + "\n")
+        r = t.finish()
+        expect_rc(r, 0)
+        rows = list(csv.reader(io.StringIO(r.out)))[1:]
+        want = [[sym, cents(price_for(sym)), "USD", "200", ""] for sym in b1 + b2]
+        check(rows == want, "%s: rows differ, first %r" % (url, [
+            (g, w) for g, w in zip(rows, want) if g != w][:1]))
+        cs = r.stats()
+        check(cs["stale_resends"] == 0 and cs["retries"] == 0,
+              "%s: a request went into a closed connection: %s" % (url, cs))
+        check(8 < cs["conns_opened"] <= 16, "%s: %s" % (url, cs))
+
+
+@test
+def apache_busy_workers():
+    """Debian's stock event MPM (StartServers 2: 50 worker threads) under 64 connections:
+    Apache closes idle keep-alive connections whenever every worker is busy, some as a
+    request is on its way. Every price must still be right, over plain HTTP and TLS; the
+    connection count depends on the scheduler and is only reported.
+    With the default retries, not --retries 0: Apache closes all its idle connections at
+    once, so a request re-sent on another kept-alive connection can meet the same fate, and
+    after QF_MAX_RESENDS (3) such re-sends it fails (about one run in fifteen here)."""
+    ap = apache(100, workers=None)
+    for tls in (False, True):
+        apache_run(ap, tls, retries=None)
+
+
 # ---------------------------------------------------------------- real captured Yahoo responses
 
 def fixture_expectations():
@@ -1881,7 +2438,8 @@ def yahoo_fixtures():
 def valgrind_batch():
     if not shutil.which("valgrind"):
         raise Fail("valgrind not installed")
-    tickers = [uniq(), "CHUNKED_" + uniq(), "FB", "PRICE_2.675", uniq()]
+    tickers = [uniq(), "CHUNKED_" + uniq(), "FB", "PRICE_2.675", uniq(), "GZIPCHUNKED_" + uniq(),
+               "RAWDEFLATE_" + uniq(), "BADGZIP_" + uniq()]
     srv = server()
     args = ["-u", srv.url, "--cacert", cert("ca.pem"), "-f", "json", "--stats", "-t"] + tickers
     r = run_raw(args, timeout=120,
@@ -1894,6 +2452,9 @@ def valgrind_batch():
     expect_ok(r, tickers[1])
     expect_ok(r, "PRICE_2.675", "2.675")
     expect_err(r, "FB", "HTTP 404", status=404)
+    expect_ok(r, tickers[5])
+    expect_ok(r, tickers[6])
+    expect_err(r, tickers[7], "corrupt gzip body", status=200)
 
 
 # ---------------------------------------------------------------- main

@@ -17,15 +17,19 @@ With --wait-usr1 it first prints `WAITING` and binds only when SIGUSR1 arrives (
 fixed port with the interpreter already loaded). --tls-max 1.0/1.1 offers only those versions
 (with `@SECLEVEL=0` so OpenSSL 3 agrees); --rcvbuf shrinks SO_RCVBUF of accepted sockets, so the
 unread rest of a large request stays in flight (in the client's send queue) while the server is
-not reading. Fault injection for tests/faults_and_limits.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
+not reading. Compression: a request whose Accept-Encoding takes gzip (else deflate) gets its
+ordinary responses coded that way, as Yahoo's are; GZIP_, XGZIP_, DEFLATE_, RAWDEFLATE_,
+GZIPDRIP_, GZIPCHUNKED_ send a coded body whatever was asked, BADGZIP_, TRUNCGZIP_, BOMB_,
+GZIPHUGE_ and BROTLI_ a broken, cut, explosive, oversized or unsupported one. Fault injection for
+tests/faults_and_limits.py: RSTHDR_, ALERT_, ALERTRAW_, ALERTCN_,
 SLOWLORIS_, EARLY_, EARLYCLOSE_, EARLYRST_, EXTRAREC_ (their handlers say what they send); what
 they did shows in /_stats as `special_events`.
-Per-address limits, as Yahoo's edge has (tests/reliability.py, issue 17): --rate-limit/--burst
-is a token bucket and --max-inflight a cap on requests being served at once; a chart request
-beyond either is answered 429 (with `Retry-After: SEC` when --limit-retry-after is given) and
-counted in /_stats as `limited`. --service-ms holds every chart request that long before its
-answer, so requests overlap as they would over a real network. /_stats `arrivals` lists chart
-requests in arrival order as [symbol, ms since the first].
+Per-address limits, as Yahoo's edge has (tests/faults_and_limits.py, issue 17):
+--rate-limit/--burst is a token bucket and --max-inflight a cap on requests being served at
+once; a chart request beyond either is answered 429 (with `Retry-After: SEC` when
+--limit-retry-after is given) and counted in /_stats as `limited`. --service-ms holds every chart
+request that long before its answer, so requests overlap as they would over a real network.
+/_stats `arrivals` lists chart requests in arrival order as [symbol, ms since the first].
 `price_for(sym)` is importable: the price every ordinary ticker gets.
 """
 import argparse
@@ -41,6 +45,7 @@ import sys
 import time
 import urllib.parse
 import warnings
+import zlib
 
 CHART_PREFIX = "/v8/finance/chart/"
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -349,6 +354,7 @@ class Conn:
         self.must_close = False
         self.early = False        # the request line was dispatched before its header block ended
         self.early_seen = 0       # request bytes (plaintext) received when it was dispatched
+        self.accept_encoding = ""  # of the request being answered
         STATS.next_id += 1
         self.id = STATS.next_id
 
@@ -478,11 +484,60 @@ class Conn:
 
     async def respond(self, status, body, ctype="application/json;charset=utf-8", extra=(),
                       close=False, head_only=False):
-        """head_only: the answer to a HEAD request, whose body is never sent (RFC 9110 9.3.2)."""
+        """head_only: the answer to a HEAD request, whose body is never sent (RFC 9110 9.3.2).
+        The body is coded as the request's Accept-Encoding allows (gzip first), as Yahoo does."""
+        coding = negotiate(self.accept_encoding) if not self.control else None
+        if coding:
+            body = encode(coding, body)
+            extra = list(extra) + [("Content-Encoding", coding)]
         hdrs = yahoo_headers(ctype) + list(extra) + [("Content-Length", str(len(body)))]
         self.write(self.head(status, hdrs, close=close) + (b"" if head_only else body))
         await self.drain()
         return not (close or self.must_close)
+
+
+def negotiate(accept):
+    """The coding an Accept-Encoding value takes: gzip, else deflate, else None (q=0 refuses)."""
+    ok = set()
+    for item in accept.split(","):
+        name, _, params = item.strip().partition(";")
+        q = params.strip().lower()
+        if q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"):
+            continue
+        ok.add(name.strip().lower())
+    for c in ("gzip", "deflate"):
+        if c in ok:
+            return c
+    return None
+
+
+def encode(coding, body):
+    """gzip (no timestamp: bytes are deterministic), deflate zlib-wrapped, or raw deflate."""
+    if coding in ("gzip", "x-gzip"):
+        co = zlib.compressobj(6, zlib.DEFLATED, 16 + 15)
+    elif coding == "raw":
+        co = zlib.compressobj(6, zlib.DEFLATED, -15)
+    else:
+        co = zlib.compressobj(6, zlib.DEFLATED, 15)
+    return co.compress(body) + co.flush()
+
+
+_BOMB = {}
+
+
+def bomb_body():
+    """gzip of 16 MiB of spaces: about 16 KB that inflates about 1000 times."""
+    if "bomb" not in _BOMB:
+        _BOMB["bomb"] = encode("gzip", b" " * (16 << 20))
+    return _BOMB["bomb"]
+
+
+def huge_body(sym):
+    """gzip of a valid chart body of about 9 MiB (bars of varied numbers, so it inflates only
+    about 5 times): over the 8 MiB cap once inflated, without looking like a bomb."""
+    if "huge" not in _BOMB:
+        _BOMB["huge"] = encode("gzip", chart_body(sym, repr(price_for(sym)), bars=82000))
+    return _BOMB["huge"]
 
 
 def yahoo_headers(ctype):
@@ -532,16 +587,35 @@ async def h_chunked(c, sym):
     return not c.must_close
 
 
-async def h_drip(c, sym):
-    body = chart_body(sym, repr(price_for(sym)))
-    data = c.head(200, yahoo_headers("application/json;charset=utf-8") +
-                  [("Content-Length", str(len(body)))]) + body
+async def _drip(c, data):
+    """The whole response one byte per write."""
     for i in range(len(data)):
         c.write(data[i:i + 1])
         await c.drain()
         if i % 64 == 63:
             await asyncio.sleep(0.001)
     return not c.must_close
+
+
+async def _chunks(c, body, sizes):
+    """body in chunks of the given sizes (cycled), then the last chunk."""
+    pos = i = 0
+    while pos < len(body):
+        piece = body[pos:pos + sizes[i % len(sizes)]]
+        c.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        pos += len(piece)
+        i += 1
+        if i % 8 == 0:
+            await c.drain()
+    c.write(b"0\r\n\r\n")
+    await c.drain()
+    return not c.must_close
+
+
+async def h_drip(c, sym):
+    body = chart_body(sym, repr(price_for(sym)))
+    return await _drip(c, c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                                 [("Content-Length", str(len(body)))]) + body)
 
 
 async def h_http10(c, sym):
@@ -883,6 +957,59 @@ async def h_extra_record(c, sym):
     return not c.must_close
 
 
+async def _send_coded(c, coding, body, label=None, chunks=None):
+    """body already coded; label: the Content-Encoding sent (default coding); chunks: sizes."""
+    hdrs = yahoo_headers("application/json;charset=utf-8") + [("Content-Encoding",
+                                                               label or coding)]
+    if chunks is None:
+        return await _send_exact(c, 200, hdrs + [("Content-Length", str(len(body)))], body)
+    c.write(c.head(200, hdrs + [("Transfer-Encoding", "chunked")]))
+    return await _chunks(c, body, chunks)
+
+
+async def h_coded(c, sym):
+    """GZIP_, XGZIP_ (labelled x-gzip), DEFLATE_ (zlib-wrapped), RAWDEFLATE_ (raw, labelled
+    deflate), GZIPCHUNKED_ (two gzip members in odd chunks): sent coded whatever was asked."""
+    body = chart_body(sym, repr(price_for(sym)))
+    if sym.startswith("RAWDEFLATE_"):
+        return await _send_coded(c, "raw", encode("raw", body), "deflate")
+    if sym.startswith("DEFLATE_"):
+        return await _send_coded(c, "deflate", encode("deflate", body))
+    if sym.startswith("XGZIP_"):
+        return await _send_coded(c, "x-gzip", encode("gzip", body))
+    if sym.startswith("GZIPCHUNKED_"):
+        half = len(body) // 2  # RFC 1952: members in a row make one stream
+        coded = encode("gzip", body[:half]) + encode("gzip", body[half:])
+        return await _send_coded(c, "gzip", coded, chunks=[1, 7, 3, 31, 2, 64, 5, 128])
+    return await _send_coded(c, "gzip", encode("gzip", body))
+
+
+async def h_gzip_drip(c, sym):
+    """GZIPDRIP_: a gzip body, the whole response one byte per write."""
+    body = encode("gzip", chart_body(sym, repr(price_for(sym))))
+    return await _drip(c, c.head(200, yahoo_headers("application/json;charset=utf-8") +
+                                 [("Content-Encoding", "gzip"),
+                                  ("Content-Length", str(len(body)))]) + body)
+
+
+async def h_bad_coded(c, sym):
+    """BADGZIP_: gzip with a byte of its deflate data flipped; TRUNCGZIP_: the first half of
+    a gzip stream, correctly framed; BOMB_: 16 MiB of spaces gzipped; GZIPHUGE_: a real chart
+    body of 9 MiB gzipped; BROTLI_: Content-Encoding br (the bytes are not even brotli)."""
+    body = chart_body(sym, repr(price_for(sym)))
+    if sym.startswith("BADGZIP_"):
+        coded = bytearray(encode("gzip", body))
+        coded[len(coded) // 3] ^= 0x55
+        return await _send_coded(c, "gzip", bytes(coded))
+    if sym.startswith("TRUNCGZIP_"):
+        coded = encode("gzip", body)
+        return await _send_coded(c, "gzip", coded[:len(coded) // 2])
+    if sym.startswith("BOMB_"):
+        return await _send_coded(c, "gzip", bomb_body(), chunks=[16384])
+    if sym.startswith("GZIPHUGE_"):
+        return await _send_coded(c, "gzip", huge_body(sym), chunks=[65536])
+    return await _send_coded(c, "br", body, "br")
+
 # HOSTILE_<KIND>_...: text a hostile server sends, spliced raw into the JSON (integration.py
 # hostile_text_*): C1 controls, bidi controls, invalid UTF-8, CSV formulas.
 HOSTILE_CURRENCY = {
@@ -925,6 +1052,11 @@ SPECIALS = [
     ("RSTHDR_", h_rst_headers), ("ALERT_", h_alert), ("ALERTRAW_", h_alert),
     ("ALERTCN_", h_alert), ("SLOWLORIS_", h_slowloris), ("EARLY_", h_early),
     ("EARLYCLOSE_", h_early), ("EARLYRST_", h_early), ("EXTRAREC_", h_extra_record),
+    # compression (tests/cli_fetch.py)
+    ("GZIP_", h_coded), ("GZIPCHUNKED_", h_coded), ("GZIPDRIP_", h_gzip_drip),
+    ("XGZIP_", h_coded), ("DEFLATE_", h_coded), ("RAWDEFLATE_", h_coded),
+    ("BADGZIP_", h_bad_coded), ("TRUNCGZIP_", h_bad_coded), ("BOMB_", h_bad_coded),
+    ("GZIPHUGE_", h_bad_coded), ("BROTLI_", h_bad_coded),
 ]
 
 
@@ -1224,6 +1356,7 @@ class Server:
         STATS.t0 = STATS.t0 if STATS.t0 is not None else now
         STATS.arrivals.append([sym, round((now - STATS.t0) * 1000, 1)])
         del STATS.arrivals[:-2000]
+        c.accept_encoding = headers.get("accept-encoding", "")
         self.hits[sym] = self.hits.get(sym, 0) + 1
         lim = self.limiter
         if lim.active and not lim.admit():

@@ -682,6 +682,105 @@ static void test_general_requests(void **state)
     in_child(child_general, 30);
 }
 
+/* qf_request.compressed: Accept-Encoding goes out and the body comes back inflated, buffered
+ * or streamed; without it the body is handed on as sent. server.py codes ordinary answers only
+ * when asked, and GZIP*_ and BADGZIP_ ones always. */
+struct zgen {
+    int n, err, coded, heads;
+    char errmsg[160];
+    char body[16384];
+    size_t len, body_len, streamed;
+};
+
+static void on_zgen(const struct qf_response *r)
+{
+    struct zgen *z = r->udata;
+    z->n++;
+    z->err = r->err;
+    snprintf(z->errmsg, sizeof(z->errmsg), "%s", r->errmsg);
+    z->body_len = r->body_len;
+    for (size_t i = 0; i < r->nheaders; i++)
+        z->coded |= strcasecmp(r->headers[i].name, "content-encoding") == 0;
+    if (r->body != NULL && r->body_len <= sizeof(z->body)) {
+        memcpy(z->body, r->body, r->body_len);
+        z->len = r->body_len;
+    }
+}
+
+static int on_zgen_head(int status, const struct qf_header *h, size_t n, void *udata)
+{
+    struct zgen *z = udata;
+    (void)status;
+    z->heads++;
+    for (size_t i = 0; i < n; i++)
+        z->coded |= strcasecmp(h[i].name, "content-encoding") == 0;
+    return 0;
+}
+
+static int on_zgen_chunk(const char *data, size_t len, void *udata)
+{
+    struct zgen *z = udata;
+    if (z->len + len <= sizeof(z->body))
+        memcpy(z->body + z->len, data, len);
+    z->len += len;
+    z->streamed += len;
+    return 0;
+}
+
+static void child_general_compressed(void)
+{
+    struct tally t = {0};
+    qf_client *c = new_client(2, &t, on_result);
+    CHILD_CHECK(c != NULL);
+    static const char *const syms[] = {"GZN", "GZN", "GZIP_GZ", "GZIPCHUNKED_GZ",
+                                       "GZIPCHUNKED_GZ", "BADGZIP_GZ", "GZN"};
+    enum { N = 7 };
+    static const int compressed[N] = {1, 0, 0, 1, 1, 1, 1};
+    const char *identity[] = {"Accept-Encoding: identity", NULL};
+    struct zgen z[N];
+    char u[N][160];
+    memset(z, 0, sizeof(z));
+    for (int i = 0; i < N; i++) {
+        snprintf(u[i], sizeof(u[i]), "https://localhost:%d/v8/finance/chart/%s", server_port,
+                 syms[i]);
+        struct qf_request rq = {.url = u[i], .on_response = on_zgen, .udata = &z[i],
+                                .compressed = compressed[i], .on_head = on_zgen_head,
+                                .on_chunk = i == 3 ? on_zgen_chunk : NULL,
+                                .headers = i == 6 ? identity : NULL};
+        CHILD_CHECK(qf_client_request(c, &rq) == i);
+    }
+    CHILD_CHECK(qf_client_run(c) == 0);
+    for (int i = 0; i < N; i++) {
+        if (z[i].n != 1 || (i != 5 && z[i].err != 0))
+            fprintf(stderr, "request %d: %d responses, err %d: %s\n", i, z[i].n, z[i].err,
+                    z[i].errmsg);
+        CHILD_CHECK(z[i].n == 1 && z[i].heads == 1);
+    }
+    /* asked: coded on the wire, inflated here; not asked: as sent, the same JSON */
+    CHILD_CHECK(z[0].err == 0 && z[0].coded && z[0].len > 100 && z[0].body_len == z[0].len);
+    CHILD_CHECK(z[1].err == 0 && !z[1].coded && z[1].len == z[0].len);
+    CHILD_CHECK(memcmp(z[0].body, "{\"chart\"", 8) == 0);
+    CHILD_CHECK(memcmp(z[0].body, z[1].body, z[0].len) == 0);
+    /* not asked, coded anyway: the gzip bytes themselves */
+    CHILD_CHECK(z[2].err == 0 && z[2].coded && z[2].len > 18 &&
+                (unsigned char)z[2].body[0] == 0x1f && (unsigned char)z[2].body[1] == 0x8b);
+    /* two gzip members in odd chunks: streamed and buffered give the same inflated bytes */
+    CHILD_CHECK(z[3].err == 0 && z[4].err == 0 && z[3].streamed == z[3].body_len);
+    CHILD_CHECK(z[3].len == z[4].len && z[4].len > 100);
+    CHILD_CHECK(memcmp(z[3].body, z[4].body, z[4].len) == 0);
+    CHILD_CHECK(memcmp(z[4].body, "{\"chart\"", 8) == 0);
+    CHILD_CHECK(z[5].err == QF_EPROTO && strstr(z[5].errmsg, "corrupt gzip body") != NULL);
+    /* the caller's Accept-Encoding replaces ours */
+    CHILD_CHECK(z[6].err == 0 && !z[6].coded && z[6].len == z[0].len);
+    qf_client_free(c);
+}
+
+static void test_general_compressed(void **state)
+{
+    (void)state;
+    in_child(child_general_compressed, 30);
+}
+
 /* A hung request ends at its own timeout; cancelling a running one frees its connection. */
 static void child_general_timeout_cancel(void)
 {
@@ -1032,6 +1131,7 @@ int main(void)
         cmocka_unit_test(test_free_midflight),
         cmocka_unit_test(test_general_requests),
         cmocka_unit_test(test_general_timeout_cancel),
+        cmocka_unit_test(test_general_compressed),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_pipelined_general),
         cmocka_unit_test(test_sibling_cancel),

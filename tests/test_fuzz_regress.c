@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "parser/http.h"
+#include "parser/inflate.h"
 #include "parser/json.h"
 #include "qfetch.h"
 #include "testutil.h"
@@ -336,6 +337,38 @@ static void test_oracle(void **state)
     assert_int_equal(qf_oracle_text("\t\xc2\x9b", 3, t, 0), 3);
 }
 
+/* ---- Bug: output into no room computed NULL + 0 (fuzz_response: the check's own copy of
+ * the output, then the same hazard in inflate.c's next_out) ---- */
+
+/* Nothing may be written, and asking for room is the answer, whether or not there is a
+ * buffer behind the zero. */
+static void test_inflate_no_room(void **state)
+{
+    static const char deflated[] = "KLJ\xc4\x0a\x01"; /* raw deflate */
+    struct qf_inflate z;
+    (void)state;
+
+    qf_inflate_init(&z, NULL, NULL, NULL);
+    assert_int_equal(qf_inflate_begin(&z, QF_CODING_DEFLATE, QF_HTTP_BODY_MAX), 0);
+    const char *in = deflated;
+    size_t left = sizeof(deflated) - 1, made = 0;
+    int rc = qf_inflate_feed(&z, &in, &left, NULL, 0, &made);
+    assert_int_equal(made, 0);
+    if (rc != QF_ENOSPC && rc != QF_EPROTO)
+        fail_msg("no room gave %d (%s), want QF_ENOSPC or a corrupt stream", rc, z.msg);
+    qf_inflate_free(&z);
+}
+
+static void test_fuzz_inflate_no_room(void **state)
+{
+    /* minimized fuzz_response input: a deflate body that inflates to nothing usable */
+    static const char in[] = "\x00\x08"
+                             "HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n"
+                             "Content-Length: 6\r\n\r\nKLJ\xc4\x0a\x01";
+    (void)state;
+    check_response_ok((const unsigned char *)in, sizeof(in) - 1, "inflate into no room");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +382,8 @@ int main(void)
         cmocka_unit_test(test_fuzz_space_before_colon),
         cmocka_unit_test(test_http_space_inside_name),
         cmocka_unit_test(test_fuzz_space_inside_name),
+        cmocka_unit_test(test_inflate_no_room),
+        cmocka_unit_test(test_fuzz_inflate_no_room),
     };
     return cmocka_run_group_tests_name("fuzz_regress", tests, NULL, NULL);
 }

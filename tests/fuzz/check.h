@@ -60,10 +60,13 @@ static inline void *xmalloc(size_t n)
  *   byte 1, bit 0: capture the headers (qf_http_set_hbuf, starting from an 8-byte buffer)
  *           bit 1: the request was HEAD (no_body)
  *           bit 2: the split feed runs with zero_copy (a body may stay in its feed)
- *           bits 3-7: unused
+ *           bit 3: a body coded gzip or deflate (its Content-Encoding) is inflated with
+ *                  qf_inflate, whole and in the split's pieces, and the quote read from that
+ *           bits 4-7: R, the split inflation's output buffer is 1 + 37 * R bytes
  *   bytes 2..K+1: piece sizes, used in turn: b < 128 gives b + 1 bytes, else (b - 127) * 256
  *   the rest: the response bytes as they come off the socket. */
 #define QF_FUZZ_SMALL_BODY_MAX 1024
+#define QF_FUZZ_INFLATE_MAX (1u << 20) /* inflated body cap for bit 3 */
 int qf_fuzz_check_response(const unsigned char *data, size_t len, char *why, size_t whylen);
 
 /* CLI path: argv -> cli_args_parse -> each ticker through qf_symbol_encode, the URL template

@@ -377,6 +377,33 @@ static int check_other_out(struct ctx *c, const struct cli_row *rows, size_t n)
     return 0;
 }
 
+/* Rows handed over as they complete, one at a time, then the end (cli/main.c with '-t -')
+ * must print the bytes one call with every row prints, in every format. */
+static int check_stream_out(struct ctx *c, const struct cli_row *rows, size_t n)
+{
+    for (int f = CLI_TABLE; f <= CLI_PYTHON; f++) {
+        FILE *saved_out = stdout, *saved_err = stderr, *m;
+        char *whole, *parts = NULL;
+        size_t wlen = capture((enum cli_format)f, rows, n, &whole), plen = 0;
+        struct cli_out o = {.format = (enum cli_format)f};
+
+        if ((m = open_memstream(&parts, &plen)) == NULL)
+            abort();
+        stdout = m;
+        stderr = devnull();
+        for (size_t i = 0; i <= n; i++)
+            cli_out_rows(&o, rows, i, i == n, words.b);
+        stdout = saved_out;
+        stderr = saved_err;
+        fclose(m);
+        int same = plen == wlen && memcmp(parts, whole, wlen) == 0;
+        free(whole);
+        free(parts);
+        CHECK(same, "format %d printed row by row differs from all rows at once", f);
+    }
+    return 0;
+}
+
 /* Rows as cli/main.c builds them for symbols the engine took; prices and errors made up from
  * the tickers so that every field sees fuzzed bytes. */
 static int check_output(struct ctx *c, const struct cli_args *a)
@@ -406,12 +433,13 @@ static int check_output(struct ctx *c, const struct cli_args *a)
         n++;
     }
     bad = check_json_out(c, rows, n) || check_csv_out(c, rows, n) ||
-          check_other_out(c, rows, n);
+          check_other_out(c, rows, n) || check_stream_out(c, rows, n);
     words.len = 0;
     return bad;
 }
 
-static int check_parsed(struct ctx *c, const struct cli_args *a, int argc, size_t in_len)
+/* a->tickers[s0, s1) came from stdin. */
+static int check_parsed(struct ctx *c, const struct cli_args *a, int argc, size_t s0, size_t s1)
 {
     CHECK(a->ntickers > 0 && a->tickers != NULL, "accepted with no tickers");
     CHECK(a->resolve != NULL && a->nresolve < (size_t)argc && a->resolve[a->nresolve] == NULL,
@@ -429,16 +457,52 @@ static int check_parsed(struct ctx *c, const struct cli_args *a, int argc, size_
     for (size_t i = 0; i < a->ntickers; i++) {
         const char *t = a->tickers[i];
         CHECK(t != NULL, "ticker %zu is NULL", i);
-        uintptr_t at = (uintptr_t)t, from = (uintptr_t)a->stdin_buf;
-        if (a->stdin_buf != NULL && at >= from && at <= from + in_len)
-            CHECK(t[0] != '\0' && strpbrk(t, " \t\r\n\v\f") == NULL,
-                  "stdin ticker %zu '%s' is empty or holds a blank", i, t);
+        if (i >= s0 && i < s1)
+            CHECK(t[0] != '\0' && strpbrk(t, " \t\r\n\v\f") == NULL &&
+                      strlen(t) <= QF_SYMBOL_MAX + 1,
+                  "stdin ticker %zu '%s' is empty, holds a blank or is not cut", i, t);
         if (check_symbol(c, t))
             return 1;
     }
     if (a->url != NULL && check_url(c, a->url))
         return 1;
     return check_output(c, a);
+}
+
+/* '-t -' as the command reads it (cli/main.c): stdin's words between the arguments before
+ * and after the '-'. a->tickers becomes *all, the words are all[*s0, *s1). Returns 0 or 2. */
+static int read_stdin(struct cli_input *in, struct cli_args *a, const char ***all, size_t *s0,
+                      size_t *s1)
+{
+    size_t n = a->stdin_at, cap = a->ntickers + 16;
+    const char *w;
+    int r;
+
+    *all = xmalloc(cap * sizeof(**all));
+    if (a->stdin_at > 0) /* a->tickers is NULL without arguments */
+        memcpy(*all, a->tickers, a->stdin_at * sizeof(**all));
+    *s0 = n;
+    do {
+        r = cli_input_read(in, 0);
+        while (r != 2 && (w = cli_input_next(in)) != NULL) {
+            if (n + (a->ntickers - a->stdin_at) == cap) {
+                cap *= 2;
+                const char **v = realloc(*all, cap * sizeof(**all));
+                if (v == NULL)
+                    abort();
+                *all = v;
+            }
+            (*all)[n++] = w;
+        }
+    } while (r == 1);
+    *s1 = n;
+    if (a->ntickers > a->stdin_at)
+        memcpy(*all + n, a->tickers + a->stdin_at, (a->ntickers - a->stdin_at) * sizeof(**all));
+    a->tickers = *all;
+    a->ntickers = n + a->ntickers - a->stdin_at;
+    if (r == 2)
+        return 2;
+    return a->ntickers == 0 ? cli_args_empty() : 0;
 }
 
 int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t whylen)
@@ -477,6 +541,11 @@ int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t 
     stdout = devnull();
     stderr = devnull();
     rc = cli_args_parse(&a, argc, argv);
+    struct cli_input in = {0};
+    const char **argv_tickers = a.tickers, **all = NULL;
+    size_t s0 = 0, s1 = 0, nargv = a.ntickers;
+    if (rc == 0 && !a.help && !a.version && a.from_stdin)
+        rc = read_stdin(&in, &a, &all, &s0, &s1);
     stdout = saved_out;
     stderr = saved_err;
     stdin_restore(saved);
@@ -484,7 +553,11 @@ int qf_fuzz_check_args(const unsigned char *data, size_t len, char *why, size_t 
     if (rc != 0 && rc != 2)
         bad = violation(c, __FILE__, __LINE__, "cli_args_parse returned %d", rc);
     else if (rc == 0 && !a.help && !a.version)
-        bad = check_parsed(c, &a, argc, in_len);
+        bad = check_parsed(c, &a, argc, s0, s1);
+    a.tickers = argv_tickers;
+    a.ntickers = nargv;
+    free(all);
+    cli_input_free(&in);
     cli_args_free(&a);
     for (k = 0; k < (size_t)argc; k++)
         free(argv[k]);

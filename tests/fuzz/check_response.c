@@ -1,6 +1,7 @@
 /* Response-path invariants; input layout in check.h. The HTTP feed is compared whole against
- * split; the quote against the reference reader in oracle.c; the price text against glibc's
- * exact "%.2f" (round half even on the binary value, as Decimal.quantize does). */
+ * split, and so is the inflated body of a coded one; the quote against the reference reader in
+ * oracle.c; the price text against glibc's exact "%.2f" (round half even on the binary value,
+ * as Decimal.quantize does). */
 #include "tests/fuzz/check.h"
 
 #include <float.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "parser/http.h"
+#include "parser/inflate.h"
 #include "parser/json.h"
 #include "parser/price.h"
 #include "qfetch.h"
@@ -37,6 +39,8 @@ struct run {
     char *hbuf; /* malloc'd when capturing, caller frees */
     size_t hlen;
     unsigned nheaders;
+    char coding[32];
+    size_t coding_len;
 };
 
 static size_t piece_len(const struct plan *p, size_t k, size_t left)
@@ -169,6 +173,8 @@ static int finish_checks(struct ctx *c, struct qf_http *h, const struct plan *p,
     o->body_len = h->body_len;
     o->hlen = h->hlen;
     o->nheaders = h->nheaders;
+    memcpy(o->coding, h->coding, sizeof(o->coding));
+    o->coding_len = h->coding_len;
     return 0;
 }
 
@@ -240,7 +246,153 @@ static int same_runs(struct ctx *c, const struct run *w, const struct run *s)
           "captured headers whole %u in %zu bytes, split %u in %zu", w->nheaders, w->hlen,
           s->nheaders, s->hlen);
     CHECK(w->hlen == 0 || memcmp(w->hbuf, s->hbuf, w->hlen) == 0, "captured header bytes differ");
+    CHECK(w->coding_len == s->coding_len && (w->coding_len > sizeof(w->coding) ||
+                                             memcmp(w->coding, s->coding, w->coding_len) == 0),
+          "Content-Encoding whole '%.*s', split '%.*s'", (int)(w->coding_len % 33), w->coding,
+          (int)(s->coding_len % 33), s->coding);
     return 0;
+}
+
+/* ---- Coded bodies ------------------------------------------------------------------------ */
+
+struct zrun {
+    int rc;
+    char *out; /* malloc'd */
+    size_t len;
+    uint64_t in_total;
+    char msg[112];
+};
+
+static void append(struct zrun *o, size_t *cap, const char *b, size_t n)
+{
+    if (n == 0)
+        return;
+    if (o->len + n > *cap) {
+        while (o->len + n > *cap)
+            *cap = *cap ? *cap * 2 : 256;
+        o->out = realloc(o->out, *cap);
+        if (o->out == NULL)
+            abort();
+    }
+    memcpy(o->out + o->len, b, n);
+    o->len += n;
+}
+
+/* One body through qf_inflate: input in the plan's pieces (whole: at once), each copied to an
+ * exact-size buffer; output into room bytes (exact size too), emptied whenever it fills. A
+ * broken contract is reported after the buffers are freed. */
+static int inflate_run(struct ctx *c, enum qf_coding coding, const char *body, size_t len,
+                       const struct plan *p, size_t room, struct zrun *o)
+{
+    struct qf_inflate z;
+    size_t off = 0, k = 0, cap = 0, left = 0, made = 0;
+    char *obuf = xmalloc(room);
+    int broken = 0, again = 0;
+
+    memset(o, 0, sizeof(*o));
+    qf_inflate_init(&z, NULL, NULL, NULL);
+    if (qf_inflate_begin(&z, coding, QF_FUZZ_INFLATE_MAX) != 0)
+        broken = 1;
+    while (!broken && o->rc == 0 && off < len) {
+        size_t n = piece_len(p, k++, len - off);
+        char *piece = xmalloc(n);
+        const char *in = piece;
+        left = n;
+        memcpy(piece, body + off, n);
+        for (;;) {
+            made = 0;
+            int rc = qf_inflate_feed(&z, &in, &left, obuf, room, &made);
+            append(o, &cap, obuf, made);
+            if ((rc == QF_ENOSPC && made != room) || (rc == 0 && left != 0)) {
+                broken = rc == 0 ? 3 : 2;
+                break;
+            }
+            if (rc != QF_ENOSPC) {
+                o->rc = rc;
+                break;
+            }
+        }
+        free(piece);
+        off += n;
+    }
+    if (!broken && o->rc == 0)
+        o->rc = qf_inflate_end(&z);
+    if (!broken && o->rc != 0) { /* errors are sticky */
+        const char *x = "x";
+        size_t one = 1;
+        again = qf_inflate_feed(&z, &x, &one, obuf, room, &made);
+    }
+    o->in_total = z.in_total;
+    snprintf(o->msg, sizeof(o->msg), "%s", z.msg);
+    qf_inflate_free(&z);
+    free(obuf);
+    CHECK(broken != 1, "qf_inflate_begin failed");
+    CHECK(broken != 2, "QF_ENOSPC with %zu of %zu bytes made", made, room);
+    CHECK(broken != 3, "qf_inflate_feed returned 0 with %zu bytes left", left);
+    CHECK(o->rc == 0 || again == o->rc, "error %d not sticky: %d", o->rc, again);
+    return 0;
+}
+
+static int check_zrun(struct ctx *c, const char *what, const struct zrun *o)
+{
+    CHECK(o->rc == 0 || o->rc == QF_EPROTO || o->rc == QF_EBODY, "%s: rc %d", what, o->rc);
+    CHECK((o->rc != 0) == (o->msg[0] != '\0'), "%s: rc %d with message '%s'", what, o->rc,
+          o->msg);
+    CHECK(o->rc != QF_EPROTO || strncmp(o->msg, "corrupt gzip body: ", 19) == 0 ||
+              strncmp(o->msg, "corrupt deflate body: ", 22) == 0,
+          "%s: message '%s'", what, o->msg);
+    CHECK(o->rc != QF_EBODY || strstr(o->msg, "decompression bomb") != NULL ||
+              strstr(o->msg, "once inflated") != NULL,
+          "%s: message '%s'", what, o->msg);
+    CHECK(o->len <= QF_FUZZ_INFLATE_MAX + 1, "%s: %zu bytes out", what, o->len);
+    CHECK(o->rc != 0 || o->len <= QF_INFLATE_RATIO_FREE ||
+              o->len <= o->in_total * QF_INFLATE_RATIO_MAX,
+          "%s: %zu bytes from %llu passed the ratio cap", what, o->len,
+          (unsigned long long)o->in_total);
+    return 0;
+}
+
+/* A body coded gzip or deflate is inflated at once and in the split plan's pieces into a small
+ * buffer: both must agree (the ratio cap is checked at different points, so a bomb may be
+ * refused by one way only), and the inflated body replaces the coded one for the quote checks.
+ * *out stays NULL when the body is not coded, or does not inflate. */
+static int check_inflate(struct ctx *c, const struct run *w, const struct run *s,
+                         const struct plan *split, size_t room, char **out, size_t *len)
+{
+    enum qf_coding coding = w->coding_len > sizeof(w->coding)
+                                ? QF_CODING_UNKNOWN
+                                : qf_inflate_coding(w->coding, w->coding_len);
+    struct plan whole = *split;
+    struct zrun a, b;
+    int bad;
+
+    *out = NULL;
+    if (coding != QF_CODING_GZIP && coding != QF_CODING_DEFLATE)
+        return 0;
+    whole.whole = 1;
+    bad = inflate_run(c, coding, w->body, w->body_len, &whole, QF_FUZZ_INFLATE_MAX + 1, &a);
+    if (bad)
+        return bad;
+    bad = inflate_run(c, coding, s->body, s->body_len, split, room, &b) ||
+          check_zrun(c, "whole", &a) || check_zrun(c, "split", &b);
+    if (!bad && a.rc != b.rc) {
+        const struct zrun *x = a.rc == QF_EBODY ? &a : &b;
+        if (!(x->rc == QF_EBODY && strstr(x->msg, "decompression bomb") != NULL))
+            bad = violation(c, __FILE__, __LINE__, "inflate rc whole %d (%s), split %d (%s)",
+                            a.rc, a.msg, b.rc, b.msg);
+    }
+    if (!bad && a.rc == 0 && b.rc == 0 &&
+        (a.len != b.len || (a.len > 0 && memcmp(a.out, b.out, a.len) != 0)))
+        bad = violation(c, __FILE__, __LINE__, "inflated whole %zu bytes, split %zu differ", a.len,
+                        b.len);
+    if (!bad && a.rc == 0 && b.rc == 0) {
+        *out = a.out;
+        *len = a.len;
+        a.out = NULL;
+    }
+    free(a.out);
+    free(b.out);
+    return bad;
 }
 
 /* Two decimals of v, checked against glibc's exact rounding, its length contract and the
@@ -463,8 +615,18 @@ int qf_fuzz_check_response(const unsigned char *data, size_t len, char *why, siz
         bad = drive(c, resp, rlen, &split, &s) || same_runs(c, &w, &s);
     else
         s.body = s.hbuf = NULL;
-    if (!bad && w.rc == 0 && w.complete)
-        bad = check_body(c, w.body, s.body, w.body_len, data[0] & 0x80 ? 1 : TOKS_START);
+    if (!bad && w.rc == 0 && w.complete) {
+        char *zbody = NULL;
+        size_t zlen = 0;
+        if (data[1] & 8)
+            bad = check_inflate(c, &w, &s, &split, 1 + 37 * (size_t)(data[1] >> 4), &zbody,
+                                &zlen);
+        if (!bad && zbody != NULL)
+            bad = check_body(c, zbody, zbody, zlen, data[0] & 0x80 ? 1 : TOKS_START);
+        else if (!bad)
+            bad = check_body(c, w.body, s.body, w.body_len, data[0] & 0x80 ? 1 : TOKS_START);
+        free(zbody);
+    }
     free(w.body);
     free(s.body);
     free(w.hbuf);

@@ -14,12 +14,25 @@ import os
 import shutil
 import struct
 import sys
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Response input (check.h): byte 0 = K piece sizes | flags, byte 1 = more flags (<< 8 here).
 EOF_BIT, SMALL_BODY, EXACT_GROW, ONE_TOKEN = 0x10, 0x20, 0x40, 0x80
-CAPTURE, HEAD = 0x100, 0x200
+CAPTURE, HEAD, INFLATE = 0x100, 0x200, 0x800
+
+
+def room(r):
+    """Flags for the split inflation's output buffer of 1 + 37 * r bytes (r < 16)."""
+    return r << 12
+
+
+def coded(kind, body):
+    """gzip (zlib's gzip wrapper: no name, mtime 0), zlib-wrapped or raw deflate."""
+    wbits = {"gzip": 31, "zlib": 15, "raw": -15}[kind]
+    co = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return co.compress(body) + co.flush()
 
 
 def piece(n):
@@ -196,6 +209,41 @@ def response_seeds():
     s["hostile-growth"] = response_input(content_length(
         404, "Not Found", b'{"chart":{"error":{"code":"\xff\xfe\xc2\x85",'
         b'"description":"' + b"\xff\xc3\xa9\x80" * 30 + b'"}}}', ok), (3,))
+    gz = [("Content-Encoding", "gzip")]
+    s["gzip-cl"] = response_input(content_length(200, "OK", coded("gzip", small), ok + gz),
+                                  (7, 3), INFLATE)
+    s["gzip-chunked-members"] = response_input(
+        chunked(200, "OK", coded("gzip", bars[:900]) + coded("gzip", bars[900:]), (1, 7, 64),
+                headers=gz), (40, 5), INFLATE | room(3))
+    s["gzip-x-gzip-eof"] = response_input(close_delimited(
+        200, "OK", coded("gzip", small), [("Content-Encoding", " X-GZIP ")]), (11,),
+        EOF_BIT | INFLATE | room(15))
+    s["deflate-zlib"] = response_input(content_length(
+        200, "OK", coded("zlib", bars), [("Content-Encoding", "deflate")]), (2, 1),
+        INFLATE | room(1))
+    s["deflate-raw"] = response_input(content_length(
+        200, "OK", coded("raw", small), [("Content-Encoding", "identity, deflate")]), (1,),
+        INFLATE | room(2) | CAPTURE)
+    s["deflate-raw-long-match"] = response_input(content_length(   # output waits past the input
+        200, "OK", coded("raw", b"ab" * 12), [("Content-Encoding", "deflate")]), (), INFLATE)
+    bad = bytearray(coded("gzip", small))
+    bad[len(bad) // 2] ^= 0x55
+    s["gzip-corrupt"] = response_input(content_length(200, "OK", bytes(bad), gz), (9,),
+                                       INFLATE | room(4))
+    s["gzip-truncated"] = response_input(content_length(
+        200, "OK", coded("gzip", small)[:60], gz), (), INFLATE)
+    s["deflate-trailing"] = response_input(content_length(
+        200, "OK", coded("raw", small) + b"junk", [("Content-Encoding", "deflate")]), (5,),
+        INFLATE | room(6))
+    s["gzip-bomb"] = response_input(content_length(
+        200, "OK", coded("gzip", b"\0" * 300000), gz), (100,), INFLATE | room(15))
+    s["gzip-404-error"] = response_input(content_length(
+        404, "Not Found", coded("gzip", not_found), gz), (3,), INFLATE | room(8))
+    s["gzip-twice"] = response_input(content_length(
+        200, "OK", coded("gzip", coded("gzip", small)), gz + gz), (), INFLATE)
+    s["coding-br"] = response_input(content_length(
+        200, "OK", small, [("Content-Encoding", "br")]), (), INFLATE)
+    s["gzip-not-inflated"] = response_input(content_length(200, "OK", coded("gzip", small), gz))
     return s
 
 

@@ -12,8 +12,8 @@ FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) -O1 -g $(WA
                 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CFLAGS)
 FUZZ_LLHTTP   = $(FUZZ_DIR)/llhttp/llhttp.o $(FUZZ_DIR)/llhttp/api.o $(FUZZ_DIR)/llhttp/http.o
 FUZZ_RESPONSE_OBJ = $(addprefix $(FUZZ_DIR)/,tests/fuzz/fuzz_response.o \
-    tests/fuzz/check_response.o tests/fuzz/oracle.o parser/http.o parser/json.o parser/price.o \
-    parser/text.o) \
+    tests/fuzz/check_response.o tests/fuzz/oracle.o parser/http.o parser/inflate.o \
+    parser/json.o parser/price.o parser/text.o) \
     $(FUZZ_LLHTTP)
 FUZZ_ARGS_OBJ = $(addprefix $(FUZZ_DIR)/,tests/fuzz/fuzz_args.o tests/fuzz/check_args.o \
     tests/fuzz/oracle.o cli/args.o cli/out.o engine/url.o engine/alloc.o parser/price.o \
@@ -39,7 +39,7 @@ $(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/.deps-test
 	    -c $< -o $@
 
 $(FUZZ_DIR)/fuzz_response: $(FUZZ_RESPONSE_OBJ)
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lm $(LDFLAGS)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lz -lm $(LDFLAGS)
 
 $(FUZZ_DIR)/fuzz_args: $(FUZZ_ARGS_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lm $(LDFLAGS)
@@ -50,4 +50,4 @@ $(FUZZ_DIR)/fuzz_args: $(FUZZ_ARGS_OBJ)
 FUZZ_REGRESS_OBJ = $(BUILD)/test/fuzz/check_response.o $(BUILD)/test/fuzz/check_args.o \
     $(BUILD)/test/fuzz/oracle.o $(BUILD)/cli/args.o $(BUILD)/cli/out.o
 $(BUILD)/test/test_fuzz_regress: $(FUZZ_REGRESS_OBJ)
-$(BUILD)/test/test_fuzz_regress: private override LDFLAGS += $(TEST_LIB) -lm
+$(BUILD)/test/test_fuzz_regress: private override LDFLAGS += $(TEST_LIB) -lz -lm
