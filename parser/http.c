@@ -143,6 +143,7 @@ static void reset_message(struct qf_http *h)
     h->value_len = 0;
     h->te_state = TE_BEFORE;
     h->te_bad = 0;
+    h->te_seen = 0;
     h->te_chunked = h->te_other = 0;
     h->te_tok_len = 0;
     h->te_first[0] = '\0';
@@ -252,6 +253,7 @@ static void te_scan(struct qf_http *h, const char *at, size_t len)
         }
         if (is_ws((char)ch))
             continue;
+        h->te_seen = 1;
         if (ch == ',') {
             h->te_state = TE_BEFORE;
         } else if (h->te_state == TE_BEFORE && is_tchar(ch)) {
@@ -340,7 +342,8 @@ static int is_interim(int status)
 /* A Transfer-Encoding we can frame is exactly one "chunked" (RFC 9112 6.1, 7): any other
  * coding is one we cannot decode, so its body would be the coded bytes, never what the
  * caller asked for (and were chunked not last, the body would end only at close). An empty
- * list is no Transfer-Encoding, as llhttp sees it. Returns 0 or a sticky error. */
+ * field is no Transfer-Encoding, as llhttp sees it; commas alone frame nothing, but llhttp
+ * would read them as "until close". Returns 0 or a sticky error. */
 static int check_transfer_encoding(struct qf_http *h)
 {
     char msg[sizeof(h->errmsg)];
@@ -350,7 +353,7 @@ static int check_transfer_encoding(struct qf_http *h)
                  strlen(h->te_first) > 20 ? "..." : "");
         return set_err(h, QF_EPROTO, msg);
     }
-    if (h->te_bad)
+    if (h->te_bad || (h->te_seen && h->te_chunked == 0))
         return malformed(h, "invalid Transfer-Encoding");
     if (h->te_chunked > 1)
         return malformed(h, "chunked applied more than once");

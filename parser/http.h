@@ -50,6 +50,7 @@ struct qf_http {
     /* Transfer-Encoding: the codings of every such field line, as a list */
     int te_state;
     int te_bad;            /* not a list of tokens, or a coding with parameters */
+    int te_seen;           /* a byte other than whitespace in a Transfer-Encoding value */
     unsigned te_chunked;   /* "chunked" elements */
     unsigned te_other;     /* other codings: none of them can be decoded */
     size_t te_tok_len;

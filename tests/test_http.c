@@ -804,6 +804,9 @@ static void test_transfer_codings_refused(void **state)
          bad_te},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n", QF_EPROTO, bad_te},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip;level=9\r\n\r\nhello", QF_EPROTO, bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\nhello", QF_EPROTO, bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: , ,\r\nTransfer-Encoding:\r\n\r\nhello", QF_EPROTO,
+         bad_te},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", QF_EPROTO,
          NULL},
     };
