@@ -836,10 +836,7 @@ static int stream(struct qf_conn *c, const char *data, size_t len)
 /* The parser rejected the response; llhttp errors are sticky, so the connection goes too. */
 static int parse_fail(struct qf_conn *c, int err)
 {
-    const char *what = err == QF_EBODY     ? "response body larger than 8 MiB"
-                       : err == QF_EHEADER ? "response header block too large"
-                                           : "malformed HTTP response";
-    snprintf(c->errmsg, sizeof(c->errmsg), "%s", what);
+    snprintf(c->errmsg, sizeof(c->errmsg), "%s", qf_http_errmsg(&c->http)); /* names why */
     return conn_fail(c, err, c->errmsg);
 }
 

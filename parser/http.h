@@ -1,15 +1,20 @@
-/* Incremental HTTP/1.1 response parser over llhttp: bytes in, status/headers/body out.
- * Knows nothing of sockets, TLS or the engine. Never allocates: the caller owns the body
- * buffer and grows it when qf_http_feed() returns QF_ENOSPC. */
+/* Incremental HTTP/1.1 response parser: llhttp (strict) for the head, our own decoder for
+ * chunked framing; bytes in, status/headers/body out. Every token is capped (a line, the
+ * header block, a chunk size, extensions and trailers). Knows nothing of sockets, TLS or the
+ * engine. Never allocates: the caller owns the body buffer and grows it on QF_ENOSPC. */
 #ifndef QF_PARSER_HTTP_H
 #define QF_PARSER_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <llhttp.h>
 
-#define QF_HTTP_HEADER_MAX (64 * 1024)       /* status line + header block */
+#define QF_HTTP_HEADER_MAX (64 * 1024)       /* status line + header block; also chunk
+                                                extensions + trailers of one body */
+#define QF_HTTP_LINE_MAX (8 * 1024)          /* one field line, status line, chunk line */
+#define QF_HTTP_CHUNK_DIGITS_MAX 16          /* hex digits of a chunk size, zeros included */
 #define QF_HTTP_BODY_MAX (8 * 1024 * 1024)   /* default body cap */
 
 struct qf_http {
@@ -24,8 +29,8 @@ struct qf_http {
     int keep_alive;        /* valid once complete: connection may carry another request */
     int headers_done;      /* header block of the final response parsed */
     int err;               /* sticky QF_E* once a feed failed */
-    size_t header_bytes;   /* header block bytes so far (1xx blocks included); once the
-                              final block is done: chunk extension and trailer bytes */
+    char errmsg[96];       /* why, once err is set: printable ASCII (see qf_http_errmsg) */
+    size_t header_bytes;   /* header block bytes so far (1xx blocks included) */
     char *body;            /* caller-owned */
     size_t body_len, body_cap, body_max;
     int no_body;           /* set after init for a HEAD request: the response has no body */
@@ -38,12 +43,30 @@ struct qf_http {
     size_t hlen, hcap;
     unsigned nheaders;
     /* header match state: names of interest are short, values capped */
+    int in_fields;         /* the status line is done: field lines follow */
+    int scan;              /* line ends just seen, for the HTAB scan (parser/http.c) */
     int field_id;
-    int field_blank;       /* the name holds a blank: RFC 9112 5.1 forbids it */
+    size_t line_len;       /* bytes of the current status or field line */
     size_t field_len;
-    char field[16];
+    char field[24];
     size_t value_len;
     char value[32];
+    /* Transfer-Encoding: the codings of every such field line, as a list */
+    int te_state;
+    int te_bad;            /* not a list of tokens, or a coding with parameters */
+    int te_seen;           /* a byte other than whitespace in a Transfer-Encoding value */
+    unsigned te_chunked;   /* "chunked" elements */
+    unsigned te_other;     /* other codings: none of them can be decoded */
+    size_t te_tok_len;
+    char te_tok[24];       /* the coding being read */
+    char te_first[24];     /* the first coding that is not chunked, for the error */
+    /* Chunked body: decoded here, not by llhttp (see parser/http.c) */
+    int chunked;           /* the body is chunked; llhttp is done with this response */
+    int ck_state;
+    unsigned ck_digits;
+    uint64_t ck_left;      /* chunk size, then data bytes still to come */
+    size_t ck_line;        /* bytes of the current chunk or trailer line */
+    size_t framing_bytes;  /* chunk extension and trailer bytes of this body */
 };
 
 /* Prepares h for one response. body/body_cap may be NULL/0; body_max caps the body size. */
@@ -60,7 +83,8 @@ void qf_http_set_hbuf(struct qf_http *h, char *hbuf, size_t hcap);
  * complete (bytes after it are not part of it: the caller must not reuse the connection if
  * any remain). QF_ENOSPC: nothing consumed, grow the body to >= body_len + len (up to
  * body_max), or while capturing headers the header buffer to >= hlen + len + 2 (up to
- * QF_HTTP_HEADER_MAX + 2), and call again. Errors: QF_EPROTO, QF_EBODY, QF_EHEADER (sticky). */
+ * QF_HTTP_HEADER_MAX + 2), and call again. Errors: QF_EPROTO, QF_EBODY, QF_EHEADER (sticky);
+ * qf_http_errmsg() says why. */
 ssize_t qf_http_feed(struct qf_http *h, const char *buf, size_t len);
 
 /* The body of a complete response: in the body buffer, or with zero_copy possibly still in
@@ -73,5 +97,12 @@ static inline const char *qf_http_body(const struct qf_http *h)
 /* The peer closed the connection. Returns 0 when that completes the response (a
  * close-delimited body, or it was already complete), QF_ECLOSED when it was cut short. */
 int qf_http_finish(struct qf_http *h);
+
+/* Why the sticky error happened, for the request's errmsg: for QF_EPROTO "malformed HTTP
+ * response: <reason>" (llhttp's reason, or ours for the chunked framing) or "unsupported
+ * transfer-coding \"gzip\""; for QF_EBODY and QF_EHEADER which cap was passed. Printable
+ * ASCII only (a coding name from the server is a token, cut to 20 bytes), at most
+ * sizeof(errmsg) - 1 bytes; "" when there is no error. Valid until the next init. */
+const char *qf_http_errmsg(const struct qf_http *h);
 
 #endif

@@ -23,39 +23,66 @@ struct expect {
     int status;
     int keep_alive;
     int retry_after_s;
-    const char *body; /* NULL: not checked */
-    size_t body_len;  /* used when body != NULL; SIZE_MAX: strlen(body) */
-    size_t consumed;  /* SIZE_MAX: the whole input */
+    const char *body;   /* NULL: not checked */
+    size_t body_len;    /* used when body != NULL; SIZE_MAX: strlen(body) */
+    size_t consumed;    /* SIZE_MAX: the whole input */
+    const char *errmsg; /* NULL: not checked; else qf_http_errmsg() at the end */
 };
 
 /* Splitting at every offset is quadratic: above this size, cut at a stride plus the edges. */
 #define EVERY_OFFSET_MAX 2048
 
+/* The response that failed, escaped and cut, so the failing case can be told. */
+static void show(const char *resp, size_t len)
+{
+    char out[200];
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 8 < sizeof(out); i++) {
+        unsigned char ch = (unsigned char)resp[i];
+        if (i == 120 && len > 160)
+            i = len - 40, n += (size_t)snprintf(out + n, sizeof(out) - n, "...");
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            out[n++] = (char)ch;
+        else
+            n += (size_t)snprintf(out + n, sizeof(out) - n, "\\x%02x", ch);
+    }
+    out[n] = '\0';
+    print_message("response (%zu bytes): %s\n", len, out);
+}
+
+#define RUN_FAIL(...)                                                                              \
+    do {                                                                                           \
+        show(resp, len);                                                                           \
+        fail_msg(__VA_ARGS__);                                                                     \
+    } while (0)
+
 static void check_run(const char *what, size_t cut, const struct qf_test_http_run *r,
-                      const struct expect *e, size_t len)
+                      const struct expect *e, const char *resp, size_t len)
 {
     size_t blen = e->body && e->body_len == SIZE_MAX ? strlen(e->body) : e->body_len;
     size_t consumed = e->consumed == SIZE_MAX ? len : e->consumed;
 
     if (r->rc != e->rc)
-        fail_msg("%s (cut %zu): rc %d, want %d", what, cut, r->rc, e->rc);
+        RUN_FAIL("%s (cut %zu): rc %d, want %d", what, cut, r->rc, e->rc);
     if (e->status != NA && r->status != e->status)
-        fail_msg("%s (cut %zu): status %d, want %d", what, cut, r->status, e->status);
+        RUN_FAIL("%s (cut %zu): status %d, want %d", what, cut, r->status, e->status);
+    if (e->errmsg != NULL && strcmp(r->errmsg, e->errmsg) != 0)
+        RUN_FAIL("%s (cut %zu): errmsg '%s', want '%s'", what, cut, r->errmsg, e->errmsg);
     if (e->rc != 0 && e->rc != QF_ECLOSED)
         return; /* after an error, how much was consumed depends on the split */
     if (r->consumed != consumed)
-        fail_msg("%s (cut %zu): consumed %zu, want %zu", what, cut, r->consumed, consumed);
+        RUN_FAIL("%s (cut %zu): consumed %zu, want %zu", what, cut, r->consumed, consumed);
     if (e->rc != 0)
         return;
     if (!r->complete)
-        fail_msg("%s (cut %zu): not complete", what, cut);
+        RUN_FAIL("%s (cut %zu): not complete", what, cut);
     if (e->keep_alive != NA && r->keep_alive != e->keep_alive)
-        fail_msg("%s (cut %zu): keep_alive %d, want %d", what, cut, r->keep_alive, e->keep_alive);
+        RUN_FAIL("%s (cut %zu): keep_alive %d, want %d", what, cut, r->keep_alive, e->keep_alive);
     if (e->retry_after_s != NA && r->retry_after_s != e->retry_after_s)
-        fail_msg("%s (cut %zu): retry_after %d, want %d", what, cut, r->retry_after_s,
+        RUN_FAIL("%s (cut %zu): retry_after %d, want %d", what, cut, r->retry_after_s,
                  e->retry_after_s);
     if (e->body && (r->body_len != blen || (blen && memcmp(r->body, e->body, blen) != 0)))
-        fail_msg("%s (cut %zu): body differs (%zu bytes, want %zu)", what, cut, r->body_len, blen);
+        RUN_FAIL("%s (cut %zu): body differs (%zu bytes, want %zu)", what, cut, r->body_len, blen);
 }
 
 static void check_one(const char *what, const char *resp, size_t len, size_t first, size_t step,
@@ -63,7 +90,7 @@ static void check_one(const char *what, const char *resp, size_t len, size_t fir
 {
     struct qf_test_http_run r;
     qf_test_http_drive(resp, len, first, step, eof, body_max, &r);
-    check_run(what, first, &r, e, len);
+    check_run(what, first, &r, e, resp, len);
     qf_test_http_run_free(&r);
 }
 
@@ -87,7 +114,7 @@ static void check_ways(const char *resp, int eof, const struct expect *e)
 
 static struct expect ok200(const char *body, int keep_alive)
 {
-    struct expect e = {0, 200, keep_alive, -1, body, SIZE_MAX, SIZE_MAX};
+    struct expect e = {0, 200, keep_alive, -1, body, SIZE_MAX, SIZE_MAX, NULL};
     return e;
 }
 
@@ -164,10 +191,11 @@ static void test_keep_alive(void **state)
     check_ways("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
     check_ways("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
     check_ways("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    e.keep_alive = 0;
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; close after it. */
     check_ways("HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n"
                "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
                0, &e);
-    e.keep_alive = 0;
     check_ways("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
     check_ways("HTTP/1.1 200 OK\r\nCONNECTION: CLOSE\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
     check_ways("HTTP/1.1 200 OK\r\nConnection: close\r\n"
@@ -184,7 +212,7 @@ static void test_keep_alive(void **state)
 static void retry_after_case(const char *header_lines, int want)
 {
     char resp[512];
-    struct expect e = {0, 429, 1, want, "", SIZE_MAX, SIZE_MAX};
+    struct expect e = {0, 429, 1, want, "", SIZE_MAX, SIZE_MAX, NULL};
     snprintf(resp, sizeof(resp), "HTTP/1.1 429 Too Many Requests\r\n%sContent-Length: 0\r\n\r\n",
              header_lines);
     check_ways(resp, 0, &e);
@@ -237,7 +265,7 @@ static void test_interim_responses(void **state)
     e.keep_alive = 0;
     check_ways("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nhello", 1, &e);
     /* EOF after only an interim response: the real one never came. */
-    e = (struct expect){QF_ECLOSED, NA, NA, NA, NULL, 0, SIZE_MAX};
+    e = (struct expect){QF_ECLOSED, NA, NA, NA, NULL, 0, SIZE_MAX, NULL};
     check_ways("HTTP/1.1 100 Continue\r\n\r\n", 1, &e);
 }
 
@@ -247,7 +275,7 @@ static void trailing_case(const char *resp1, const char *body, int status)
 {
     static const char *const after[] = {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", "X",
                                         "\r\n", "garbage that is not HTTP"};
-    struct expect e = {0, status, 1, -1, body, SIZE_MAX, strlen(resp1)};
+    struct expect e = {0, status, 1, -1, body, SIZE_MAX, strlen(resp1), NULL};
     char buf[512];
     size_t i;
 
@@ -314,7 +342,7 @@ static void truncate_all(const char *resp, size_t len, size_t body_at)
 {
     size_t cut;
     for (cut = 0; cut < len; cut++) {
-        struct expect e = {QF_ECLOSED, NA, NA, NA, NULL, 0, cut};
+        struct expect e = {QF_ECLOSED, NA, NA, NA, NULL, 0, cut, NULL};
         check_one("whole", resp, cut, 0, 0, 1, QF_HTTP_BODY_MAX, &e);
         if (cut % 7 == 0 || cut + 3 > len || cut < body_at + 3)
             check_one("bytes", resp, cut, 0, 1, 1, QF_HTTP_BODY_MAX, &e);
@@ -342,7 +370,7 @@ static void test_truncated(void **state)
                      &resp);
     for (size_t cut = 0; cut <= n; cut++) {
         size_t head = n - (sizeof(big_seed) - 1);
-        struct expect e = {cut < head ? QF_ECLOSED : 0, NA, 0, -1, big_seed, 0, cut};
+        struct expect e = {cut < head ? QF_ECLOSED : 0, NA, 0, -1, big_seed, 0, cut, NULL};
         e.body_len = cut < head ? 0 : cut - head;
         check_one("whole", resp, cut, 0, 0, 1, QF_HTTP_BODY_MAX, &e);
         check_one("bytes", resp, cut, 0, 1, 1, QF_HTTP_BODY_MAX, &e);
@@ -369,16 +397,21 @@ static void test_finish_edges(void **state)
 
 /* ---- Caps ------------------------------------------------------------------------------ */
 
-/* A header block of exactly `total` bytes (status line through the blank line). */
+/* A header block of exactly `total` bytes (status line through the blank line): X-Pad lines
+ * of 4000 bytes, the last one shorter. */
 static size_t make_header_block(char *buf, size_t total, const char *tail)
 {
-    static const char start[] = "HTTP/1.1 200 OK\r\nX-Pad: ";
-    size_t n = sizeof(start) - 1, tl = strlen(tail);
+    static const char start[] = "HTTP/1.1 200 OK\r\n";
+    size_t n = sizeof(start) - 1, tl = strlen(tail), end = total - tl - 2;
     memcpy(buf, start, n);
-    memset(buf + n, 'p', total - tl - 4 - n);
-    n = total - tl - 4;
-    memcpy(buf + n, "\r\n", 2);
-    memcpy(buf + n + 2, tail, tl);
+    while (n < end) {
+        size_t line = end - n > 4000 + 12 ? 4000 : end - n;
+        memcpy(buf + n, "X-Pad: ", 7);
+        memset(buf + n + 7, 'p', line - 9);
+        memcpy(buf + n + line - 2, "\r\n", 2);
+        n += line;
+    }
+    memcpy(buf + n, tail, tl);
     memcpy(buf + total - 2, "\r\n", 2);
     return total;
 }
@@ -386,7 +419,7 @@ static size_t make_header_block(char *buf, size_t total, const char *tail)
 static void test_header_cap(void **state)
 {
     char *buf = malloc(QF_HTTP_HEADER_MAX + 64);
-    struct expect ok = ok200("", 1), big = {QF_EHEADER, NA, NA, NA, NULL, 0, 0};
+    struct expect ok = ok200("", 1), big = {QF_EHEADER, NA, NA, NA, NULL, 0, 0, NULL};
     size_t n, cut;
     (void)state;
 
@@ -415,7 +448,7 @@ static void test_framing_cap(void **state)
 {
     char *ext = malloc(QF_HTTP_HEADER_MAX + 64), *resp;
     struct qf_test_chunking ck = {NULL, 0, ext, NULL};
-    struct expect big = {QF_EHEADER, 200, NA, NA, NULL, 0, 0};
+    struct expect big = {QF_EHEADER, 200, NA, NA, NULL, 0, 0, NULL};
     size_t n;
     (void)state;
 
@@ -448,7 +481,7 @@ static void test_body_cap(void **state)
     static const char ten[] = "0123456789", eleven[] = "0123456789A";
     static const size_t odd[] = {1, 7, 0x1f};
     const struct qf_test_chunking ck = {odd, 3, NULL, NULL};
-    struct expect ok = ok200(ten, 1), big = {QF_EBODY, 200, NA, NA, NULL, 0, 0};
+    struct expect ok = ok200(ten, 1), big = {QF_EBODY, 200, NA, NA, NULL, 0, 0, NULL};
     enum qf_test_framing fr;
     char *resp;
     size_t n;
@@ -556,7 +589,7 @@ static void test_malformed(void **state)
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
     };
-    struct expect e = {QF_EPROTO, NA, NA, NA, NULL, 0, 0};
+    struct expect e = {QF_EPROTO, NA, NA, NA, NULL, 0, 0, NULL};
     size_t i;
     (void)state;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -567,6 +600,399 @@ static void test_malformed(void **state)
         qf_test_http_run_free(&r);
         check_ways(bad[i], 1, &e);
     }
+}
+
+/* ---- Strict framing ------------------------------------------------------------------- */
+
+#define CHUNKED_HEAD "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+struct refused {
+    const char *resp;
+    int rc;
+    const char *errmsg;
+};
+
+/* Each response is refused the same way whole, byte by byte and at every split, and when the
+ * peer then closes (the error, not QF_ECLOSED). */
+static void check_refused(const struct refused *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct expect e = {cases[i].rc, NA, NA, NA, NULL, 0, 0, cases[i].errmsg};
+        check_ways(cases[i].resp, 0, &e);
+        check_ways(cases[i].resp, 1, &e);
+    }
+}
+
+/* Loose llhttp skipped the two bytes after chunk data unseen, so data longer or shorter than
+ * its size, or not followed by CRLF, gave a body with bytes dropped or framing bytes in it. */
+static void test_chunk_framing_errors(void **state)
+{
+    static const char after_data[] = "malformed HTTP response: expected CRLF after chunk data";
+    static const char bad_size[] = "malformed HTTP response: invalid chunk size";
+    static const char bad_ext[] = "malformed HTTP response: invalid chunk extension";
+    static const char size_lf[] = "malformed HTTP response: expected CRLF after chunk size";
+    static const char bad_trailer[] = "malformed HTTP response: invalid trailer field";
+    static const struct refused cases[] = {
+        /* no CRLF after the data: two other bytes, none, half of it */
+        {CHUNKED_HEAD "5\r\nhelloXX0\r\n\r\n", QF_EPROTO, after_data},
+        {CHUNKED_HEAD "5\r\nhello0\r\n\r\n", QF_EPROTO, after_data},
+        {CHUNKED_HEAD "5\r\nhello\n0\r\n\r\n", QF_EPROTO, after_data},
+        {CHUNKED_HEAD "5\r\nhello\r0\r\n\r\n", QF_EPROTO, after_data},
+        {CHUNKED_HEAD "3\r\nhello0\r\n\r\n", QF_EPROTO, after_data}, /* loose: body "hel" */
+        {CHUNKED_HEAD "5\r\nhello\r\n3\r\nabcXY0\r\n\r\n", QF_EPROTO, after_data},
+        /* size smaller than the data (two short: exactly the bytes loose llhttp skipped) */
+        {CHUNKED_HEAD "3\r\nhello\r\n0\r\n\r\n", QF_EPROTO, after_data},
+        {CHUNKED_HEAD "4\r\nhello\r\n0\r\n\r\n", QF_EPROTO, after_data},
+        /* size larger than the data: the CRLF and the next line are read as data */
+        {CHUNKED_HEAD "7\r\nhello\r\n0\r\n\r\n", QF_EPROTO, after_data},
+        {CHUNKED_HEAD "6\r\nhello\r\n0\r\n\r\n", QF_EPROTO, after_data},
+        /* garbage in or after the size */
+        {CHUNKED_HEAD "5x\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "5 x\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "5\x7f\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "x5\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "-5\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "+5\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "0x5\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD " 5\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "5\rXhello\r\n0\r\n\r\n", QF_EPROTO, size_lf},
+        {CHUNKED_HEAD "5\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "5\r\nhello\r\n0\n\r\n", QF_EPROTO, bad_size},
+        {CHUNKED_HEAD "5;\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;=b\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a=\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a b\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a=b c\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a=\"b\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a=\"b\"c\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a=b\n\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        {CHUNKED_HEAD "5;a=b\rhello\r\n0\r\n\r\n", QF_EPROTO, size_lf},
+        {CHUNKED_HEAD "5;a@=b\r\nhello\r\n0\r\n\r\n", QF_EPROTO, bad_ext},
+        /* 17 hex digits, even when they are zeros */
+        {CHUNKED_HEAD "00000000000000005\r\nhello\r\n0\r\n\r\n", QF_EPROTO,
+         "malformed HTTP response: chunk size longer than 16 hex digits"},
+        {CHUNKED_HEAD "ffffffffffffffffff\r\n", QF_EPROTO, NULL},
+        /* the trailer section and the final CRLF */
+        {CHUNKED_HEAD "0\r\nbad line\r\n\r\n", QF_EPROTO, bad_trailer},
+        {CHUNKED_HEAD "0\r\n: v\r\n\r\n", QF_EPROTO, bad_trailer},
+        {CHUNKED_HEAD "0\r\nX: a\rb\r\n\r\n", QF_EPROTO, bad_trailer},
+        {CHUNKED_HEAD "0\r\nX: a\nY: b\r\n\r\n", QF_EPROTO, bad_trailer},
+        {CHUNKED_HEAD "0\r\nX: a\x01\r\n\r\n", QF_EPROTO, bad_trailer},
+        {CHUNKED_HEAD "0\r\nX: a\r\n b\r\n\r\n", QF_EPROTO, bad_trailer},
+        {CHUNKED_HEAD "0\r\n\rX", QF_EPROTO,
+         "malformed HTTP response: expected CRLF at the end of the chunked body"},
+        {CHUNKED_HEAD "0\r\n\n", QF_EPROTO, bad_trailer},
+    };
+    (void)state;
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* What RFC 9112 7.1 allows in chunk lines, all of which give the same body. */
+static void test_chunk_extensions_accepted(void **state)
+{
+    static const char *const exts[] = {
+        ";a=b;c=d",
+        ";a;b;c",
+        ";a=b;c",
+        ";a;b=c",
+        " ;a=b",
+        "\t;a=b",
+        "; a=b",
+        ";\ta=b",
+        ";a = b",
+        ";a\t=\tb",
+        " ; a = b ; c = d ",
+        ";a=\"x;y\\\"z\"",
+        ";a=\"\" ;b",
+        ";a=\"\t\x80\xff\"",
+        ";a=\"\\\\\"",
+        ";A-Z_0.9~!#$%&'*+^`|=x",
+        " ",
+        "\t \t",
+        ";a ",
+        ";a=b\t",
+    };
+    static const size_t sizes[] = {1, 2, 0x1f, 0xa, 0xAB};
+    struct qf_test_chunking ck = {sizes, 5, NULL, "X-T: 1\r\nChecksum:\r\nY:\t x \r\n"};
+    struct expect e = ok200(NULL, 1);
+    char *resp;
+    size_t n;
+    (void)state;
+
+    e.body = big_seed, e.body_len = sizeof(big_seed) - 1;
+    for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+        ck.ext = exts[i];
+        n = qf_test_wrap("HTTP/1.1 200 OK\r\n", big_seed, sizeof(big_seed) - 1, QF_TEST_CHUNKED,
+                         &ck, &resp);
+        check_ways_max(resp, n, 0, QF_HTTP_BODY_MAX, &e);
+        free(resp);
+    }
+    /* Upper and lower case hex, leading zeros up to 16 digits. */
+    e.body = "helloworld!", e.body_len = SIZE_MAX;
+    check_ways(CHUNKED_HEAD "0000000000000005\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n", 0, &e);
+    check_ways(CHUNKED_HEAD "5\r\nhello\r\n0006\r\nworld!\r\n0000000000000000\r\n\r\n", 0, &e);
+}
+
+/* llhttp is built with LLHTTP_STRICT_MODE: a CR must be followed by LF in the status line and
+ * the header block, and a header name holds no blank. */
+static void test_strict_line_ends(void **state)
+{
+    static const struct refused cases[] = {
+        {"HTTP/1.1 200 OK\rX-A: 1\r\nContent-Length: 2\r\n\r\nhi", QF_EPROTO,
+         "malformed HTTP response: expected LF after CR"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\rXhi", QF_EPROTO,
+         "malformed HTTP response: expected LF after headers"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\rX\r\n\r\nhi", QF_EPROTO, NULL},
+        {"HTTP/1.1 200 OK\r\nContent Length: 2\r\n\r\nhi", QF_EPROTO,
+         "malformed HTTP response: invalid header token"},
+        {"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nhi", QF_EPROTO, NULL},
+        {"HTTP/1.1 200 OK\r\nContent-Length\t: 2\r\n\r\nhi", QF_EPROTO, NULL},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi", QF_EPROTO,
+         "malformed HTTP response: duplicate Content-Length"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", QF_EPROTO,
+         "malformed HTTP response: Content-Length can't be present with Transfer-Encoding"},
+    };
+    struct expect e = ok200("hi", 1);
+    (void)state;
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+    /* What real servers send stays accepted. */
+    check_ways("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\tfine\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length:2\r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length: 2 \r\n\r\nhi", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nX-Empty:\r\nX-B: \x80\xff\r\nContent-Length: 2\r\n\r\nhi", 0,
+               &e);
+}
+
+/* ---- Transfer-Encoding ----------------------------------------------------------------- */
+
+/* A coding we cannot decode is a per-response error at the header block, whatever framing
+ * would follow: never the coded bytes as a body, never a wait for the peer to close. */
+static void test_transfer_codings_refused(void **state)
+{
+    static const char gzip[] = "unsupported transfer-coding \"gzip\"";
+    static const char bad_te[] = "malformed HTTP response: invalid Transfer-Encoding";
+    static const struct refused cases[] = {
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+         QF_EPROTO, gzip},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+         QF_EPROTO, gzip},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, another\r\n\r\nhello", QF_EPROTO,
+         "unsupported transfer-coding \"another\""},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello", QF_EPROTO, gzip},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: GZip\r\n\r\nhello", QF_EPROTO,
+         "unsupported transfer-coding \"GZip\""},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhello", QF_EPROTO,
+         "unsupported transfer-coding \"identity\""},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "5\r\nhello\r\n0\r\n\r\n",
+         QF_EPROTO, gzip},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+         QF_EPROTO, gzip},
+        {"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: x-a-very-long-coding-"
+         "name-beyond-twenty\r\n\r\nhello",
+         QF_EPROTO, "unsupported transfer-coding \"x-a-very-long-coding...\""},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-exactly-20-bytes-x\r\n\r\nhello", QF_EPROTO,
+         "unsupported transfer-coding \"x-exactly-20-bytes-x\""},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", QF_EPROTO,
+         "malformed HTTP response: chunked applied more than once"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked;q=1\r\n\r\n0\r\n\r\n", QF_EPROTO, bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked chunked\r\n\r\n0\r\n\r\n", QF_EPROTO,
+         bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n", QF_EPROTO, bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip;level=9\r\n\r\nhello", QF_EPROTO, bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\n\r\nhello", QF_EPROTO, bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: , ,\r\nTransfer-Encoding:\r\n\r\nhello", QF_EPROTO,
+         bad_te},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", QF_EPROTO,
+         NULL},
+    };
+    (void)state;
+    check_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_transfer_encoding_accepted(void **state)
+{
+    static const char *const values[] = {
+        "chunked", "chunked\t", "\tchunked", "chunked \t ",  "CHUNKED",
+        "Chunked", "chunked,",  ", chunked", ",,chunked, ,", "chunked , ",
+    };
+    struct expect e = ok200("hello", 1);
+    char resp[256];
+    (void)state;
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        snprintf(resp, sizeof(resp),
+                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: %s\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                 values[i]);
+        check_ways(resp, 0, &e);
+    }
+    /* The list may span field lines; empty ones add nothing. */
+    check_ways("HTTP/1.1 200 OK\r\nTransfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5\r\nhello\r\n0\r\n\r\n",
+               0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\nhello", 0, &e);
+    /* No body at all: the codings only say what a body would have had. */
+    e = ok200("", 1);
+    e.status = 204;
+    check_ways("HTTP/1.1 204 No Content\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 0, &e);
+    e.status = 304;
+    check_ways("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n", 0, &e);
+    e.status = 200;
+    check_ways("HTTP/1.1 100 Continue\r\nTransfer-Encoding: gzip\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+               0, &e);
+}
+
+/* HTAB is whitespace wherever SP is: after a Content-Length or Connection value too. */
+static void test_tab_is_whitespace(void **state)
+{
+    struct expect e = ok200("hello", 1);
+    (void)state;
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length: 5\t\r\n\r\nhello", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length:\t5\t \t\r\n\r\nhello", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Tab: a\tb\r\n\r\nhello", 0, &e);
+    e.keep_alive = 0;
+    check_ways("HTTP/1.1 200 OK\r\nConnection: close\t\r\nContent-Length: 5\r\n\r\nhello", 0, &e);
+    check_ways("HTTP/1.1 200 OK\r\nConnection:\tkeep-alive,\tclose\r\nContent-Length: 5\r\n\r\n"
+               "hello",
+               0, &e);
+    /* Tabs in the body are the body's. */
+    e = ok200("a\tb\t", 1);
+    check_ways("HTTP/1.1 200 OK\r\nContent-Length: 4\t\r\n\r\na\tb\t", 0, &e);
+    check_ways(CHUNKED_HEAD "4\t;\tx\t\r\na\tb\t\r\n0\r\n\r\n", 0, &e);
+}
+
+/* ---- Caps on every token ---------------------------------------------------------------- */
+
+/* A response of head + `n` copies of `fill` + tail, in a malloc'd buffer. */
+static size_t repeat(const char *head, char fill, size_t n, const char *tail, char **out)
+{
+    size_t hl = strlen(head), tl = strlen(tail);
+    char *b = malloc(hl + n + tl + 1);
+    memcpy(b, head, hl);
+    memset(b + hl, fill, n);
+    memcpy(b + hl + n, tail, tl + 1);
+    *out = b;
+    return hl + n + tl;
+}
+
+/* The three ways, but at a coarse stride: these inputs are long. */
+static void check_long(const char *resp, size_t len, const struct expect *e)
+{
+    check_one("whole", resp, len, 0, 0, 0, QF_HTTP_BODY_MAX, e);
+    check_one("bytes", resp, len, 0, 1, 0, QF_HTTP_BODY_MAX, e);
+    for (size_t cut = 1; cut < len; cut += len / 13 + 1)
+        check_one("split", resp, len, cut, 0, 0, QF_HTTP_BODY_MAX, e);
+}
+
+static void test_line_caps(void **state)
+{
+    static const char line[] = "response header line longer than 8 KiB";
+    static const char chunk_line[] = "chunk line or trailer line longer than 8 KiB";
+    struct expect ok = ok200("hi", 1), big = {QF_EHEADER, NA, NA, NA, NULL, 0, 0, line};
+    struct expect proto = {
+        QF_EPROTO, 200, NA, NA,
+        NULL,      0,   0,  "malformed HTTP response: chunk size longer than 16 hex digits"};
+    char *r;
+    size_t n;
+    (void)state;
+
+    /* A field line: name and value together, exactly at the cap, then one byte over. */
+    n = repeat("HTTP/1.1 200 OK\r\nX-Long: ", 'v', QF_HTTP_LINE_MAX - 6,
+               "\r\nContent-Length: 2\r\n\r\nhi", &r);
+    check_long(r, n, &ok);
+    free(r);
+    n = repeat("HTTP/1.1 200 OK\r\nX-Long: ", 'v', QF_HTTP_LINE_MAX - 5,
+               "\r\nContent-Length: 2\r\n\r\nhi", &r);
+    check_long(r, n, &big);
+    free(r);
+    n = repeat("HTTP/1.1 200 OK\r\nX-", 'n', QF_HTTP_LINE_MAX, ": v\r\n\r\n", &r);
+    check_long(r, n, &big);
+    free(r);
+    /* A status reason; an open-ended one fails without waiting for its end. */
+    n = repeat("HTTP/1.1 200 ", 'r', QF_HTTP_LINE_MAX, "\r\nContent-Length: 2\r\n\r\nhi", &r);
+    check_long(r, n, &ok);
+    free(r);
+    n = repeat("HTTP/1.1 200 ", 'r', QF_HTTP_LINE_MAX + 1, "", &r);
+    check_long(r, n, &big);
+    free(r);
+    /* An endless chunk size of zeros fails at the 17th digit. */
+    n = repeat(CHUNKED_HEAD, '0', 100000, "", &r);
+    check_long(r, n, &proto);
+    free(r);
+    /* A chunk line: the size and its extensions. */
+    big.errmsg = chunk_line;
+    n = repeat(CHUNKED_HEAD "2;x=", 'e', QF_HTTP_LINE_MAX - 4, "\r\nhi\r\n0\r\n\r\n", &r);
+    check_long(r, n, &ok);
+    free(r);
+    n = repeat(CHUNKED_HEAD "2;x=", 'e', QF_HTTP_LINE_MAX - 3, "\r\nhi\r\n0\r\n\r\n", &r);
+    check_long(r, n, &big);
+    free(r);
+    n = repeat(CHUNKED_HEAD "2;x=\"", ' ', 100000, "", &r);
+    check_long(r, n, &big);
+    free(r);
+    /* A trailer line; its CRLF is not counted. */
+    n = repeat(CHUNKED_HEAD "2\r\nhi\r\n0\r\nX:", 't', QF_HTTP_LINE_MAX - 2, "\r\n\r\n", &r);
+    check_long(r, n, &ok);
+    free(r);
+    n = repeat(CHUNKED_HEAD "2\r\nhi\r\n0\r\nX:", 't', QF_HTTP_LINE_MAX - 1, "\r\n\r\n", &r);
+    check_long(r, n, &big);
+    free(r);
+}
+
+/* Lines under their cap still add up: extensions and trailers of one body share 64 KiB. */
+static void test_framing_total_cap(void **state)
+{
+    char ext[4001];
+    static const size_t one[] = {1};
+    struct qf_test_chunking ck = {one, 1, ext, NULL};
+    struct expect big = {QF_EHEADER, 200, NA, NA,
+                         NULL,       0,   0,  "chunk extensions and trailers larger than 64 KiB"};
+    struct expect ok = ok200(NULL, 1);
+    char body[17], *resp;
+    size_t n;
+    (void)state;
+
+    ext[0] = ';';
+    memset(ext + 1, 'e', sizeof(ext) - 2);
+    ext[sizeof(ext) - 1] = '\0';
+    memset(body, 'b', sizeof(body));
+    /* 16 chunks and the last: 17 extensions of 4000 bytes, over 65536 */
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", body, 16, QF_TEST_CHUNKED, &ck, &resp);
+    check_long(resp, n, &big);
+    free(resp);
+    /* 15 chunks and the last: 16 of them, 64000 bytes, pass */
+    ok.body = body, ok.body_len = 15;
+    n = qf_test_wrap("HTTP/1.1 200 OK\r\n", body, 15, QF_TEST_CHUNKED, &ck, &resp);
+    check_long(resp, n, &ok);
+    free(resp);
+}
+
+/* Messages for the caps the engine reports as they are. */
+static void test_cap_messages(void **state)
+{
+    struct expect e = {QF_EBODY, 200, NA, NA, NULL, 0, 0, "response body larger than 10 bytes"};
+    char *resp;
+    size_t n;
+    (void)state;
+    check_capped("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", 10, &e);
+    check_capped(CHUNKED_HEAD "b\r\n01234567890\r\n0\r\n\r\n", 10, &e);
+    check_capped(CHUNKED_HEAD "a\r\n0123456789\r\n1\r\nX\r\n0\r\n\r\n", 10, &e);
+    e.errmsg = "response body larger than 8 MiB";
+    check_capped("HTTP/1.1 200 OK\r\nContent-Length: 8388609\r\n\r\n", QF_HTTP_BODY_MAX, &e);
+    e.errmsg = "response body larger than 2 KiB";
+    n = repeat("HTTP/1.1 200 OK\r\n\r\n", 'b', 2049, "", &resp);
+    check_ways_max(resp, n, 1, 2048, &e);
+    free(resp);
+    e = (struct expect){QF_EHEADER, NA, NA, NA,
+                        NULL,       0,  0,  "response header block larger than 64 KiB"};
+    resp = malloc(QF_HTTP_HEADER_MAX + 64);
+    n = make_header_block(resp, QF_HTTP_HEADER_MAX + 1, "");
+    check_long(resp, n, &e);
+    free(resp);
 }
 
 /* Feeds resp in pieces of `step` bytes with header capture on, growing both buffers the way
@@ -760,6 +1186,15 @@ int main(void)
         cmocka_unit_test(test_enospc_contract),
         cmocka_unit_test(test_enospc_growth_loop),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_chunk_framing_errors),
+        cmocka_unit_test(test_chunk_extensions_accepted),
+        cmocka_unit_test(test_strict_line_ends),
+        cmocka_unit_test(test_transfer_codings_refused),
+        cmocka_unit_test(test_transfer_encoding_accepted),
+        cmocka_unit_test(test_tab_is_whitespace),
+        cmocka_unit_test(test_line_caps),
+        cmocka_unit_test(test_framing_total_cap),
+        cmocka_unit_test(test_cap_messages),
         cmocka_unit_test(test_header_capture),
         cmocka_unit_test(test_head_no_body),
         cmocka_unit_test(test_zero_copy),

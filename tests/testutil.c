@@ -275,6 +275,7 @@ void qf_test_http_drive(const char *resp, size_t len, size_t first, size_t step,
     out->status = h.status;
     out->keep_alive = h.keep_alive;
     out->retry_after_s = h.retry_after_s;
+    snprintf(out->errmsg, sizeof(out->errmsg), "%s", qf_http_errmsg(&h));
     out->body = h.body;
     out->body_len = h.body_len;
 }

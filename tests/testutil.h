@@ -56,6 +56,7 @@ struct qf_test_http_run {
     size_t body_len;
     unsigned grows; /* QF_ENOSPC rounds */
     int viewed;     /* zero-copy: the body was used where it arrived (then copied into body) */
+    char errmsg[sizeof(((struct qf_http *)0)->errmsg)]; /* qf_http_errmsg() at the end */
 };
 
 /* Non-zero: qf_test_http_drive() sets zero_copy on its parser. */

@@ -33,6 +33,7 @@ struct plan {
 
 struct run {
     int rc, complete, status, keep_alive, retry_after_s;
+    char errmsg[sizeof(((struct qf_http *)0)->errmsg)];
     size_t consumed;
     char *body; /* malloc'd, caller frees */
     size_t body_len;
@@ -139,6 +140,20 @@ static int check_captured(struct ctx *c, const struct qf_http *h)
     return 0;
 }
 
+/* qf_http_errmsg(): printable ASCII (a server's bytes never reach it raw), set exactly when
+ * there is an error. */
+static int check_errmsg(struct ctx *c, const struct qf_http *h, int rc)
+{
+    const char *m = qf_http_errmsg(h);
+    size_t n = strnlen(m, sizeof(h->errmsg));
+
+    CHECK(n < sizeof(h->errmsg), "errmsg not NUL-terminated");
+    CHECK((n > 0) == (rc != 0), "errmsg '%s' with rc %d", m, rc);
+    for (size_t i = 0; i < n; i++)
+        CHECK(m[i] >= 0x20 && m[i] < 0x7f, "errmsg byte 0x%02x at %zu", (unsigned char)m[i], i);
+    return 0;
+}
+
 static int finish_checks(struct ctx *c, struct qf_http *h, const struct plan *p, size_t len,
                          struct run *o)
 {
@@ -164,6 +179,9 @@ static int finish_checks(struct ctx *c, struct qf_http *h, const struct plan *p,
     } else if (o->rc == 0) {
         CHECK(o->consumed == len, "open response consumed %zu of %zu", o->consumed, len);
     }
+    if (check_errmsg(c, h, o->rc))
+        return 1;
+    snprintf(o->errmsg, sizeof(o->errmsg), "%s", qf_http_errmsg(h));
     CHECK(h->retry_after_s >= -1, "retry_after_s %d", h->retry_after_s);
     CHECK(o->consumed <= len, "consumed %zu > len %zu", o->consumed, len);
     o->complete = h->complete;
@@ -232,6 +250,7 @@ static int same_runs(struct ctx *c, const struct run *w, const struct run *s)
 {
     CHECK(w->rc == s->rc, "rc whole %d, split %d", w->rc, s->rc);
     CHECK(w->status == s->status, "status whole %d, split %d", w->status, s->status);
+    CHECK(strcmp(w->errmsg, s->errmsg) == 0, "errmsg whole '%s', split '%s'", w->errmsg, s->errmsg);
     if (w->rc != 0)
         return 0; /* after an error, how far the body got depends on the split */
     CHECK(w->complete == s->complete, "complete whole %d, split %d", w->complete, s->complete);

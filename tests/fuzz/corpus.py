@@ -244,6 +244,26 @@ def response_seeds():
     s["coding-br"] = response_input(content_length(
         200, "OK", small, [("Content-Encoding", "br")]), (), INFLATE)
     s["gzip-not-inflated"] = response_input(content_length(200, "OK", coded("gzip", small), gz))
+    # Chunk and Transfer-Encoding framing: what RFC 9112 allows, and what it refuses.
+    chunked_head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    s["chunk-ext-bws"] = response_input(
+        chunked(200, "OK", small, (9, 1, 40), b' ; a = b ;c="q\\"v" ;d\t', b"X-T: 1\r\n"),
+        (5, 3))
+    s["chunk-no-crlf"] = response_input(chunked_head + b"5\r\nhelloXX0\r\n\r\n", (9,))
+    s["chunk-size-short"] = response_input(chunked_head + b"3\r\nhello0\r\n\r\n", (2,))
+    s["chunk-size-zeros"] = response_input(chunked_head + b"0" * 40 + b"\r\n\r\n", (4,))
+    s["chunk-size-16-digits"] = response_input(
+        chunked_head + b"0000000000000002\r\n{}\r\n0000000000000000\r\n\r\n", (1,))
+    s["te-gzip-chunked"] = response_input(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    s["te-chunked-gzip"] = response_input(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+        (), EOF_BIT)
+    s["te-chunked-tab"] = response_input(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ,chunked\t\r\nConnection: close\t\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n", (30,), CAPTURE)
+    s["cl-tab"] = response_input(b"HTTP/1.1 200 OK\r\nContent-Length:\t2\t\r\n\r\n{}", (20,))
+    s["bare-cr"] = response_input(b"HTTP/1.1 200 OK\rX: 1\r\nContent-Length: 2\r\n\r\n{}")
     return s
 
 

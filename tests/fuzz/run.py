@@ -6,7 +6,9 @@ time on a fresh working copy of its corpus, and prints one line per target:
 
 Exit status 1 when any target crashed, leaked, timed out or did not report its statistics.
 
-    run.py --build build --seconds 60 fuzz_response fuzz_args
+    run.py --build build --seconds 60 [--runs N] fuzz_response fuzz_args
+
+With --runs, a target also stops after N executions (whichever comes first).
 
 The response target also reads, without copying them into the repository, the captures in
 $QF_FIXTURES or ../shared/fixtures/yahoo wrapped as HTTP responses under build/fuzz/.
@@ -41,7 +43,7 @@ def artifacts(d, name):
     return {f for f in os.listdir(d) if f.startswith(prefixes)}
 
 
-def run_target(name, build, seconds):
+def run_target(name, build, seconds, runs=0):
     short, max_len = TARGETS[name]
     fdir = os.path.join(build, "fuzz")
     work = os.path.join(fdir, "corpus", short)
@@ -64,6 +66,7 @@ def run_target(name, build, seconds):
 
     cmd = [os.path.join(fdir, name)] + dirs + [
         "-max_total_time=%d" % seconds, "-max_len=%d" % max_len, "-timeout=10",
+        "-runs=%d" % (runs if runs > 0 else -1),
         "-rss_limit_mb=2048", "-print_final_stats=1",
         "-artifact_prefix=" + os.path.join(art, name + "-"),
         "-dict=" + os.path.join(HERE, short + ".dict")]
@@ -94,10 +97,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=0, help="stop after N executions (0: no limit)")
     ap.add_argument("targets", nargs="+", choices=sorted(TARGETS))
     a = ap.parse_args()
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
-    results = [run_target(t, build, a.seconds) for t in a.targets]
+    results = [run_target(t, build, a.seconds, a.runs) for t in a.targets]
     return 0 if all(results) else 1
 
 
