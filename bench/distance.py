@@ -558,7 +558,7 @@ def method(s, elapsed):
         "rounds per RTT. Every answer checked (prices; curl: status, body size and HTTP version "
         "per URL; the dead resolver: a could-not-resolve error per ticker)."
         % (s.runs, s.dead_runs, s.resolver_runs),
-        "- qfetch: its defaults (`-c 8`) with `--no-session-cache` when cold; warm adds "
+        "- qfetch: its defaults (`-c 16`) with `--no-session-cache` when cold; warm adds "
         "`--session-cache FILE --early-data --tcp-fastopen` (one priming run, then %d in a row, "
         "each required to resume every connection with early data). `qfetch -c 9` rows: one "
         "connection per ticker, as curl opens them." % WARM_RUNS,

@@ -18,7 +18,7 @@ void cli_usage(void)
           "  -t, --tickers SYM...      symbols to fetch; '-t -' reads them from stdin\n"
           "  -u, --url TEMPLATE        URL with {} for the symbol (default:\n"
           "                            https://query1.finance.yahoo.com/v8/finance/chart/{})\n"
-          "  -c, --connections N       max concurrent connections per host (default 8)\n"
+          "  -c, --connections N       max concurrent connections per host (default 16)\n"
           "      --cacert FILE         trust this PEM bundle instead of the system store\n"
           "      --resolve H:P:ADDR[,ADDR...]  use these addresses for host H port P, as curl does\n"
           "      --dns-servers LIST    ADDR[:PORT],... name servers instead of resolv.conf's\n"

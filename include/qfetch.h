@@ -140,7 +140,7 @@ struct qf_options {
  * deflate (zlib-wrapped or raw), fails that quote with QF_EPROTO. */
 #define QF_OPT_NO_COMPRESSED 16u
 
-#define QF_DEFAULT_CONNECTIONS 8
+#define QF_DEFAULT_CONNECTIONS 16
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
 
 struct qf_stats {
