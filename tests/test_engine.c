@@ -1085,6 +1085,75 @@ static void test_body_budget(void **state)
     in_child(child_body_budget, 30);
 }
 
+/* A resolver that never answers (a UDP socket nobody reads) cannot hold the loop: a host
+ * program polling qf_client_fd() keeps getting its steps back at once, a request to a host
+ * that needs no lookup completes meanwhile, and the quote fails with "could not resolve" at
+ * its connect timeout. The bound on a step is generous for a loaded machine (a blocking
+ * lookup held one step for 6 s); nearly every step also stays under 5 ms. */
+static double t_general_done, t_quote_done;
+
+static void on_dns_result(const struct qf_result *r, void *udata)
+{
+    t_quote_done = (double)qf_now_us();
+    on_result(r, udata);
+}
+
+static void on_dns_general(const struct qf_response *r)
+{
+    t_general_done = (double)qf_now_us();
+    on_gen(r);
+}
+
+static void child_dead_resolver(void)
+{
+    int us = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    CHILD_CHECK(us >= 0 && bind(us, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                getsockname(us, (struct sockaddr *)&a, &al) == 0);
+    char servers[64], okurl[160], err[300];
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(okurl, sizeof(okurl), "http://127.0.0.1:%d/v8/finance/chart/NODNS", plain_port);
+    struct tally t = {0};
+    struct qf_options o = {.url_template = "http://quotes.invalid/v8/finance/chart/{}",
+                           .dns_servers = servers, .connect_timeout_ms = 1000, .retries = -1};
+    qf_client *c = qf_client_new(&o, on_dns_result, &t, err, sizeof(err));
+    CHILD_CHECK(c != NULL);
+    struct gen g = {0};
+    struct qf_request rq = {.url = okurl, .on_response = on_dns_general, .udata = &g};
+    CHILD_CHECK(qf_client_add(c, "DNSQ") == 0);
+    CHILD_CHECK(qf_client_request(c, &rq) == 0);
+    int64_t end = qf_now_us() + 8000000, worst = 0;
+    int left = 1, steps = 0, slow = 0;
+    while (left > 0 && qf_now_us() < end) {
+        int64_t t0 = qf_now_us();
+        left = qf_client_step(c);
+        int64_t d = qf_now_us() - t0;
+        worst = d > worst ? d : worst;
+        steps++;
+        slow += d > 5000;
+        struct pollfd p = {.fd = qf_client_fd(c), .events = POLLIN};
+        int to = qf_client_timeout_ms(c);
+        poll(&p, 1, to < 0 || to > 100 ? 100 : to);
+    }
+    CHILD_CHECK(left == 0);
+    CHILD_CHECK(g.n == 1 && g.err == 0 && g.status == 200);
+    CHILD_CHECK(t.failed == 1 && strstr(t.last_err, "could not resolve host quotes.invalid"));
+    CHILD_CHECK(t_general_done < t_quote_done);
+    if (worst >= 250000 || slow * 20 > steps)
+        fprintf(stderr, "%d of %d steps over 5 ms, longest %lld us\n", slow, steps,
+                (long long)worst);
+    CHILD_CHECK(worst < 250000 && slow * 20 <= steps);
+    qf_client_free(c);
+    close(us);
+}
+
+static void test_dead_resolver(void **state)
+{
+    (void)state;
+    in_child(child_dead_resolver, 30);
+}
+
 static void test_request_checks(void **state)
 {
     (void)state;
@@ -1137,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_sibling_cancel),
         cmocka_unit_test(test_flood_bounded),
         cmocka_unit_test(test_body_budget),
+        cmocka_unit_test(test_dead_resolver),
     };
     int failed = cmocka_run_group_tests_name("engine", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("engine_live", live, setup_server, teardown_server);
