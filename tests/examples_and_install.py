@@ -248,7 +248,7 @@ def quote_errors_and_keepalive():
     check("HTTP 404" in errors.get("FB", ""), "FB: %r" % errors.get("FB"))
     check(len(prices) == 30, "%d prices of 30" % len(prices))
     st = srv.control("/_stats")
-    check(st["connections"] <= 8, "%d connections for 31 tickers (default -c 8)" %
+    check(st["connections"] <= 16, "%d connections for 31 tickers (default -c 16)" %
           st["connections"])
     check(st["requests_total"] == 31, "%d requests for 31 tickers" % st["requests_total"])
 
@@ -360,7 +360,7 @@ def poll_host_batch_from_pipe():
     bad = [s for s in syms if prices.get(s) != (cents(price_for(s)), "USD")]
     check(not bad, "%d wrong or missing, e.g. %s" % (len(bad), bad[:3]))
     st = srv.control("/_stats")
-    check(st["connections"] <= 8, "%d connections for 200 tickers" % st["connections"])
+    check(st["connections"] <= 16, "%d connections for 200 tickers" % st["connections"])
 
 
 def get_blocks(out):
