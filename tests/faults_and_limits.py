@@ -907,7 +907,7 @@ def valgrind_1000_tickers():
 
 # ---------------------------------------------------------------- 5. one rate limit per host
 
-RATE_N = 200              # tickers per limited batch, qfetch's defaults otherwise (-c 8)
+RATE_N = 200              # tickers per limited batch, qfetch's defaults otherwise (-c 16)
 RATE_RUN_TIMEOUT_S = 240  # a bound, not a target: twenty 1 s Retry-After pauses take ~20 s
 
 
