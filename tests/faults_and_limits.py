@@ -949,7 +949,7 @@ def rate_limit_token_bucket_no_retry_after():
 @test
 def rate_limit_max_inflight_4():
     """429 to a request arriving while 4 are being served (each takes 20 ms): <= 1.1 per
-    ticker, with -c 8."""
+    ticker, with the default -c."""
     limited_batch(1.1, "--max-inflight", "4", "--service-ms", "20")
 
 
