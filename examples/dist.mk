@@ -10,10 +10,11 @@ QF_VERSION ?= $(shell sed -n 's/^#define QF_VERSION "\(.*\)"/\1/p' include/qfetc
 STATIC_LDLIBS := $(shell pkg-config --libs --static libnghttp2 libcares openssl 2>/dev/null || \
                    echo -lnghttp2 -lcares -lssl -lcrypto -ldl -pthread) -lz -lm
 # Budgets in bytes. The static binary's goal is 4 MiB; Debian's stock libcrypto.a alone brings
-# about 3 MB (every algorithm of the default provider), so the enforced line is 5 MiB.
-SIZE_STATIC_MAX      ?= 5242880
+# about 3 MB (every algorithm of the default provider) and libnghttp2.a 0.15 MB, so the enforced
+# line is 5.5 MiB. The engine's own text grew by HTTP/2's share (engine/h2.c, the MUX state).
+SIZE_STATIC_MAX      ?= 5767168
 SIZE_STATIC_GOAL     ?= 4194304
-SIZE_ENGINE_TEXT_MAX ?= 102400
+SIZE_ENGINE_TEXT_MAX ?= 122880
 ENGINE_OBJ = $(filter-out $(LLHTTP_OBJ),$(LIB_OBJ))
 
 .PHONY: static size install uninstall
