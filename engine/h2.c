@@ -384,14 +384,19 @@ int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap)
     return 0;
 }
 
+unsigned qf_h2_limit(const struct qf_h2 *m)
+{
+    uint32_t peer = m->ng != NULL ? nghttp2_session_get_remote_settings(
+                                        m->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                                  : 0;
+    return peer < m->cap ? (unsigned)peer : m->cap;
+}
+
 unsigned qf_h2_room(const struct qf_h2 *m)
 {
-    if (m->ng == NULL || m->goaway)
-        return 0;
-    uint32_t peer = nghttp2_session_get_remote_settings(m->ng,
-                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-    unsigned lim = peer < m->cap ? (unsigned)peer : m->cap;
-    return lim > m->nactive ? lim - m->nactive : 0;
+    unsigned lim = qf_h2_limit(m);
+
+    return m->goaway || lim <= m->nactive ? 0 : lim - m->nactive;
 }
 
 /* Makes room in the scratch buffers for one request's header list. */

@@ -70,6 +70,8 @@ struct qf_h2 {
 /* The connection c speaks HTTP/2 from now on: a new session, its SETTINGS and windows queued.
  * The stream table holds cap streams. 0 or QF_ENOMEM. */
 int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap);
+/* Streams the connection may carry at once: the server's limit, within the table's. */
+unsigned qf_h2_limit(const struct qf_h2 *m);
 /* Streams that may be opened now: the server's limit and the table's, 0 after GOAWAY. */
 unsigned qf_h2_room(const struct qf_h2 *m);
 /* Opens a stream for r (first: carried by the connection's handshake). 0 or QF_ENOMEM. */

@@ -252,12 +252,19 @@ static struct qf_conn *mux_room(const struct qf_host *h)
 }
 
 /* Requests a new connection of h starts with: a pipelined batch, or when h speaks HTTP/2 as
- * many as it may carry (they go out in one flight, early data included). */
+ * many streams as its server allows (they go out in one flight, early data included). */
 static unsigned open_depth(const struct qf_client *cl, const struct qf_host *h)
 {
     if (h->h2 > 0)
-        return h->h2_cap;
+        return h->nmux > 0 ? qf_h2_limit(&h->mux[0]->h2) : h->h2_cap;
     return cl->now_us < h->pipeline_off_until_us ? 1 : cl->pipeline;
+}
+
+/* New connections wait while the host's first one has yet to tell whether its server speaks
+ * HTTP/2 (and if so, how many streams it takes). */
+static int must_wait(const struct qf_host *h)
+{
+    return h->nopen > 0 && (h->h2 == 0 || (h->h2 > 0 && h->nmux == 0));
 }
 
 static void dispatch_host(struct qf_client *cl, struct qf_host *h)
@@ -282,8 +289,7 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
         if (h->h2 > 0 && (c = mux_room(h)) != NULL) {
             unsigned k = qf_h2_room(&c->h2);
             qf_conn_mux_add(c, take(cl, h, n, k));
-        } else if (h->h2 >= 0 && h->nopen > h->nmux) {
-            /* HTTP/2 or not known yet: a connection on its way will carry (or tell) */
+        } else if (must_wait(h)) {
             break;
         } else if (h->nidle > 0 && !fresh) {
             /* Any live connection will do, a re-sent request's too: one the server closed
@@ -322,7 +328,7 @@ int qf_sched_ready(const struct qf_client *cl)
             (h->fatal || (!h->resolved && !h->resolving) ||
              (room(cl, h) > 0 &&
               ((h->h2 > 0 && mux_room(h) != NULL) ||
-               ((h->h2 < 0 || h->nopen == h->nmux) &&
+               (!must_wait(h) &&
                 (h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))))))
             return 1;
     }
