@@ -35,14 +35,15 @@ before any answer, RSTMID* after the headers and half the body, both with reset_
 answered; SLOW* answered after 0.5 s; BOOM* fires the connection fault of the mode, if any.
 
 Records (read them under .lock, or after the client is done): conns (one Conn per accepted
-connection: whether its handshake completed, alpn, the client's SETTINGS frames, connection WINDOW_UPDATE increments, whether
-the client acknowledged our SETTINGS, most streams open at once, breaches, PINGs and ACKs, the
-client's resets and GOAWAY), requests (one dict per request: conn, stream, method, path, sym,
-headers, window (what the server could send at once when it arrived), body_len, outcome),
-max_open (most streams open at once on the whole server) and errors (protocol errors h2 found in
-what the client sent).
+connection: whether its handshake completed, alpn, the client's SETTINGS frames, connection
+WINDOW_UPDATE increments, whether the client acknowledged our SETTINGS, most streams open at
+once, breaches, PINGs and ACKs, the client's resets and GOAWAY), requests (one dict per
+request: conn, stream, method, path, sym, headers, window (what the server could send at once
+when it arrived), body_len, outcome), max_open (most streams open at once on the whole server)
+and errors (protocol errors h2 found in what the client sent).
 
-    h2server.py --cert PEM --key KEY [--port P] [--mode k=v ...]   (for curl --http2 / nghttp)
+    h2server.py --certs DIR [--mode k=v ...] [--seconds S]   (for curl --http2 or nghttp;
+                                                              prints PORT N, then the records)
 """
 import argparse
 import os

@@ -1,9 +1,8 @@
 #!/usr/bin/python3
 """`make test` driver: every cmocka binary and every Python suite (cli_fetch.py,
-faults_and_limits.py, sessions_and_pipelining.py, examples_and_install.py, http2.py and the
-others) for the normal build and optionally the ASan/UBSan build. Streams each suite's output
-and ends with exactly one line `N passed, M failed, K skipped` summing all suites; exit status 1
-if M > 0 or any suite errored.
+faults_and_limits.py, sessions_and_pipelining.py, examples_and_install.py) for the normal build
+and optionally the ASan/UBSan build. Streams each suite's output and ends with exactly one line
+`N passed, M failed, K skipped` summing all suites; exit status 1 if M > 0 or any suite errored.
 faults_and_limits.py's slow tests (--load: 100k tickers, RSS, valgrind) run for the normal build
 only, and not with --no-valgrind (valgrind cannot run a sanitizer build).
 --unit-only (`make check`) runs the cmocka binaries alone; --fresh-check (`make test`) first
@@ -191,8 +190,8 @@ def main():
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter, suite="faults_and_limits")
-    for suite in ("sessions_and_pipelining", "examples_and_install", "relaycheck", "tls_hello", "proxy",
-                  "http2"):
+    for suite in ("sessions_and_pipelining", "examples_and_install", "relaycheck", "tls_hello",
+                  "proxy", "http2"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
