@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -81,6 +82,14 @@ def only_h2(srv, n=None):
               % (len(conns), n, conns))
     check(not srv.errors, "h2 found protocol errors in what the client sent: %s" % srv.errors)
     return conns
+
+
+def settle(srv, secs=3.0):
+    """Waits (secs at most) until the server has seen every connection end: qfetch may exit
+    before the server's thread has read its last frames (a GOAWAY, a reset)."""
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline and any(c.end is None for c in srv.tls_conns()):
+        time.sleep(0.05)
 
 
 def answered_once(srv, tickers):
@@ -213,10 +222,11 @@ def h2_in_flight_capped_by_c():
 def h2_max_concurrent_streams_1():
     """A server allowing one stream per connection: once the client has acknowledged that,
     it never opens a second; more connections carry the rest (at most -c of them); streams
-    the server refused as excess are re-sent, not retried."""
-    for opts, bound in (((), 16), (("-c", "3"), 3)):
+    the server refused as excess (sent before the client read its SETTINGS; nginx refuses
+    them so too) are re-sent, not retried, and every price arrives."""
+    for opts, n, bound in (((), 40, 16), (("-c", "3"), 12, 3)):
         srv = h2srv(max_streams=1, delay=0.05)
-        tickers = [uniq() for _ in range(12)]
+        tickers = [uniq() for _ in range(n)]
         r = h2q(tickers, *opts, srv=srv)
         it.expect_rc(r, 0)
         expect_prices(r, tickers)
@@ -230,7 +240,7 @@ def h2_max_concurrent_streams_1():
         excess = sum(len(c.excess) for c in conns)
         check(st["retries"] == 0 and st["stale_resends"] >= excess,
               "%s: %d streams refused as excess; stats %s" % (opts, excess, st))
-        check(st["h2_streams_max"] <= 12 and st["h2_conns"] == len(conns), "stats %s" % st)
+        check(st["h2_conns"] == len(conns), "stats %s" % st)
         if excess:
             it.note("%s: %d streams sent before the client read the server's SETTINGS"
                     % (" ".join(opts) or "default", excess))
@@ -324,6 +334,7 @@ def connection_fault(**mode):
         it.expect_ok(r, q["sym"])
     check(r.elapsed < 30, "took %.1f s" % r.elapsed)
     stats(r)
+    settle(srv)
     it.note("%d of %d prices; first connection ended: %s; client's GOAWAY: %s"
             % (sum("price" in items[t] for t in tickers), len(tickers), conns[0].end,
                conns[0].client_goaway))
@@ -631,9 +642,10 @@ def h2_general_api():
     rounds = fields(g["round2"][0])
     check(g["round1"][0] == "rc=0" and rounds["rc"] == "0", "rounds: %s %s"
           % (g["round1"], g["round2"]))
+    settle(srv)
     conns = only_h2(srv, 1)
     hang = srv.log(sym="HANGG1")
-    check(len(hang) == 1 and hang[0]["outcome"] in ("reset_by_client", "unanswered", None),
+    check(len(hang) == 1 and hang[0]["outcome"] in ("reset_by_client", "unanswered"),
           "the cancelled stream: %s" % hang)
     it.note("cancelled stream: %s; resets from the client %s"
             % (hang[0]["outcome"], conns[0].client_resets))
