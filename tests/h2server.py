@@ -113,6 +113,7 @@ class Conn:
         self.client_goaway = None  # error code name of the client's GOAWAY
         self.fault = None         # the fault this connection got
         self.end = None           # why the server stopped serving it
+        self.closed = False       # its streams' outcomes are final
 
     def client_setting(self, name):
         """The last value the client sent for a setting name ("ENABLE_PUSH"), or None."""
@@ -241,7 +242,7 @@ class _Session:
         self.open = {}        # stream id -> its request record, while open
         self.pending = {}     # stream id -> _Pending
         self.timers = []      # (due, stream id)
-        self.held = []        # stream ids waiting for hold_until
+        self.held = []        # (stream id, delay) waiting for hold_until
         self.goaway_sid = None  # the stream whose answer carries our GOAWAY
         self.goaway_last = None  # last_stream_id of the GOAWAY we sent
         self.nreq = 0
@@ -325,6 +326,7 @@ class _Session:
                     req["outcome"] = "unanswered"
                 self.srv.open_now -= 1
             self.open.clear()
+            self.rec.closed = True
         # A lingering close, as nginx's: close_notify and FIN, then what the client still sends
         # is read and dropped for a while. Closing with unread bytes would send an RST, which
         # makes the client's kernel drop answers it has received but not yet read.

@@ -85,10 +85,10 @@ def only_h2(srv, n=None):
 
 
 def settle(srv, secs=3.0):
-    """Waits (secs at most) until the server has seen every connection end: qfetch may exit
+    """Waits (secs at most) until the server has closed every connection: qfetch may exit
     before the server's thread has read its last frames (a GOAWAY, a reset)."""
     deadline = time.monotonic() + secs
-    while time.monotonic() < deadline and any(c.end is None for c in srv.tls_conns()):
+    while time.monotonic() < deadline and not all(c.closed for c in srv.tls_conns()):
         time.sleep(0.05)
 
 
