@@ -131,7 +131,11 @@ check-layers:
 	if grep -nE '#include *[<"](openssl/|llhttp|jsmn)' include/qfetch.h; then echo "check-layers: public header exposes a dependency" >&2; fail=1; fi; \
 	if [ $$fail -eq 0 ]; then echo "check-layers: ok"; fi; exit $$fail
 
-unit: $(UNIT_TESTS)
+# tests/http2.py runs this program of the general API over HTTP/2; it sees qfetch.h only.
+$(BUILD)/test/h2_general: $(BUILD)/test/h2_general.o $(BUILD)/libqfetch.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_SSL) $(LDFLAGS)
+
+unit: $(UNIT_TESTS) $(BUILD)/test/h2_general
 certs: $(BUILD)/test/certs/.done
 $(BUILD)/test/certs/.done: tests/gen_certs.sh
 	tests/gen_certs.sh $(abspath $(BUILD)/test/certs)

@@ -190,7 +190,8 @@ def main():
                     not args.no_valgrind, None, args.filter)
     run_integration(build, env, os.path.relpath(build, ROOT), results,
                     not args.no_valgrind, None, args.filter, suite="faults_and_limits")
-    for suite in ("sessions_and_pipelining", "examples_and_install", "relaycheck", "tls_hello", "proxy"):
+    for suite in ("sessions_and_pipelining", "examples_and_install", "relaycheck", "tls_hello",
+                  "proxy", "http2"):
         run_integration(build, env, os.path.relpath(build, ROOT), results, False, None,
                         args.filter, suite=suite)
 
@@ -209,7 +210,7 @@ def main():
         run_unit(asan, aenv, label, results)
         run_integration(asan, aenv, label, results, False, certs, args.filter)
         for suite in ("faults_and_limits", "sessions_and_pipelining",
-                      "examples_and_install", "tls_hello", "proxy"):
+                      "examples_and_install", "tls_hello", "proxy", "http2"):
             run_integration(asan, aenv, label, results, False, certs, args.filter, suite=suite)
 
     return summarize(results, t0)
