@@ -1060,7 +1060,8 @@ static int mux_pull(struct qf_conn *c)
 /* The session resumed spoke HTTP/2: the chain goes out as its first streams, in early data. */
 static int mux_prepare(struct qf_conn *c)
 {
-    if (qf_h2_start(&c->h2, c, c->host->h2_cap) < 0 || mux_submit_chain(c, 1) < 0)
+    if (qf_h2_start(&c->h2, c, c->host->h2_cap, c->host->h2_peer) < 0 ||
+        mux_submit_chain(c, 1) < 0)
         return QF_ENOMEM;
     c->wlen = c->woff = 0;
     return mux_pull(c);
@@ -1089,7 +1090,7 @@ static int start_mux(struct qf_conn *c)
     struct qf_host *h = c->host;
 
     if (c->h2.ng == NULL) {
-        if (qf_h2_start(&c->h2, c, h->h2_cap) < 0 || mux_submit_chain(c, 1) < 0)
+        if (qf_h2_start(&c->h2, c, h->h2_cap, h->h2_peer) < 0 || mux_submit_chain(c, 1) < 0)
             return conn_fail(c, QF_ENOMEM, "out of memory");
         c->wlen = c->woff = 0; /* the HTTP/1.1 bytes were never sent */
     }
@@ -1199,7 +1200,7 @@ static int mux_lost(struct qf_conn *c, int err, const char *msg)
         } else { /* cut: as on HTTP/1.1, a reused connection that failed before any byte of
                   * the answer met a server that had closed it */
             memset(&o, 0, sizeof(o));
-            o.err = err;
+            o.err = err == QF_EPROTO ? QF_ECLOSED : err; /* the connection's fault, not its */
             o.msg = msg;
             o.status = s->status;
             o.retry_after_s = -1;
@@ -1237,6 +1238,8 @@ static int on_mux(struct qf_conn *c)
         budget -= (size_t)n < budget ? (size_t)n : budget;
         cl->st.bytes_read += (uint64_t)n;
         rc = qf_h2_feed(&c->h2, c->rbuf, (size_t)n, c->errmsg, sizeof(c->errmsg));
+        if (c->h2.peer_streams > 0) /* the next connections start within it */
+            c->host->h2_peer = c->h2.peer_streams;
         mux_report(c);
         if (rc < 0) {
             mux_flush(c); /* best effort: the GOAWAY nghttp2 queued says why */

@@ -214,6 +214,13 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         if ((s = stream_of(m, frame->hd.stream_id)) != NULL)
             s->reset_by_peer = 1;
         break;
+    case NGHTTP2_SETTINGS:
+        for (size_t i = 0; !(frame->hd.flags & NGHTTP2_FLAG_ACK) && i < frame->settings.niv; i++) {
+            if (frame->settings.iv[i].settings_id == NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                m->peer_streams = frame->settings.iv[i].value > 0 ? frame->settings.iv[i].value
+                                                                  : 1;
+        }
+        break;
     case NGHTTP2_GOAWAY:
         m->goaway = 1;
         m->goaway_last = frame->goaway.last_stream_id;
@@ -324,7 +331,19 @@ static int on_not_sent(nghttp2_session *ng, const nghttp2_frame *frame, int lib_
     return 0;
 }
 
-int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap)
+/* nghttp2's own words for what went wrong on the connection (no server bytes in them). */
+static int on_error(nghttp2_session *ng, int lib_error, const char *msg, size_t len, void *udata)
+{
+    struct qf_h2 *m = udata;
+
+    (void)ng;
+    (void)lib_error;
+    if (m->why[0] == '\0')
+        qf_text_clean(msg, len < 80 ? len : 80, m->why, sizeof(m->why));
+    return 0;
+}
+
+int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap, unsigned peer)
 {
     static nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
     nghttp2_session_callbacks *cb;
@@ -348,6 +367,8 @@ int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap)
     m->goaway = 0;
     m->goaway_last = 0;
     m->goaway_code = 0;
+    m->peer_streams = 0;
+    m->why[0] = '\0';
     m->t_last_frame = c->cl->now_us;
     if (nghttp2_session_callbacks_new(&cb) != 0)
         return QF_ENOMEM;
@@ -358,10 +379,11 @@ int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap)
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_not_sent);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_error_callback2(cb, on_error);
     int rc = nghttp2_option_new(&opt);
     if (rc == 0) {
-        /* Until the server's SETTINGS say otherwise, as many as the table holds. */
-        nghttp2_option_set_peer_max_concurrent_streams(opt, cap);
+        /* Until the server's SETTINGS say otherwise: what it said last time, or the table. */
+        nghttp2_option_set_peer_max_concurrent_streams(opt, peer > 0 && peer < cap ? peer : cap);
         rc = nghttp2_session_client_new3(&m->ng, cb, m, opt, &mem);
         nghttp2_option_del(opt);
     }
@@ -532,7 +554,8 @@ int qf_h2_feed(struct qf_h2 *m, const char *buf, size_t len, char *msg, size_t m
     ssize_t n = nghttp2_session_mem_recv(m->ng, (const uint8_t *)buf, len);
 
     if (n < 0) {
-        snprintf(msg, msglen, "HTTP/2 protocol error: %s", nghttp2_strerror((int)n));
+        snprintf(msg, msglen, "HTTP/2 protocol error: %s",
+                 m->why[0] ? m->why : nghttp2_strerror((int)n));
         return QF_EPROTO;
     }
     if (!nghttp2_session_want_read(m->ng) && !nghttp2_session_want_write(m->ng)) {
@@ -542,7 +565,8 @@ int qf_h2_feed(struct qf_h2 *m, const char *buf, size_t len, char *msg, size_t m
         else if (m->goaway)
             snprintf(msg, msglen, "HTTP/2 connection closed by the server (GOAWAY)");
         else
-            snprintf(msg, msglen, "HTTP/2 protocol error: the server broke the protocol");
+            snprintf(msg, msglen, "HTTP/2 protocol error: %s",
+                     m->why[0] ? m->why : "the server broke the protocol");
         return QF_EPROTO;
     }
     return 0;

@@ -62,14 +62,17 @@ struct qf_h2 {
     int32_t goaway_last;
     uint32_t goaway_code;
     int64_t t_last_frame;       /* when the last frame arrived */
+    unsigned peer_streams;      /* the server's SETTINGS_MAX_CONCURRENT_STREAMS, 0: not told */
+    char why[96];               /* nghttp2's reason for a connection error */
     void *nv;                   /* scratch for one request's header list */
     char *scratch;
     size_t nv_cap, scratch_cap;
 };
 
 /* The connection c speaks HTTP/2 from now on: a new session, its SETTINGS and windows queued.
- * The stream table holds cap streams. 0 or QF_ENOMEM. */
-int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap);
+ * The stream table holds cap streams; until the server's SETTINGS arrive, at most peer are
+ * opened (0: cap), its last connection's word. 0 or QF_ENOMEM. */
+int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap, unsigned peer);
 /* Streams the connection may carry at once: the server's limit, within the table's. */
 unsigned qf_h2_limit(const struct qf_h2 *m);
 /* Streams that may be opened now: the server's limit and the table's, 0 after GOAWAY. */

@@ -66,7 +66,7 @@ struct qf_host {
      * "wait to multiplex"); the session cache's newest session tells at once. Its connections
      * that speak it, each carrying up to h2_cap streams (the host's in-flight limit). */
     int h2;
-    unsigned h2_cap;
+    unsigned h2_cap, h2_peer;  /* h2_peer: its server's last SETTINGS_MAX_CONCURRENT_STREAMS */
     struct qf_conn **mux;
     unsigned nmux;
 };

@@ -256,7 +256,9 @@ static struct qf_conn *mux_room(const struct qf_host *h)
 static unsigned open_depth(const struct qf_client *cl, const struct qf_host *h)
 {
     if (h->h2 > 0)
-        return h->nmux > 0 ? qf_h2_limit(&h->mux[0]->h2) : h->h2_cap;
+        return h->nmux > 0                            ? qf_h2_limit(&h->mux[0]->h2)
+               : h->h2_peer > 0 && h->h2_peer < h->h2_cap ? h->h2_peer
+                                                          : h->h2_cap;
     return cl->now_us < h->pipeline_off_until_us ? 1 : cl->pipeline;
 }
 
