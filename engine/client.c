@@ -539,6 +539,10 @@ static int64_t tickets_due_us(const struct qf_client *c)
         if (!idle || !cn->host->url.tls || cn->t_tls == 0 ||
             !qf_tls_resumed(&cn->tls) || qf_tls_tickets(&cn->tls) > 0)
             continue;
+        /* Unspent sessions enough for as many connections as this run has: the next run
+         * like it resumes every one without waiting for more (an HTTP/2 host needs one). */
+        if ((unsigned)cn->host->cache.n >= cn->host->nopen)
+            continue;
         int64_t rtt = cn->t_tls - cn->t_connected;
         rtt = rtt < 1000 ? 1000 : rtt > 1000000 ? 1000000 : rtt;
         if (c->t_last_done + rtt > until)
