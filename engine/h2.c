@@ -118,13 +118,16 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 
     (void)ng;
     (void)flags;
-    if (s == NULL || s->err != 0 || s->headers_done) /* trailers are not kept */
+    if (s == NULL || s->err != 0)
         return 0;
-    s->header_bytes += namelen + valuelen + 32; /* RFC 9113's header list size */
+    s->header_bytes += namelen + valuelen + 32; /* RFC 9113's header list size; trailers and
+                                                   1xx blocks count, as on HTTP/1.1 */
     if (s->header_bytes > QF_HTTP_HEADER_MAX) {
         stream_fail(m, s, QF_EHEADER, "response header block larger than 64 KiB");
         return 0;
     }
+    if (s->headers_done) /* trailers are not kept */
+        return 0;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
         s->status = valuelen == 3 ? (value[0] - '0') * 100 + (value[1] - '0') * 10 +
                                         (value[2] - '0')
