@@ -1204,7 +1204,7 @@ static int mux_lost(struct qf_conn *c, int err, const char *msg)
             o.msg = msg;
             o.status = s->status;
             o.retry_after_s = -1;
-            o.resendable = s->t_first == 0 && m->t_last_frame <= s->t_start && c->nreq > 0 &&
+            o.resendable = s->t_first == 0 && m->t_progress <= s->t_start && c->nreq > 0 &&
                            (err == QF_ECLOSED || err == QF_ETLS);
         }
         mux_report_one(c, s, &o);
@@ -1280,8 +1280,9 @@ void qf_conn_mux_cancel(struct qf_conn *c, struct qf_req *r)
     yield_turn(c); /* its RST_STREAM goes out next turn */
 }
 
-/* Streams past their deadline fail; when nothing at all arrived since the oldest of them
- * started, the connection is taken for dead and closes with all of them. */
+/* Streams past their deadline fail; when no stream got a response byte since the oldest of
+ * them started, the server is not serving this connection: it closes with all of them (and
+ * retries go to a new one). */
 static void mux_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
@@ -1294,7 +1295,7 @@ static void mux_timeout(struct qf_conn *c)
         snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s",
                  (double)s->req->timeout_us / 1e6,
                  s->t_first ? "receiving the response" : "waiting for the response");
-        if (m->t_last_frame <= s->t_start) {
+        if (m->t_progress <= s->t_start) {
             mux_lost(c, QF_ETIMEOUT, c->errmsg);
             return;
         }

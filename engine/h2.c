@@ -171,6 +171,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     (void)ng;
     if (s != NULL && s->t_first == 0)
         s->t_first = m->c->cl->now_us;
+    m->t_progress = m->c->cl->now_us;
     return 0;
 }
 
@@ -206,7 +207,6 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     struct qf_h2_stream *s;
 
     (void)ng;
-    m->t_last_frame = m->c->cl->now_us;
     switch (frame->hd.type) {
     case NGHTTP2_HEADERS:
         s = stream_of(m, frame->hd.stream_id);
@@ -244,7 +244,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 
     (void)ng;
     (void)flags;
-    m->t_last_frame = cl->now_us;
+    m->t_progress = cl->now_us;
     if (s == NULL || s->err != 0)
         return 0;
     struct qf_req *r = s->req;
@@ -372,7 +372,7 @@ int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap, unsigned peer)
     m->goaway_code = 0;
     m->peer_streams = 0;
     m->why[0] = '\0';
-    m->t_last_frame = c->cl->now_us;
+    m->t_progress = c->cl->now_us;
     if (nghttp2_session_callbacks_new(&cb) != 0)
         return QF_ENOMEM;
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);

@@ -61,7 +61,7 @@ struct qf_h2 {
     int goaway;                 /* the server will take no new stream */
     int32_t goaway_last;
     uint32_t goaway_code;
-    int64_t t_last_frame;       /* when the last frame arrived */
+    int64_t t_progress;         /* when a stream last got a response byte (or the start) */
     unsigned peer_streams;      /* the server's SETTINGS_MAX_CONCURRENT_STREAMS, 0: not told */
     char why[96];               /* nghttp2's reason for a connection error */
     void *nv;                   /* scratch for one request's header list */

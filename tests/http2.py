@@ -307,6 +307,50 @@ def h2_stream_reset_fails_its_ticker():
     only_h2(srv, 1)
 
 
+@test
+def h2_hung_streams_time_out_alone():
+    """Streams the server never answers (HANG*) end at --timeout with an error naming it, while
+    the others on the same connection get their prices: one hung stream is not a dead
+    connection. The run ends within its timeouts."""
+    srv = h2srv()
+    good = [uniq() for _ in range(6)]
+    hung = ["HANG" + uniq(), "HANG" + uniq()]
+    tickers = good[:3] + hung[:1] + good[3:] + hung[1:]
+    t0 = time.monotonic()
+    r = h2q(tickers, "--timeout", "1", "--retries", "0", srv=srv)
+    took = time.monotonic() - t0
+    it.expect_rc(r, 1)
+    it.expect_order(r, tickers)
+    it.expect_all_ok(r, good)
+    for t in hung:
+        item = it.expect_err(r, t)
+        check(item["error"] == "timed out after 1.0 s waiting for the response",
+              "%s: error %r" % (t, item["error"]))
+    check(took < 10, "the run took %.1f s with --timeout 1" % took)
+    check(stats(r)["conns_opened"] == 1, "stats %s" % stats(r))
+    only_h2(srv, 1)
+
+
+@test
+def h2_silent_server_times_out():
+    """A server that completes the handshake and then answers nothing: every ticker fails with
+    the timeout on every attempt (a connection silent since its streams began is closed and the
+    retry goes to a new one), within --timeout x attempts."""
+    srv = h2srv()
+    hung = ["HANG" + uniq() for _ in range(4)]
+    t0 = time.monotonic()
+    r = h2q(hung, "--timeout", "1", "--retries", "1", srv=srv)
+    took = time.monotonic() - t0
+    it.expect_rc(r, 1)
+    for t in hung:
+        item = it.expect_err(r, t)
+        check(item["error"] == "timed out after 1.0 s waiting for the response",
+              "%s: error %r" % (t, item["error"]))
+    st = stats(r)
+    check(st["retries"] == 4 and st["conns_opened"] == 2, "stats %s" % st)
+    check(took < 12, "the run took %.1f s with --timeout 1 and one retry" % took)
+
+
 def connection_fault(**mode):
     """A batch with a BOOM* ticker that breaks the first connection: every ticker ends with its
     price or a clean error, those answered in full before the fault with their price, within
