@@ -570,14 +570,14 @@ def span_text(values):
 
 def conns_text(runs):
     """The connections the runs opened (curl: its num_connects summed, set by check_curl;
-    qfetch: --stats, with its HTTP/2 connections and most streams at once when it counts
-    them)."""
+    qfetch: --stats, with its HTTP/2 connections and the most streams one of them carried,
+    when it counts them)."""
     st = [stats_of(r) for r in runs]
     if all(hasattr(r, "conns") for r in runs):
         return span_text([r.conns for r in runs])
     text = span_text([x.get("conns_opened", 0) for x in st])
     if all("h2_conns" in x for x in st):
-        text += " (HTTP/2: %s, up to %s streams at once)" % (
+        text += " (HTTP/2: %s, the most streams on one: %s)" % (
             span_text([x["h2_conns"] for x in st]),
             span_text([x.get("h2_streams_max", 0) for x in st]))
     return text
