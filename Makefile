@@ -38,9 +38,9 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 LLHTTP_FLAGS = -DLLHTTP_STRICT_MODE=1
 QF_CFLAGS  = -std=c11 -D_GNU_SOURCE -Iinclude -I. -I$(LLHTTP_INC) $(OPT) $(WARN) -MMD -MP $(SAN)
 ALL_CFLAGS = $(QF_CFLAGS) $(CFLAGS)
-# What linking libqfetch.a takes: OpenSSL, c-ares, and zlib for compressed responses (the
+# What linking libqfetch.a takes: OpenSSL, nghttp2, c-ares, and zlib for compressed responses (the
 # bench/ and examples/ fragments use this name too).
-LDLIBS_SSL = -lssl -lcrypto -lcares -lz
+LDLIBS_SSL = -lssl -lcrypto -lnghttp2 -lcares -lz
 # The qfetch command links OpenSSL's static archives (libssl-dev) and glibc shared: relocating
 # libcrypto.so at every start cost a visible share of a cold run and of its peak RSS (figures in
 # bench/RESULTS.md). The archives are prerequisites: after an OpenSSL update the next make relinks.
@@ -52,9 +52,9 @@ ifeq ($(SSL_LINK),shared)
 CLI_LDLIBS_SSL = $(LDLIBS_SSL)
 SSL_ARCHIVES   =
 else ifeq ($(ZLIB_ARCHIVE),)
-CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -Wl,-Bdynamic -lz -ldl -pthread
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lnghttp2 -lcares -Wl,-Bdynamic -lz -ldl -pthread
 else
-CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lcares -lz -Wl,-Bdynamic -ldl -pthread
+CLI_LDLIBS_SSL = -Wl,-Bstatic -lssl -lcrypto -lnghttp2 -lcares -lz -Wl,-Bdynamic -ldl -pthread
 endif
 ifneq ($(SSL_LINK),shared)
 SSL_ARCHIVES   = $(wildcard $(shell $(CC) -print-file-name=libssl.a) \

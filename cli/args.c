@@ -18,7 +18,8 @@ void cli_usage(void)
           "  -t, --tickers SYM...      symbols to fetch; '-t -' reads them from stdin\n"
           "  -u, --url TEMPLATE        URL with {} for the symbol (default:\n"
           "                            https://query1.finance.yahoo.com/v8/finance/chart/{})\n"
-          "  -c, --connections N       max concurrent connections per host (default 16)\n"
+          "  -c, --connections N       max connections per host (default 16), and requests in\n"
+          "                            flight per host over HTTP/2 (default 100)\n"
           "      --cacert FILE         trust this PEM bundle instead of the system store\n"
           "      --resolve H:P:ADDR[,ADDR...]  use these addresses for host H port P, as curl does\n"
           "      --dns-servers LIST    ADDR[:PORT],... name servers instead of resolv.conf's\n"
@@ -42,6 +43,7 @@ void cli_usage(void)
           "      --tcp-fastopen        use TCP Fast Open where the kernel allows it\n"
           "      --compressed          ask for gzip or deflate and inflate the answers (default)\n"
           "      --no-compressed       do not ask for compression (bytes_read shows the cost)\n"
+          "      --http1.1             HTTP/1.1 only (default: HTTP/2 when the server offers it)\n"
           "      --no-progress         no progress line on a terminal\n"
           "  -h, --help                this help\n"
           "      --version             qfetch's version and the OpenSSL it runs on\n\n"
@@ -320,6 +322,8 @@ int cli_args_parse(struct cli_args *a, int argc, char **argv)
             a->no_compressed = 0;
         } else if (strcmp(arg, "--no-compressed") == 0) {
             a->no_compressed = 1;
+        } else if (strcmp(arg, "--http1.1") == 0) {
+            a->http1 = 1;
         } else if (strcmp(arg, "--no-session-cache") == 0) {
             a->no_session_cache = 1;
         } else if (is_opt(arg, NULL, "--session-cache", &v)) {

@@ -21,6 +21,7 @@ struct cli_args {
     int verbose, stats, help, version;
     int stats_json, no_progress, tcp_fastopen, early_data, no_session_cache;
     int no_compressed; /* --no-compressed: no Accept-Encoding (the last of the pair wins) */
+    int http1;         /* --http1.1 */
     int pipeline, repeat;
     const char *session_cache;
 };

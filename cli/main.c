@@ -293,6 +293,9 @@ static void print_stats(const qf_client *c, struct run *run, int json)
         {"early_data", st.early_data},
         {"rate_limited", st.rate_limited},
         {"host_pauses", st.host_pauses},
+        {"h2_conns", st.h2_conns},
+        {"h2_streams", st.h2_streams},
+        {"h2_streams_max", st.h2_streams_max},
     };
     fputs(json ? "{" : "qfetch: stats:", stderr);
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
@@ -481,6 +484,7 @@ int main(int argc, char **argv)
         .flags = (a.tcp_fastopen ? QF_OPT_TCP_FASTOPEN : 0u) |
                  (a.early_data ? QF_OPT_EARLY_DATA : 0u) |
                  (a.no_compressed ? QF_OPT_NO_COMPRESSED : 0u) | QF_OPT_NO_EXIT_CLEANUP |
+                 (a.http1 ? QF_OPT_HTTP1 : 0u) |
                  QF_OPT_PROXY_ENV, /* as curl's command: the user's environment is ours */
         .proxy = a.proxy,
         .noproxy = a.noproxy,

@@ -94,6 +94,11 @@ int qf_client_tls_ctx(struct qf_client *cl, char *err, size_t errlen)
         return 0;
     if (qf_tls_ctx_init(&cl->tls, cl->cacert, err, errlen) < 0)
         return QF_ECONFIG;
+    if ((cl->flags & QF_OPT_HTTP1) && qf_tls_ctx_http1(&cl->tls) < 0) {
+        qf_tls_ctx_free(&cl->tls);
+        snprintf(err, errlen, "cannot set the ALPN protocols");
+        return QF_ECONFIG;
+    }
     cl->tls_ready = 1;
     return 0;
 }
@@ -137,6 +142,7 @@ qf_client *qf_client_new(const struct qf_options *o, qf_result_fn *cb, void *uda
     if (c->rng == 0)
         c->rng = 1;
     c->max_per_host = (unsigned)(o->connections ? o->connections : QF_DEFAULT_CONNECTIONS);
+    c->h2_streams = (unsigned)(o->connections ? o->connections : QF_DEFAULT_STREAMS);
     c->nconns = o->max_total_connections ? (uint32_t)o->max_total_connections : c->max_per_host;
 
     const char *ua = o->user_agent ? o->user_agent : DEFAULT_UA;
@@ -377,6 +383,10 @@ int qf_client_cancel(qf_client *c, int id)
         qf_heap_del(&c->timers, &r->timer);
         break;
     case QF_REQ_ACTIVE:
+        if (r->conn->state == QF_CONN_MUX) { /* RST_STREAM: the connection goes on */
+            qf_conn_mux_cancel(r->conn, r);
+            break;
+        }
         if (r->conn == c->stepping || r->conn->req != r) {
             /* Its connection is mid-step, or r waits behind a pipelined request: the
              * scheduler drops r without a callback when its attempt ends. */
@@ -441,7 +451,7 @@ static void run_ready(struct qf_client *c, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         struct qf_conn *cn = &c->conns[c->ready[i]];
         cn->ready = 0;
-        if (cn->state == QF_CONN_RECV)
+        if (cn->state == QF_CONN_RECV || cn->state == QF_CONN_MUX)
             qf_conn_step(cn, EPOLLIN);
     }
     c->nready -= n;
@@ -525,7 +535,8 @@ static int64_t tickets_due_us(const struct qf_client *c)
 
     for (uint32_t i = 0; c->sess_path != NULL && i < c->nconns; i++) {
         const struct qf_conn *cn = &c->conns[i];
-        if (cn->state != QF_CONN_PARKED || !cn->host->url.tls || cn->t_tls == 0 ||
+        int idle = cn->state == QF_CONN_PARKED || (cn->state == QF_CONN_MUX && cn->h2.nactive == 0);
+        if (!idle || !cn->host->url.tls || cn->t_tls == 0 ||
             !qf_tls_resumed(&cn->tls) || qf_tls_tickets(&cn->tls) > 0)
             continue;
         int64_t rtt = cn->t_tls - cn->t_connected;
@@ -575,8 +586,14 @@ void qf_client_free(qf_client *c)
             cn->req = r->next;
             qf_free(r);
         }
+        for (unsigned k = 0; cn->state == QF_CONN_MUX && k < cn->h2.cap; k++) {
+            struct qf_req *r = cn->h2.st[k].req;
+            qf_h2_release(&cn->h2, &cn->h2.st[k]);
+            qf_free(r);
+        }
         if (cn->state != QF_CONN_FREE)
             qf_conn_close(cn);
+        qf_h2_free(c, &cn->h2);
         qf_free(cn->wbuf);
         qf_free(cn->body);
         qf_free(cn->hbuf);

@@ -43,6 +43,7 @@ struct qf_client {
     char **resolve;          /* copied "HOST:PORT:ADDR" entries */
     struct qf_proxy_conf proxies;
     unsigned max_per_host;
+    unsigned h2_streams;     /* requests in flight per host over HTTP/2 */
     struct qf_host **hosts;  /* hosts[0]: the quote template's */
     unsigned nhosts;
     struct qf_conn *conns;

@@ -29,7 +29,7 @@
 #define BODY_KEEP (256 * 1024)
 
 static const char *const state_name[] = {"free", "connecting", "handshake", "send", "recv",
-                                         "parked", "tunnel"};
+                                         "parked", "tunnel", "h2"};
 
 /* Legal transitions; anything else is a programming error. */
 static int legal(enum qf_conn_state from, enum qf_conn_state to)
@@ -44,13 +44,15 @@ static int legal(enum qf_conn_state from, enum qf_conn_state to)
     case QF_CONN_TUNNEL:
         return to == QF_CONN_HANDSHAKE;
     case QF_CONN_HANDSHAKE:
-        return to == QF_CONN_SEND || to == QF_CONN_RECV;
+        return to == QF_CONN_SEND || to == QF_CONN_RECV || to == QF_CONN_MUX;
     case QF_CONN_SEND:
         return to == QF_CONN_RECV;
     case QF_CONN_RECV:
         return to == QF_CONN_PARKED;
     case QF_CONN_PARKED:
         return to == QF_CONN_SEND;
+    case QF_CONN_MUX:
+        return 0;
     }
     return 0;
 }
@@ -73,6 +75,12 @@ static void arm(struct qf_conn *c, int64_t at_us)
 {
     qf_heap_set(&c->cl->timers, &c->timer, at_us);
 }
+
+static int mux_prepare(struct qf_conn *c);
+static int start_mux(struct qf_conn *c);
+static int h1_again(struct qf_conn *c);
+static int on_mux(struct qf_conn *c);
+static void mux_timeout(struct qf_conn *c);
 
 /* One read for TLS and plain sockets alike: > 0 bytes, 0 at end of stream, QF_WANT_READ or
  * QF_WANT_WRITE, or an error with its reason in c->errmsg (err NULL: no reason wanted). */
@@ -116,7 +124,7 @@ static void race_drop(struct qf_conn *c, int i)
 
 static void release_body(struct qf_conn *c)
 {
-    qf_decode_release(c, BODY_KEEP);
+    qf_decode_release(c->cl, &c->dec, BODY_KEEP);
     if (c->body_cap <= BODY_KEEP)
         return;
     c->cl->body_total -= c->body_cap;
@@ -140,6 +148,18 @@ void qf_conn_close(struct qf_conn *c)
             }
         }
     }
+    if (c->state == QF_CONN_MUX) { /* its streams are reported by the caller (mux_lost) */
+        for (unsigned i = 0; i < h->nmux; i++) {
+            if (h->mux[i] == c) {
+                h->mux[i] = h->mux[--h->nmux];
+                break;
+            }
+        }
+    } else if (c->h2.ng != NULL) { /* prepared for early data: the chain holds the requests */
+        for (unsigned i = 0; i < c->h2.cap; i++)
+            qf_h2_release(&c->h2, &c->h2.st[i]);
+    }
+    qf_h2_end(&c->h2);
     qf_tls_close(&c->tls);
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
@@ -176,17 +196,23 @@ void qf_conn_abort(struct qf_conn *c)
     release_body(c);
 }
 
-/* The attempt's phases, each counted from its start (a name lookup it waited for included). */
-static void span(const struct qf_conn *c, struct qf_span *s)
+/* An attempt's phases, each counted from its start (a name lookup it waited for included);
+ * fresh: it opened the connection. */
+static void phases(const struct qf_conn *c, int64_t t_start, int64_t t_first, int fresh,
+                   struct qf_span *s)
 {
-    int fresh = c->t_open != 0;
     int64_t dns = fresh ? c->dns_us : 0;
     s->reused = !fresh;
     s->dns_ms = fresh ? (double)dns / 1e3 : -1;
-    s->connect_ms = fresh && c->t_connected ? (double)(c->t_connected - c->t_start + dns) / 1e3
+    s->connect_ms = fresh && c->t_connected ? (double)(c->t_connected - t_start + dns) / 1e3
                                             : -1;
-    s->tls_ms = fresh && c->t_tls ? (double)(c->t_tls - c->t_start + dns) / 1e3 : -1;
-    s->first_byte_ms = c->t_first ? (double)(c->t_first - c->t_start + dns) / 1e3 : -1;
+    s->tls_ms = fresh && c->t_tls ? (double)(c->t_tls - t_start + dns) / 1e3 : -1;
+    s->first_byte_ms = t_first ? (double)(t_first - t_start + dns) / 1e3 : -1;
+}
+
+static void span(const struct qf_conn *c, struct qf_span *s)
+{
+    phases(c, c->t_start, c->t_first, c->t_open != 0, s);
 }
 
 /* Ends the head request's attempt with an error: the connection closes and reports. */
@@ -329,6 +355,19 @@ static void race_won(struct qf_conn *c, int i)
 
 /* Appends the request to the slot's buffer, which keeps its high-water size. 0 or
  * QF_ENOMEM. */
+static int wbuf_room(struct qf_conn *c, size_t need)
+{
+    if (need > c->wcap) {
+        size_t cap = need > 2 * c->wcap ? need : 2 * c->wcap;
+        char *w = qf_realloc(c->wbuf, cap);
+        if (w == NULL)
+            return QF_ENOMEM;
+        c->wbuf = w;
+        c->wcap = cap;
+    }
+    return 0;
+}
+
 static int format_request(struct qf_conn *c, const struct qf_req *r)
 {
     const struct qf_req_general *g = r->general;
@@ -339,14 +378,8 @@ static int format_request(struct qf_conn *c, const struct qf_req *r)
     size_t hl = g ? g->head_len : h->head_len, xl = g ? g->hdrs_len : h->hdrs_len;
     size_t tl = strlen(r->target), need = c->wlen + hl + tl + xl;
 
-    if (need > c->wcap) {
-        size_t cap = need > 2 * c->wcap ? need : 2 * c->wcap;
-        char *w = qf_realloc(c->wbuf, cap);
-        if (w == NULL)
-            return QF_ENOMEM;
-        c->wbuf = w;
-        c->wcap = cap;
-    }
+    if (wbuf_room(c, need) < 0)
+        return QF_ENOMEM;
     char *w = c->wbuf + c->wlen;
     memcpy(w, head, hl);
     memcpy(w + hl, r->target, tl);
@@ -380,11 +413,24 @@ static int expect_response(struct qf_conn *c)
     return 0;
 }
 
+/* r's attempt starts on c. */
+static void begin_attempt(struct qf_conn *c, struct qf_req *r)
+{
+    struct qf_client *cl = c->cl;
+
+    r->where = QF_REQ_ACTIVE;
+    r->conn = c;
+    r->t_start = cl->now_us;
+    r->attempts++;
+    if (r->attempts == 1 && cl->log != NULL && r->general == NULL)
+        qf_result_log(cl, r->resent ? "Re-sending request for %s price on conn %u"
+                                    : "Making request for %s price", r->symbol, c->slot);
+}
+
 /* Starts an attempt for every request of the chain (one, or several when pipelining): they
  * are written back to back and answered in order. */
 static int begin_batch(struct qf_conn *c, struct qf_req *chain)
 {
-    struct qf_client *cl = c->cl;
     int rc = 0;
 
     c->req = chain;
@@ -393,14 +439,8 @@ static int begin_batch(struct qf_conn *c, struct qf_req *chain)
     c->write_failed = 0;
     c->wlen = c->woff = 0;
     for (struct qf_req *r = chain; r != NULL; r = r->next) {
-        r->where = QF_REQ_ACTIVE;
-        r->conn = c;
-        r->t_start = cl->now_us;
-        r->attempts++;
+        begin_attempt(c, r);
         c->ninflight++;
-        if (r->attempts == 1 && cl->log != NULL && r->general == NULL)
-            qf_result_log(cl, r->resent ? "Re-sending request for %s price on conn %u"
-                                        : "Making request for %s price", r->symbol, c->slot);
         if (rc == 0)
             rc = format_request(c, r);
     }
@@ -464,6 +504,9 @@ static int start_tls(struct qf_conn *c)
 
     if (qf_tls_open(&c->tls, &cl->tls, c->fd, c->host->url.host, &c->host->cache) < 0)
         return conn_fail(c, QF_ENOMEM, "cannot create TLS session");
+    /* Early data goes out in the protocol of the session it resumes. */
+    if ((cl->flags & QF_OPT_EARLY_DATA) && qf_tls_h2(&c->tls) && mux_prepare(c) < 0)
+        return conn_fail(c, QF_ENOMEM, "out of memory");
     /* 0-RTT only with a resumable session that allows the whole request: a GET may be
      * replayed by an attacker, which the user accepted with the flag. */
     c->early = (cl->flags & QF_OPT_EARLY_DATA) && qf_tls_early_capacity(&c->tls) >= c->wlen;
@@ -622,13 +665,27 @@ static int on_handshake(struct qf_conn *c)
         return conn_fail(c, rc, c->errmsg);
     c->t_tls = cl->now_us;
     if (cl->log != NULL)
-        qf_result_log(cl, "conn %u: %s %s, %s", c->slot, qf_tls_version_of(&c->tls),
-                      qf_tls_suite(&c->tls), qf_tls_resumed(&c->tls) ? "resumed" : "full handshake");
+        qf_result_log(cl, "conn %u: %s %s, %s, %s", c->slot, qf_tls_version_of(&c->tls),
+                      qf_tls_suite(&c->tls), qf_tls_resumed(&c->tls) ? "resumed" : "full handshake",
+                      qf_tls_h2(&c->tls) ? "h2" : "http/1.1");
     if (qf_tls_resumed(&c->tls))
         cl->st.tls_resumed++;
     else
         cl->st.tls_full++;
     arm(c, c->t_start + c->req->timeout_us);
+    if (qf_tls_h2(&c->tls)) {
+        if (c->early) {
+            c->early = 0;
+            if (qf_tls_early_accepted(&c->tls))
+                cl->st.early_data += c->ninflight;
+            else
+                c->woff = 0; /* rejected: the same frames go again */
+        }
+        return start_mux(c);
+    }
+    c->host->h2 = -1; /* the other connections need not wait for this one any more */
+    if (c->h2.ng != NULL && h1_again(c) < 0) /* prepared for HTTP/2, answered in HTTP/1.1 */
+        return conn_fail(c, QF_ENOMEM, "out of memory");
     if (c->early) {
         c->early = 0;
         if (qf_tls_early_accepted(&c->tls)) {
@@ -756,7 +813,7 @@ static int on_complete(struct qf_conn *c, int more_bytes)
 
     if (r->general != NULL && r->general->on_chunk != NULL)
         o.body_len = r->general->body_seen;
-    qf_decode_outcome(c, &o);
+    qf_decode_outcome(&c->dec, &o);
     qf_heap_del(&cl->timers, &c->timer);
     span(c, &o.span);
     c->nreq++;
@@ -853,7 +910,7 @@ static int decode(struct qf_conn *c)
 
     c->http.body_len = 0;
     do {
-        rc = qf_decode_feed(c, &in, &len);
+        rc = qf_decode_feed(c->cl, &c->dec, c->req, &in, &len);
         if (rc == QF_EBODY) {
             parse_fail(c, rc);
             return 1;
@@ -931,7 +988,8 @@ static int on_recv(struct qf_conn *c)
                 !quiet && head(c) != 0)
                 return QF_CONN_FREE;
             if (c->http.headers_done && !c->dec.checked)
-                qf_decode_begin(c);
+                qf_decode_begin(&c->dec, c->req, c->http.coding, c->http.coding_len,
+                                sizeof(c->http.coding));
             if (c->dec.active && c->http.body_len > 0 && decode(c) != 0)
                 return QF_CONN_FREE;
             if (g != NULL && g->on_chunk != NULL && c->http.body_len > 0) {
@@ -962,6 +1020,294 @@ static int on_parked(struct qf_conn *c)
     return QF_CONN_FREE;
 }
 
+
+/* ---- HTTP/2 (MUX) ------------------------------------------------------------------------
+ * One connection, many streams (engine/h2.c). Requests come from the scheduler whenever the
+ * connection has room (qf_conn_mux_add); each stream that ends is reported once nghttp2 has
+ * returned from the bytes that ended it; the connection itself ends on EOF, an error or the
+ * server's GOAWAY, and then reports every stream it still carried. */
+
+/* The chain's requests become streams; first: they opened the connection. */
+static int mux_submit_chain(struct qf_conn *c, int first)
+{
+    struct qf_client *cl = c->cl;
+
+    for (struct qf_req *r = c->req; r != NULL; r = r->next) {
+        if (qf_h2_submit(&c->h2, r, first) < 0)
+            return QF_ENOMEM;
+        cl->st.h2_streams++;
+    }
+    if (c->h2.nstreams > cl->st.h2_streams_max)
+        cl->st.h2_streams_max = c->h2.nstreams;
+    return 0;
+}
+
+/* Moves the frames nghttp2 has queued into wbuf, coalesced into few TLS records. */
+static int mux_pull(struct qf_conn *c)
+{
+    const char *p;
+    ssize_t n = 0;
+
+    while (c->wlen < QF_RBUF_SIZE && (n = qf_h2_output(&c->h2, &p)) > 0) {
+        if (wbuf_room(c, c->wlen + (size_t)n) < 0)
+            return QF_ENOMEM;
+        memcpy(c->wbuf + c->wlen, p, (size_t)n);
+        c->wlen += (size_t)n;
+    }
+    return n < 0 ? QF_ENOMEM : 0;
+}
+
+/* The session resumed spoke HTTP/2: the chain goes out as its first streams, in early data. */
+static int mux_prepare(struct qf_conn *c)
+{
+    if (qf_h2_start(&c->h2, c, c->host->h2_cap) < 0 || mux_submit_chain(c, 1) < 0)
+        return QF_ENOMEM;
+    c->wlen = c->woff = 0;
+    return mux_pull(c);
+}
+
+/* The session was prepared for HTTP/2 and the server answered in HTTP/1.1: the chain's
+ * requests are written again, as HTTP/1.1. */
+static int h1_again(struct qf_conn *c)
+{
+    for (unsigned i = 0; i < c->h2.cap; i++)
+        qf_h2_release(&c->h2, &c->h2.st[i]);
+    qf_h2_end(&c->h2);
+    c->wlen = c->woff = 0;
+    c->early = 0;
+    for (struct qf_req *r = c->req; r != NULL; r = r->next) {
+        if (format_request(c, r) < 0)
+            return QF_ENOMEM;
+    }
+    return 0;
+}
+
+/* The handshake chose h2: the chain becomes the connection's first streams. */
+static int start_mux(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_host *h = c->host;
+
+    if (c->h2.ng == NULL) {
+        if (qf_h2_start(&c->h2, c, h->h2_cap) < 0 || mux_submit_chain(c, 1) < 0)
+            return conn_fail(c, QF_ENOMEM, "out of memory");
+        c->wlen = c->woff = 0; /* the HTTP/1.1 bytes were never sent */
+    }
+    cl->st.requests_sent += c->ninflight;
+    c->req = NULL;
+    c->ninflight = 0;
+    h->h2 = 1;
+    h->mux[h->nmux++] = c;
+    cl->st.h2_conns++;
+    return QF_CONN_MUX;
+}
+
+/* Writes what is queued. 0 when all is out, QF_AGAIN when the socket is full, or an error
+ * with the reason in c->errmsg. */
+static int mux_flush(struct qf_conn *c)
+{
+    for (;;) {
+        if (c->woff == c->wlen) {
+            c->wlen = c->woff = 0;
+            if (mux_pull(c) < 0) {
+                snprintf(c->errmsg, sizeof(c->errmsg), "out of memory");
+                return QF_ENOMEM;
+            }
+            if (c->wlen == 0)
+                return 0;
+        }
+        ssize_t n = conn_write(c, c->wbuf + c->woff, c->wlen - c->woff);
+        if (n == QF_WANT_READ || n == QF_WANT_WRITE)
+            return QF_AGAIN;
+        if (n < 0)
+            return (int)n;
+        c->woff += (size_t)n;
+    }
+}
+
+/* The earliest deadline of the streams in flight, or none. */
+static void mux_arm(struct qf_conn *c)
+{
+    int64_t at = 0;
+
+    for (unsigned i = 0; i < c->h2.cap; i++) {
+        const struct qf_h2_stream *s = &c->h2.st[i];
+        if (s->req != NULL && !s->ended && (at == 0 || s->t_start + s->req->timeout_us < at))
+            at = s->t_start + s->req->timeout_us;
+    }
+    if (at != 0)
+        arm(c, at);
+    else
+        qf_heap_del(&c->cl->timers, &c->timer);
+}
+
+/* Reports stream s with outcome o; its slot is free again, its buffers stay until reused. */
+static void mux_report_one(struct qf_conn *c, struct qf_h2_stream *s, struct qf_outcome *o)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *r = s->req;
+
+    phases(c, s->t_start, s->t_first, s->first && c->t_open != 0, &o->span);
+    if (o->err == 0)
+        c->nreq++;
+    else if (cl->log != NULL)
+        qf_result_log(cl, "%s: attempt %d failed on conn %u: %s",
+                      r->general == NULL ? r->symbol : r->target, r->attempts, c->slot, o->msg);
+    qf_h2_release(&c->h2, s);
+    qf_sched_outcome(cl, r, o);
+}
+
+/* Reports the streams that ended in the last feed. A report's callback may cancel another
+ * stream: its slot is then free and skipped here. */
+static void mux_report(struct qf_conn *c)
+{
+    struct qf_h2 *m = &c->h2;
+
+    for (unsigned k = 0; k < m->ndone; k++) {
+        struct qf_h2_stream *s = &m->st[m->done[k]];
+        struct qf_outcome o;
+        if (s->req == NULL)
+            continue;
+        qf_h2_outcome(m, s, &o);
+        mux_report_one(c, s, &o);
+    }
+    m->ndone = 0;
+}
+
+/* The connection is over (err, msg: why): it closes, then reports every stream it carried.
+ * Those the server never worked on go again, not as attempts; the others fail with err. */
+static int mux_lost(struct qf_conn *c, int err, const char *msg)
+{
+    struct qf_h2 *m = &c->h2;
+    unsigned n = 0;
+
+    mux_report(c);
+    for (unsigned i = 0; i < m->cap; i++) {
+        if (m->st[i].req != NULL)
+            m->done[n++] = i;
+    }
+    if (n == 0 && c->cl->log != NULL)
+        qf_result_log(c->cl, "conn %u: HTTP/2 connection closed: %s", c->slot, msg);
+    qf_conn_close(c); /* the stream table stays with the slot, as does errmsg */
+    for (unsigned k = 0; k < n; k++) {
+        struct qf_h2_stream *s = &m->st[m->done[k]];
+        struct qf_outcome o;
+        if (s->req == NULL) /* cancelled by an earlier report's callback */
+            continue;
+        if (s->ended || s->err != 0 || !qf_h2_processed(m, s)) {
+            qf_h2_outcome(m, s, &o);
+        } else { /* cut: as on HTTP/1.1, a reused connection that failed before any byte of
+                  * the answer met a server that had closed it */
+            memset(&o, 0, sizeof(o));
+            o.err = err;
+            o.msg = msg;
+            o.status = s->status;
+            o.retry_after_s = -1;
+            o.resendable = s->t_first == 0 && m->t_last_frame <= s->t_start && c->nreq > 0 &&
+                           (err == QF_ECLOSED || err == QF_ETLS);
+        }
+        mux_report_one(c, s, &o);
+    }
+    return QF_CONN_FREE;
+}
+
+static int on_mux(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    size_t budget = QF_READ_BUDGET;
+
+    for (;;) {
+        int rc = mux_flush(c);
+        if (rc < 0 && rc != QF_AGAIN)
+            return mux_lost(c, rc == QF_ENOMEM ? QF_ENOMEM : QF_ECLOSED, c->errmsg);
+        if (budget == 0)
+            return yield_turn(c);
+        ssize_t n = conn_read(c, c->rbuf, sizeof(c->rbuf), c->errmsg, sizeof(c->errmsg));
+        if (n == QF_WANT_READ || n == QF_WANT_WRITE) {
+            mux_arm(c);
+            if (c->h2.nactive == 0 && c->host->nqueued == 0 && c->host->url.tls)
+                qf_tls_idle(&c->tls); /* no work queued: idle until the caller adds some */
+            return QF_AGAIN;
+        }
+        if (n == 0)
+            snprintf(c->errmsg, sizeof(c->errmsg), "connection closed before the response "
+                     "was complete");
+        if (n <= 0)
+            return mux_lost(c, n == 0 ? QF_ECLOSED : (int)n, c->errmsg);
+        budget -= (size_t)n < budget ? (size_t)n : budget;
+        cl->st.bytes_read += (uint64_t)n;
+        rc = qf_h2_feed(&c->h2, c->rbuf, (size_t)n, c->errmsg, sizeof(c->errmsg));
+        mux_report(c);
+        if (rc < 0) {
+            mux_flush(c); /* best effort: the GOAWAY nghttp2 queued says why */
+            return mux_lost(c, rc, c->errmsg);
+        }
+    }
+}
+
+void qf_conn_mux_add(struct qf_conn *c, struct qf_req *chain)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_req *next;
+
+    cl->stepping = c;
+    for (struct qf_req *r = chain; r != NULL; r = next) {
+        next = r->next;
+        r->next = NULL;
+        begin_attempt(c, r);
+        if (qf_h2_submit(&c->h2, r, 0) < 0) {
+            struct qf_outcome o = {.err = QF_ENOMEM, .msg = "out of memory", .retry_after_s = -1,
+                                   .span = {-1, -1, -1, -1, 1}};
+            qf_sched_outcome(cl, r, &o);
+            continue;
+        }
+        cl->st.requests_sent++;
+        cl->st.reused++;
+        cl->st.h2_streams++;
+    }
+    if (c->h2.nstreams > cl->st.h2_streams_max)
+        cl->st.h2_streams_max = c->h2.nstreams;
+    cl->stepping = NULL;
+    qf_conn_step(c, 0);
+}
+
+void qf_conn_mux_cancel(struct qf_conn *c, struct qf_req *r)
+{
+    qf_h2_cancel(&c->h2, r);
+    yield_turn(c); /* its RST_STREAM goes out next turn */
+}
+
+/* Streams past their deadline fail; when nothing at all arrived since the oldest of them
+ * started, the connection is taken for dead and closes with all of them. */
+static void mux_timeout(struct qf_conn *c)
+{
+    struct qf_client *cl = c->cl;
+    struct qf_h2 *m = &c->h2;
+
+    for (unsigned i = 0; i < m->cap; i++) {
+        struct qf_h2_stream *s = &m->st[i];
+        if (s->req == NULL || s->ended || s->t_start + s->req->timeout_us > cl->now_us)
+            continue;
+        snprintf(c->errmsg, sizeof(c->errmsg), "timed out after %.1f s %s",
+                 (double)s->req->timeout_us / 1e6,
+                 s->t_first ? "receiving the response" : "waiting for the response");
+        if (m->t_last_frame <= s->t_start) {
+            mux_lost(c, QF_ETIMEOUT, c->errmsg);
+            return;
+        }
+        struct qf_outcome o = {.err = QF_ETIMEOUT, .status = s->status, .msg = c->errmsg,
+                               .retry_after_s = -1};
+        qf_h2_reset(m, s);
+        mux_report_one(c, s, &o);
+    }
+    int rc = mux_flush(c); /* the resets */
+    if (rc < 0 && rc != QF_AGAIN) {
+        mux_lost(c, rc == QF_ENOMEM ? QF_ENOMEM : QF_ECLOSED, c->errmsg);
+        return;
+    }
+    mux_arm(c);
+}
+
 void qf_conn_step(struct qf_conn *c, uint32_t events)
 {
     struct qf_client *cl = c->cl;
@@ -990,6 +1336,9 @@ void qf_conn_step(struct qf_conn *c, uint32_t events)
         case QF_CONN_PARKED:
             next = on_parked(c);
             break;
+        case QF_CONN_MUX:
+            next = on_mux(c);
+            break;
         case QF_CONN_FREE:
         default:
             next = QF_AGAIN;
@@ -1008,6 +1357,12 @@ void qf_conn_timeout(struct qf_conn *c)
 {
     struct qf_client *cl = c->cl;
 
+    if (c->state == QF_CONN_MUX) {
+        cl->stepping = c;
+        mux_timeout(c);
+        cl->stepping = NULL;
+        return;
+    }
     if (c->state == QF_CONN_CONNECTING) {
         if (cl->now_us < c->connect_deadline_us) { /* the next address's turn */
             cl->stepping = c;

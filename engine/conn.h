@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/decode.h"
+#include "engine/h2.h"
 #include "engine/host.h"
 #include "engine/timer.h"
 #include "parser/http.h"
@@ -32,6 +33,7 @@ enum qf_conn_state {
     QF_CONN_RECV,       /* feeding the response parser */
     QF_CONN_PARKED,     /* keep-alive, waiting for the scheduler to hand it a request */
     QF_CONN_TUNNEL,     /* https via a proxy: CONNECT sent, its answer awaited (then TLS) */
+    QF_CONN_MUX,        /* HTTP/2: streams in flight (or none), taking more from the scheduler */
 };
 
 struct qf_conn {
@@ -72,6 +74,7 @@ struct qf_conn {
     size_t hcap;
     struct qf_http http;
     struct qf_decode dec;  /* a coded body's inflater and inflated bytes */
+    struct qf_h2 h2;       /* HTTP/2 session and streams (MUX) */
     char errmsg[160];
     char rbuf[QF_RBUF_SIZE];
 };
@@ -86,6 +89,10 @@ void qf_conn_assign(struct qf_conn *c, struct qf_req *r);
  * server closed it or sent bytes while it idled). One parked in this loop turn was checked
  * then, and is asked again only when force is set. */
 int qf_conn_reusable(struct qf_conn *c, int force);
+/* A connection speaking HTTP/2 (MUX) takes the chain r as new streams. */
+void qf_conn_mux_add(struct qf_conn *c, struct qf_req *r);
+/* The caller cancelled r, a stream of c: it is reset; the connection goes on. */
+void qf_conn_mux_cancel(struct qf_conn *c, struct qf_req *r);
 /* Its deadline passed. */
 void qf_conn_timeout(struct qf_conn *c);
 /* Releases the fd, TLS state and its place among the host's idle ones; the slot becomes free.

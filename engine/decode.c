@@ -8,7 +8,6 @@
 
 #include "engine/alloc.h"
 #include "engine/client.h"
-#include "engine/conn.h"
 #include "engine/decode.h"
 #include "engine/sched.h"
 #include "qfetch.h"
@@ -37,37 +36,35 @@ void qf_decode_expect(struct qf_decode *d)
     d->msg[0] = '\0';
 }
 
-static int streamed(const struct qf_conn *c)
+static int streamed(const struct qf_req *r)
 {
-    return c->req->general != NULL && c->req->general->on_chunk != NULL;
+    return r->general != NULL && r->general->on_chunk != NULL;
 }
 
-void qf_decode_begin(struct qf_conn *c)
+void qf_decode_begin(struct qf_decode *d, const struct qf_req *r, const char *coding,
+                     size_t coding_len, size_t coding_cap)
 {
-    struct qf_decode *d = &c->dec;
-    const struct qf_http *h = &c->http;
-    const struct qf_req_general *g = c->req->general;
+    const struct qf_req_general *g = r->general;
 
     d->checked = 1;
     if (g != NULL && !g->compressed)
         return; /* the caller gets the body as sent, as curl does without --compressed */
-    enum qf_coding coding = h->coding_len > sizeof(h->coding)
-                                ? QF_CODING_UNKNOWN
-                                : qf_inflate_coding(h->coding, h->coding_len);
-    if (coding == QF_CODING_IDENTITY)
+    enum qf_coding cd = coding_len > coding_cap ? QF_CODING_UNKNOWN
+                                                : qf_inflate_coding(coding, coding_len);
+    if (cd == QF_CODING_IDENTITY)
         return;
     d->active = 1;
-    if (coding == QF_CODING_UNKNOWN) {
-        size_t n = h->coding_len < sizeof(h->coding) ? h->coding_len : sizeof(h->coding);
-        char name[3 * sizeof(h->coding) + 1]; /* the server's text, made fit to print */
-        qf_text_clean(h->coding, n, name, sizeof(name));
+    if (cd == QF_CODING_UNKNOWN) {
+        size_t n = coding_len < coding_cap ? coding_len : coding_cap;
+        char name[3 * 32 + 1]; /* the server's text, made fit to print */
+        qf_text_clean(coding, n < 32 ? n : 32, name, sizeof(name));
         d->unsupported = 1;
         snprintf(d->msg, sizeof(d->msg), "unsupported content-encoding \"%s%s\"", name,
-                 n < h->coding_len ? "..." : "");
+                 n < coding_len ? "..." : "");
         return;
     }
     /* A streamed body has no cap, as without a coding; the ratio cap still holds. */
-    int rc = qf_inflate_begin(&d->z, coding, streamed(c) ? UINT64_MAX : QF_HTTP_BODY_MAX);
+    int rc = qf_inflate_begin(&d->z, cd, streamed(r) ? UINT64_MAX : QF_HTTP_BODY_MAX);
     if (rc < 0) {
         d->err = rc;
         snprintf(d->msg, sizeof(d->msg), "%s", d->z.msg);
@@ -76,11 +73,9 @@ void qf_decode_begin(struct qf_conn *c)
 
 /* Doubles the inflated-body buffer, up to one byte past the body cap (the inflater reports
  * the byte past it), within the client's budget for all buffered bodies. */
-static int grow_out(struct qf_conn *c)
+static int grow_out(struct qf_client *cl, struct qf_decode *d, const struct qf_req *r)
 {
-    struct qf_client *cl = c->cl;
-    struct qf_decode *d = &c->dec;
-    size_t max = streamed(c) ? QF_DECODE_PIECE : QF_HTTP_BODY_MAX + 1;
+    size_t max = streamed(r) ? QF_DECODE_PIECE : QF_HTTP_BODY_MAX + 1;
     size_t cap = d->cap ? 2 * d->cap : QF_DECODE_PIECE;
 
     if (cap > max)
@@ -106,26 +101,26 @@ static int grow_out(struct qf_conn *c)
     return 0;
 }
 
-int qf_decode_feed(struct qf_conn *c, const char **in, size_t *len)
+int qf_decode_feed(struct qf_client *cl, struct qf_decode *d, const struct qf_req *r,
+                   const char **in, size_t *len)
 {
-    struct qf_decode *d = &c->dec;
     int rc = 0;
 
     /* Dropped or inflated, coded bytes are read: they are capped like a body as sent. */
-    if (!streamed(c) && *len > QF_HTTP_BODY_MAX - d->raw)
+    if (!streamed(r) && *len > QF_HTTP_BODY_MAX - d->raw)
         return QF_EBODY;
     d->raw += *len;
     if (d->unsupported && d->err == 0 && *len > 0)
         d->err = QF_EPROTO;
     while (d->err == 0) {
-        if (d->len == d->cap && (d->cap == 0 || !streamed(c)) && (rc = grow_out(c)) < 0) {
+        if (d->len == d->cap && (d->cap == 0 || !streamed(r)) && (rc = grow_out(cl, d, r)) < 0) {
             d->err = rc;
             break;
         }
         rc = qf_inflate_feed(&d->z, in, len, d->out, d->cap, &d->len);
         if (rc == 0)
             return 0;
-        if (rc == QF_ENOSPC && streamed(c) && d->len == d->cap)
+        if (rc == QF_ENOSPC && streamed(r) && d->len == d->cap)
             return QF_ENOSPC;
         if (rc != QF_ENOSPC) {
             d->err = rc;
@@ -136,10 +131,8 @@ int qf_decode_feed(struct qf_conn *c, const char **in, size_t *len)
     return 0;
 }
 
-void qf_decode_outcome(struct qf_conn *c, struct qf_outcome *o)
+void qf_decode_outcome(struct qf_decode *d, struct qf_outcome *o)
 {
-    struct qf_decode *d = &c->dec;
-
     if (!d->active)
         return;
     if (d->err == 0 && !d->unsupported && (d->err = qf_inflate_end(&d->z)) != 0)
@@ -155,13 +148,11 @@ void qf_decode_outcome(struct qf_conn *c, struct qf_outcome *o)
     }
 }
 
-void qf_decode_release(struct qf_conn *c, size_t keep)
+void qf_decode_release(struct qf_client *cl, struct qf_decode *d, size_t keep)
 {
-    struct qf_decode *d = &c->dec;
-
     if (d->cap <= keep)
         return;
-    c->cl->body_total -= d->cap;
+    cl->body_total -= d->cap;
     qf_free(d->out);
     d->out = NULL;
     d->cap = d->len = 0;

@@ -249,11 +249,14 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
     h->pause.idx = -1;
     h->pause.kind = QF_TIMER_PAUSE;
     h->idle = qf_calloc(h->max, sizeof(*h->idle));
+    h->mux = qf_calloc(h->max, sizeof(*h->mux));
+    h->h2 = h->url.tls && !(cl->flags & QF_OPT_HTTP1) ? 0 : -1;
+    h->h2_cap = cl->h2_streams;
     int v6 = strchr(h->url.host, ':') != NULL;
     int dflt = strcmp(h->url.port, h->url.tls ? "443" : "80") == 0;
     size_t hp = strlen(h->url.host) + 9;
     h->hostport = qf_malloc(hp);
-    if (h->idle == NULL || h->hostport == NULL) {
+    if (h->idle == NULL || h->mux == NULL || h->hostport == NULL) {
         qf_host_free(h);
         return NULL;
     }
@@ -274,8 +277,12 @@ struct qf_host *qf_host_get(struct qf_client *cl, struct qf_url *u, int quotes)
         qf_host_free(h);
         return NULL;
     }
-    if (h->url.tls)
+    if (h->url.tls) {
         qf_sess_apply(cl, h);
+        int hint = qf_tls_cache_h2(&h->cache); /* what the last run's connections spoke */
+        if (h->h2 == 0 && hint >= 0)
+            h->h2 = hint ? 1 : -1;
+    }
     cl->hosts[cl->nhosts++] = h;
     return h;
 }
@@ -291,6 +298,7 @@ void qf_host_free(struct qf_host *h)
     }
     qf_free(h->pend);
     qf_free(h->idle);
+    qf_free(h->mux);
     qf_free(h->hdrs);
     qf_free(h->head);
     qf_free(h->hostport);

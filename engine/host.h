@@ -61,6 +61,14 @@ struct qf_host {
      * sent under). While pause is armed nothing is dispatched to this host. */
     unsigned inflight, win, win_top, win_acks, n429, epoch;
     struct qf_timer pause;
+    /* HTTP/2: whether the host speaks it (1), not (-1: plain http, --http1.1, or ALPN said
+     * http/1.1), or not known yet (0: one connection goes first and tells, as curl's
+     * "wait to multiplex"); the session cache's newest session tells at once. Its connections
+     * that speak it, each carrying up to h2_cap streams (the host's in-flight limit). */
+    int h2;
+    unsigned h2_cap;
+    struct qf_conn **mux;
+    unsigned nmux;
 };
 
 /* First use of h: make sure the client's TLS context exists and resolve its name: a --resolve

@@ -160,25 +160,36 @@ void qf_sched_unlink(struct qf_host *h, struct qf_req *r)
     r->next = r->prev = NULL;
 }
 
+/* Another host's HTTP/2 connection without streams, or NULL. */
+static struct qf_conn *mux_idle(const struct qf_host *o)
+{
+    for (unsigned i = 0; i < o->nmux; i++) {
+        if (o->mux[i]->h2.nactive == 0)
+            return o->mux[i];
+    }
+    return NULL;
+}
+
 /* A free slot for host h: a free one, or one taken from another host's idle connection. */
 static struct qf_conn *free_slot(struct qf_client *cl, struct qf_host *h)
 {
-    if (cl->nfree == 0) {
-        for (unsigned i = 0; i < cl->nhosts; i++) {
-            struct qf_host *o = cl->hosts[i];
-            if (o != h && o->nidle > 0) {
-                qf_conn_close(o->idle[o->nidle - 1]);
-                break;
-            }
-        }
+    struct qf_conn *c;
+
+    for (unsigned i = 0; cl->nfree == 0 && i < cl->nhosts; i++) {
+        struct qf_host *o = cl->hosts[i];
+        if (o != h && o->nidle > 0)
+            qf_conn_close(o->idle[o->nidle - 1]);
+        else if (o != h && (c = mux_idle(o)) != NULL)
+            qf_conn_close(c);
     }
     return cl->nfree > 0 ? &cl->conns[cl->free_slots[--cl->nfree]] : NULL;
 }
 
-/* Requests in flight the host's connections can hold, pipelined: its window before a 429. */
+/* Requests in flight the host's connections can hold (pipelined, or as HTTP/2 streams): its
+ * window before a 429. */
 static unsigned win_cap(const struct qf_client *cl, const struct qf_host *h)
 {
-    return h->max * cl->pipeline;
+    return h->h2 > 0 ? h->h2_cap : h->max * cl->pipeline;
 }
 
 /* Requests the host may be handed now: none while it is paused, else what its window leaves. */
@@ -196,11 +207,11 @@ static void send_one(struct qf_host *h, struct qf_req *r)
     h->inflight++;
 }
 
-/* Takes the queue's head, and with pipelining up to depth-1 more behind it (within the host's
- * room), as a chain. */
-static struct qf_req *take(struct qf_client *cl, struct qf_host *h, unsigned room_left)
+/* Takes the queue's head and up to depth-1 more behind it (within the host's room), as a
+ * chain. */
+static struct qf_req *take(struct qf_client *cl, struct qf_host *h, unsigned room_left,
+                           unsigned depth)
 {
-    unsigned depth = cl->now_us < h->pipeline_off_until_us ? 1 : cl->pipeline;
     struct qf_req *head = h->qhead, *tail = head, *r;
 
     if (depth > room_left)
@@ -230,9 +241,29 @@ static void fail_queue(struct qf_client *cl, struct qf_host *h)
     }
 }
 
+/* An HTTP/2 connection of h that can take another stream. */
+static struct qf_conn *mux_room(const struct qf_host *h)
+{
+    for (unsigned i = 0; i < h->nmux; i++) {
+        if (qf_h2_room(&h->mux[i]->h2) > 0)
+            return h->mux[i];
+    }
+    return NULL;
+}
+
+/* Requests a new connection of h starts with: a pipelined batch, or when h speaks HTTP/2 as
+ * many as it may carry (they go out in one flight, early data included). */
+static unsigned open_depth(const struct qf_client *cl, const struct qf_host *h)
+{
+    if (h->h2 > 0)
+        return h->h2_cap;
+    return cl->now_us < h->pipeline_off_until_us ? 1 : cl->pipeline;
+}
+
 static void dispatch_host(struct qf_client *cl, struct qf_host *h)
 {
     struct qf_req *r;
+    struct qf_conn *c;
 
     if (!h->resolved && !h->resolving)
         qf_host_setup(cl, h);
@@ -248,17 +279,23 @@ static void dispatch_host(struct qf_client *cl, struct qf_host *h)
          * closing kept-alive connections in a burst (a busy Apache) can race every idle one. */
         int fresh = r->resent >= QF_MAX_RESENDS - 1 && h->nopen < h->max &&
                     (cl->nfree > 0 || cl->nhosts > 1);
-        if (h->nidle > 0 && !fresh) {
+        if (h->h2 > 0 && (c = mux_room(h)) != NULL) {
+            unsigned k = qf_h2_room(&c->h2);
+            qf_conn_mux_add(c, take(cl, h, n, k));
+        } else if (h->h2 >= 0 && h->nopen > h->nmux) {
+            /* HTTP/2 or not known yet: a connection on its way will carry (or tell) */
+            break;
+        } else if (h->nidle > 0 && !fresh) {
             /* Any live connection will do, a re-sent request's too: one the server closed
              * while it idled is found out here and closed. */
-            struct qf_conn *c = h->idle[--h->nidle];
+            c = h->idle[--h->nidle];
             if (qf_conn_reusable(c, r->resent > 0))
-                qf_conn_assign(c, take(cl, h, n));
+                qf_conn_assign(c, take(cl, h, n, open_depth(cl, h)));
         } else if (h->nopen < h->max && (cl->nfree > 0 || cl->nhosts > 1)) {
-            struct qf_conn *c = free_slot(cl, h);
+            c = free_slot(cl, h);
             if (c == NULL)
                 break;
-            qf_conn_open(c, h, take(cl, h, n));
+            qf_conn_open(c, h, take(cl, h, n, open_depth(cl, h)));
         } else {
             break;
         }
@@ -283,7 +320,10 @@ int qf_sched_ready(const struct qf_client *cl)
         const struct qf_host *h = cl->hosts[i];
         if (h->nqueued > 0 &&
             (h->fatal || (!h->resolved && !h->resolving) ||
-             (room(cl, h) > 0 && (h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))))
+             (room(cl, h) > 0 &&
+              ((h->h2 > 0 && mux_room(h) != NULL) ||
+               ((h->h2 < 0 || h->nopen == h->nmux) &&
+                (h->nidle > 0 || (h->nopen < h->max && cl->nfree > 0)))))))
             return 1;
     }
     return 0;

@@ -7,8 +7,8 @@
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 QF_VERSION ?= $(shell sed -n 's/^#define QF_VERSION "\(.*\)"/\1/p' include/qfetch.h)
-STATIC_LDLIBS := $(shell pkg-config --libs --static libcares openssl 2>/dev/null || \
-                   echo -lcares -lssl -lcrypto -ldl -pthread) -lz -lm
+STATIC_LDLIBS := $(shell pkg-config --libs --static libnghttp2 libcares openssl 2>/dev/null || \
+                   echo -lnghttp2 -lcares -lssl -lcrypto -ldl -pthread) -lz -lm
 # Budgets in bytes. The static binary's goal is 4 MiB; Debian's stock libcrypto.a alone brings
 # about 3 MB (every algorithm of the default provider), so the enforced line is 5 MiB.
 SIZE_STATIC_MAX      ?= 5242880

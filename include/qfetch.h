@@ -79,7 +79,9 @@ typedef void qf_log_fn(const char *line, void *udata);
 /* A zeroed struct means every default. */
 struct qf_options {
     const char *url_template;   /* "{}" replaced by the percent-encoded symbol; NULL: Yahoo's chart URL */
-    int connections;            /* max connections per host; 0: QF_DEFAULT_CONNECTIONS */
+    int connections;            /* max connections per host (HTTP/1.1), and max requests in
+                                   flight per host (both protocols); 0: QF_DEFAULT_CONNECTIONS
+                                   connections, QF_DEFAULT_STREAMS streams over HTTP/2 */
     const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system */
     const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR[,ADDR...]" entries, as
                                  * curl --resolve; addresses are raced (RFC 8305) in this order */
@@ -139,8 +141,15 @@ struct qf_options {
  * decompression bomb (QF_EBODY); a corrupt stream, or a coding other than gzip, x-gzip or
  * deflate (zlib-wrapped or raw), fails that quote with QF_EPROTO. */
 #define QF_OPT_NO_COMPRESSED 16u
+/* HTTP/1.1 only, as curl's --http1.1: TLS connections offer only "http/1.1" by ALPN. Without
+ * it they offer "h2,http/1.1", and a host whose server picks h2 gets its requests multiplexed
+ * over one connection (more only when its SETTINGS_MAX_CONCURRENT_STREAMS runs out), at most
+ * `connections` requests in flight when that option is set, else QF_DEFAULT_STREAMS. Plain
+ * http:// is always HTTP/1.1. */
+#define QF_OPT_HTTP1 32u
 
 #define QF_DEFAULT_CONNECTIONS 16
+#define QF_DEFAULT_STREAMS 100
 #define QF_DEFAULT_URL "https://query1.finance.yahoo.com/v8/finance/chart/{}"
 
 struct qf_stats {
@@ -157,6 +166,9 @@ struct qf_stats {
     double wall_ms;           /* from the first step to the last completion */
     uint64_t rate_limited;    /* answers that were a host's rate limit: 429, 503 with Retry-After */
     uint64_t host_pauses;     /* times a host was paused for its rate limit */
+    uint64_t h2_conns;        /* connections that spoke HTTP/2 */
+    uint64_t h2_streams;      /* HTTP/2 streams opened (requests sent over HTTP/2) */
+    uint64_t h2_streams_max;  /* most streams one HTTP/2 connection carried */
 };
 
 /* Creates a client. On failure returns NULL and, when errbuf is not NULL, writes the reason.

@@ -296,7 +296,7 @@ static int on_header_field_complete(llhttp_t *p)
 
 /* delta-seconds (RFC 9110 10.2.3) only: the HTTP-date form and anything that does not fit an
  * int give -1, as if absent, and the scheduler uses its own backoff. */
-static int parse_delta_seconds(const char *s, size_t len)
+int qf_http_delta_seconds(const char *s, size_t len)
 {
     size_t i = 0;
     long v = 0;
@@ -335,7 +335,7 @@ static int on_header_value_complete(llhttp_t *p)
     struct qf_http *h = from(p);
     if (h->field_id == FIELD_RETRY_AFTER)
         h->retry_after_s =
-            h->value_len <= sizeof(h->value) ? parse_delta_seconds(h->value, h->value_len) : -1;
+            h->value_len <= sizeof(h->value) ? qf_http_delta_seconds(h->value, h->value_len) : -1;
     else if (h->field_id == FIELD_CONTENT_ENCODING)
         add_coding(h);
     if (h->field_id == FIELD_TRANSFER_ENCODING) {

@@ -98,6 +98,10 @@ static inline const char *qf_http_body(const struct qf_http *h)
  * close-delimited body, or it was already complete), QF_ECLOSED when it was cut short. */
 int qf_http_finish(struct qf_http *h);
 
+/* A Retry-After value in delta-seconds (RFC 9110 10.2.3), blanks around it allowed; -1 for
+ * the HTTP-date form or anything that does not fit an int (as if absent). */
+int qf_http_delta_seconds(const char *s, size_t len);
+
 /* Why the sticky error happened, for the request's errmsg: for QF_EPROTO "malformed HTTP
  * response: <reason>" (llhttp's reason, or ours for the chunked framing) or "unsupported
  * transfer-coding \"gzip\""; for QF_EBODY and QF_EHEADER which cap was passed. Printable

@@ -84,7 +84,7 @@ DIFFERENCES = {
     "groups_only_chrome": {4588: "X25519MLKEM768: not in OpenSSL 3.0 (3.5 added ML-KEM)"},
     "point_formats_only_qfetch": {1: "OpenSSL 3.0 always offers the compressed formats",
                                   2: "OpenSSL 3.0 always offers the compressed formats"},
-    "alpn_only_chrome": {"h2": "comes with HTTP/2 support"},
+    "alpn_only_chrome": {},
 }
 
 

@@ -276,9 +276,9 @@ static const char chrome_sigalgs[] = "ecdsa_secp256r1_sha256:rsa_pss_rsae_sha256
                                      "ecdsa_secp384r1_sha384:rsa_pss_rsae_sha384:rsa_pkcs1_sha384:"
                                      "rsa_pss_rsae_sha512:rsa_pkcs1_sha512";
 
-/* ALPN, most preferred first. "h2" goes above "http/1.1" once HTTP/2 is implemented: offering
- * it before then would let a server pick a protocol we cannot speak. */
+/* ALPN, most preferred first, as Chrome offers it. */
 static const char *const alpn_protocols[] = {
+    "h2",
     "http/1.1",
 };
 
@@ -327,12 +327,12 @@ static int order_suites(SSL_CTX *ctx)
     return 1;
 }
 
-static int set_alpn(SSL_CTX *ctx)
+static int set_alpn(SSL_CTX *ctx, size_t first)
 {
     unsigned char wire[64];
     size_t n = 0;
 
-    for (size_t i = 0; i < sizeof(alpn_protocols) / sizeof(alpn_protocols[0]); i++) {
+    for (size_t i = first; i < sizeof(alpn_protocols) / sizeof(alpn_protocols[0]); i++) {
         size_t len = strlen(alpn_protocols[i]);
         if (len == 0 || len > 255 || n + 1 + len > sizeof(wire))
             return 0;
@@ -351,7 +351,7 @@ static int shape_hello(SSL_CTX *ctx, char *err, size_t errlen)
         set_err(err, errlen, "cannot order the TLS cipher suites");
         return 0;
     }
-    if (set_alpn(ctx) != 1) {
+    if (set_alpn(ctx, 0) != 1) {
         set_err(err, errlen, "cannot set the ALPN protocols");
         return 0;
     }
@@ -695,6 +695,47 @@ const char *qf_tls_suite(const struct qf_tls *s)
 unsigned qf_tls_tickets(const struct qf_tls *s)
 {
     return s->tickets;
+}
+
+int qf_tls_ctx_http1(struct qf_tls_ctx *t)
+{
+    return set_alpn(t->ctx, 1) == 1 ? 0 : QF_ECONFIG;
+}
+
+/* ALPN's answer is "h2": of the handshake once it is done, before it of the session about to
+ * be resumed (early data is sent in that session's protocol: the server refuses it under any
+ * other). */
+int qf_tls_h2(const struct qf_tls *s)
+{
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+
+    if (s->ssl == NULL)
+        return 0;
+    if (SSL_is_init_finished(s->ssl)) {
+        SSL_get0_alpn_selected(s->ssl, &p, &len);
+    } else {
+        const SSL_SESSION *sess = SSL_get_session(s->ssl);
+        size_t n = 0;
+        if (sess != NULL)
+            SSL_SESSION_get0_alpn_selected(sess, &p, &n);
+        len = (unsigned)n;
+    }
+    return len == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+int qf_tls_cache_h2(const struct qf_tls_cache *cache)
+{
+    const SSL_SESSION *sess = cache->n > 0 ? cache->sess[cache->n - 1]
+                              : cache->npend > 0 ? cache->pend[cache->npend - 1]
+                                                 : NULL;
+    const unsigned char *p = NULL;
+    size_t len = 0;
+
+    if (sess == NULL)
+        return -1;
+    SSL_SESSION_get0_alpn_selected(sess, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 int qf_tls_resumed(const struct qf_tls *s)

@@ -76,6 +76,15 @@ ssize_t qf_tls_read(struct qf_tls *s, void *buf, size_t len, char *err, size_t e
 /* Writes all of buf or nothing visible: after QF_WANT_*, call again with the same buf, len. */
 ssize_t qf_tls_write(struct qf_tls *s, const void *buf, size_t len, char *err, size_t errlen);
 
+/* Offers only http/1.1 by ALPN (the default is "h2,http/1.1"). 0 or QF_ECONFIG. */
+int qf_tls_ctx_http1(struct qf_tls_ctx *t);
+/* The connection speaks HTTP/2: ALPN chose "h2" (before the handshake ends: the session
+ * about to be resumed did, so early data goes out in HTTP/2). */
+int qf_tls_h2(const struct qf_tls *s);
+/* What the newest session of cache negotiated: 1 h2, 0 another protocol, -1 no session. A
+ * hint for how many connections to open, never a trust decision. */
+int qf_tls_cache_h2(const struct qf_tls_cache *cache);
+
 int qf_tls_resumed(const struct qf_tls *s);
 /* Session tickets this connection has received so far (the server sends them after the
  * handshake; with early data, about a round trip after the first answer). */
