@@ -691,7 +691,7 @@ def rtt_targets(d, best, best_ms):
 
 def method(s, elapsed):
     return [
-        written_by("distance.py", "bench/distance.py --write", elapsed),
+        written_by("distance.py", "bench/distance.py --write", elapsed, s.load_start),
         "",
         "- Server: nginx, 1 worker, TLS 1.3 with early data on (`ssl_early_data on`), one "
         "HTTP/1.1 and one HTTP/2 (`listen ... ssl http2`) listener, each behind `bench/relay.py` "
@@ -781,11 +781,19 @@ def splice(section):
         f.write(old[:span[0]] + text + old[span[1]:])
 
 
-def written_by(script, refresh, elapsed):
-    """The first line of a generated section of RESULTS.md."""
-    return "Written by `bench/%s` (run by `make bench`; `%s` refreshes this section alone): " \
+def written_by(script, refresh, elapsed, load_start):
+    """The first line of a generated section of RESULTS.md, and a warning when other work kept
+    the machine busy (a 1-minute load average above half its cores, at the start or the end):
+    such figures are not final."""
+    line = "Written by `bench/%s` (run by `make bench`; `%s` refreshes this section alone): " \
         "qfetch %s, %s UTC, %.0f s." % (script, refresh, harness.Bench.revision(),
                                         time.strftime("%Y-%m-%d %H:%M", time.gmtime()), elapsed)
+    load = max(float(load_start.split(",")[0]), os.getloadavg()[0])
+    if load > (os.cpu_count() or 1) / 2:
+        line += " **Measured on a loaded machine** (1-minute load average up to %.1f on %d " \
+            "cores): times run long and spread; the ratios between contenders, measured " \
+            "interleaved, hold better." % (load, os.cpu_count() or 1)
+    return line
 
 
 def publish(section, args, who):

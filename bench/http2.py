@@ -268,7 +268,7 @@ def wire_info(out, n):
 
 def method(s, runs, elapsed):
     return [
-        distance.written_by("http2.py", "make bench-http2", elapsed),
+        distance.written_by("http2.py", "make bench-http2", elapsed, s.load_start),
         "",
         "- Server: nginx, 1 worker, on 127.0.0.1, TLS 1.3 (the bench's test certificate), "
         "`keepalive_requests 1000000` (HTTP/2 connections too), HTTP/2 with nginx's default "
