@@ -1128,7 +1128,10 @@ end
         git = ["git", "-C", ROOT]
         rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True)
-        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+        # The results themselves do not count: a section written before another's must not
+        # make the next one look measured on changed code.
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no", "--",
+                                      ".", ":!bench/RESULTS.md", ":!bench/*.png"],
                                capture_output=True, text=True)
         if rev.returncode != 0:
             return "unknown (not a git checkout)"
