@@ -5,6 +5,9 @@ For every RTT:
 
   cold      the seed's 9 tickers, no TLS session: qfetch with its defaults, curl --parallel
             --parallel-immediate over HTTP/1.1 and --http2, curl --http2 multiplexing, the seed
+  many      200 tickers, no TLS session (issue 17): qfetch with its defaults against curl
+            --parallel --parallel-max 100, from the HTTP/2 listener (curl --http2, waiting to
+            multiplex) and from the HTTP/1.1 one
   warm      qfetch's defaults plus a session cache, --early-data and --tcp-fastopen: 8 runs in a
             row after one that primes the cache
   dead      the first address drops SYNs ([::1], a listener with a full accept queue), the second
@@ -20,12 +23,15 @@ its prices came out: a run may print them and then linger. Contenders run interl
 order rotating from round to round.
 
     bench/distance.py [--build build] [--rtts 50,150] [--runs N] [--quick]
-                      [--markdown FILE] [--write]
+                      [--scenarios LIST] [--markdown FILE] [--write]
 
 --markdown writes the RESULTS.md section to FILE (bench/run.py includes it); --write puts it
 into bench/RESULTS.md in place of the previous one, nothing else changed. --quick: one short
-round at the first RTT that checks answers, not times (make bench-quick). Exit status: 0 when
-every answer was right, 1 when a contender gave a wrong answer, 2 when a tool is missing.
+round at the first RTT that checks answers, not times (make bench-quick); it leaves the curls
+out, and checks that qfetch spoke HTTP/2 to the HTTP/2 listener only, once its --stats count
+HTTP/2 connections. --scenarios: some of cold,many,warm,dead,resolver (by hand; --write then
+refuses). Exit status: 0 when every answer was right, 1 when a contender gave a wrong answer,
+2 when a tool is missing.
 """
 import argparse
 import contextlib
@@ -59,7 +65,15 @@ CONNECT_TIMEOUT = 1
 # A silent name server that glibc can use: it only ever asks port 53. Any 127/8 address is
 # local; this one is unlikely to be taken.
 DEAD_DNS = ("127.16.53.53", 53)
-CURL_WRITE_OUT = "%{http_code} %{size_download} %{http_version} %{url_effective}\\n"
+CURL_WRITE_OUT = ("%{http_code} %{size_download} %{http_version} %{num_connects} "
+                  "%{size_header} %{url_effective}\\n")
+# Issue 17: many tickers, more than one connection's worth of HTTP/2 streams; curl's
+# --parallel-max, and qfetch's default requests in flight per host over HTTP/2.
+MANY = harness.gen_symbols(200)
+MANY_PARALLEL = 100
+TARGET_MANY_RTT = 4.0
+TARGET_MANY_RATIO = 1.0
+SCENARIOS = "cold,many,warm,dead,resolver"
 TARGET_COLD_RTT = 3.1
 TARGET_COLD_RATIO = 1.0
 TARGET_WARM_RTT = 1.1
@@ -69,6 +83,9 @@ LABEL = {
     "qfetch": "qfetch", "qfetch_c9": "qfetch -c 9", "curl_h1": "curl HTTP/1.1",
     "curl_h2": "curl --http2", "curl_mux": "curl --http2, multiplexed", "seed": "Python seed",
     "qfetch_warm": "qfetch warm", "qfetch_c9_warm": "qfetch -c 9 warm",
+    "qfetch_many_h2": "qfetch", "curl_many_h2": "curl --http2 --parallel-max %d" % MANY_PARALLEL,
+    "qfetch_many_h1": "qfetch", "curl_many_h1": "curl --http1.1 --parallel-max %d"
+    % MANY_PARALLEL,
 }
 CURLS = ("curl_h1", "curl_h2", "curl_mux")
 log = harness.log
@@ -84,22 +101,47 @@ class Wrong(Exception):
     """A contender's answer was wrong: the figures would not mean anything."""
 
 
-class Setup:
-    """nginx, the relays to its two listeners, the files every contender needs."""
+class Tools:
+    """What the contenders' commands need (bench/http2.py's too): the built files, an
+    environment without proxies, a scratch directory for their files; expected[ticker] (the
+    price qfetch prints) and size[ticker] (the body's bytes) for their checks."""
 
-    def __init__(self, args, work):
-        self.args, self.work = args, work
-        self.build = os.path.abspath(os.path.join(harness.ROOT, args.build))
+    def __init__(self, build, work):
+        self.work = work
+        self.build = os.path.abspath(os.path.join(harness.ROOT, build))
         self.qfetch = os.path.join(self.build, "qfetch")
         self.ca = os.path.join(self.build, "test", "certs", "ca.pem")
         self.measure = os.path.join(self.build, "bench", "measure")
         self.env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         self.env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
-        self.seed_env = dict(self.env, SSL_CERT_FILE=self.ca)
-        self.expected = {t: str(Decimal(price_for(t)).quantize(Decimal("0.01")))
-                         for t in TICKERS}
         self.notes = []
         self.names = itertools.count()
+        self.expected, self.size = {}, {}
+
+    def missing(self, tools):
+        """The first of the built files and then of the tools that is not there, or None."""
+        for need in (self.qfetch, self.ca, self.measure):
+            if not os.path.exists(need):
+                return "%s (make all certs bench-bin)" % need
+        return next((t for t in tools if not shutil.which(t)), None)
+
+    def file(self, name, text):
+        """A new file in the scratch directory: name plus a number never used before."""
+        path = os.path.join(self.work, "%s-%d" % (name, next(self.names)))
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+class Setup(Tools):
+    """nginx, the relays to its two listeners, the files every contender needs."""
+
+    def __init__(self, args, work):
+        super().__init__(args.build, work)
+        self.args = args
+        self.seed_env = dict(self.env, SSL_CERT_FILE=self.ca)
+        self.expected = {t: str(Decimal(price_for(t)).quantize(Decimal("0.01")))
+                         for t in TICKERS + MANY}
         self.seed = None
         if not os.path.exists(harness.SEED):
             self.notes.append("Python seed skipped: %s not found" % harness.SEED)
@@ -114,22 +156,16 @@ class Setup:
                               "row and curl's dead-resolver row skipped")
 
     def start(self, nginx_dir):
-        self.ng, port, h2_port = start_nginx(nginx_dir, os.path.dirname(self.ca), h2=True)
+        self.ng, port, h2_port = start_nginx(nginx_dir, os.path.dirname(self.ca), h2=True,
+                                             tickers=TICKERS + MANY)
         root = os.path.join(nginx_dir, "root", "v8", "finance", "chart")
-        self.size = {t: os.path.getsize(os.path.join(root, t)) for t in TICKERS}
+        self.size = {t: os.path.getsize(os.path.join(root, t)) for t in TICKERS + MANY}
         return port, h2_port
 
     def stop(self):
         if getattr(self, "ng", None) is not None:
             self.ng.send_signal(signal.SIGQUIT)
             self.ng.wait(10)
-
-    def file(self, name, text):
-        """A new file in the scratch directory: name plus a number never used before."""
-        path = os.path.join(self.work, "%s-%d" % (name, next(self.names)))
-        with open(path, "w") as f:
-            f.write(text)
-        return path
 
     def spawn(self, argv, env=None, timeout=60):
         """Runs argv under build/bench/measure (wall: fork to reap) with its stdout through a
@@ -193,9 +229,10 @@ def qfetch_cmd(s, url, tickers, *flags):
         ["-t"] + tickers
 
 
-def curl_cmd(s, urls, *flags):
-    cfg = s.file("curl.cfg",
-                 "".join('url = "%s"\noutput = "/dev/null"\n' % u for u in urls))
+def curl_cmd(s, urls, *flags, outputs=None):
+    """curl fetching urls, each body to /dev/null or to its path in outputs."""
+    cfg = s.file("curl.cfg", "".join('url = "%s"\noutput = "%s"\n' % (u, o) for u, o in zip(
+        urls, outputs or ["/dev/null"] * len(urls))))
     return ["curl", "-q", "-sS", "--no-progress-meter", "--cacert", s.ca, "-w", CURL_WRITE_OUT,
             "-K", cfg] + list(flags)
 
@@ -206,7 +243,14 @@ def seed_cmd(s, url, tickers):
 
 
 def stats_of(r):
-    return {k: int(v) for k, v in re.findall(r"\b([a-z_]+)=(\d+)\b", r.err)}
+    return {k: int(v) for k, v in re.findall(r"\b([a-z][a-z0-9_]*)=(\d+)\b", r.err)}
+
+
+def answered(r):
+    """When qfetch's last answer came, by its own clock from its first step (--stats wall_ms),
+    in seconds; the process's wall time when it does not say."""
+    m = re.search(r"\bwall_ms=([\d.]+)", r.err)
+    return float(m.group(1)) / 1e3 if m else r.wall
 
 
 def check_qfetch(s, r, tickers):
@@ -218,10 +262,18 @@ def check_qfetch(s, r, tickers):
                                                           r.err.strip()[-300:]))
 
 
+def parse_curl(r):
+    """{ticker: (status, body bytes as received, HTTP version, header bytes)} from curl's -w
+    lines; r.conns: the connections curl opened."""
+    found = re.findall(r"^(\d{3}) (\d+) ([\d.]+) (\d+) (\d+) \S*/([^/\s]+)$", r.out, re.M)
+    r.conns = sum(int(m[3]) for m in found)
+    return {m[5]: (m[0], int(m[1]), m[2], int(m[4])) for m in found}
+
+
 def check_curl(s, r, tickers, version):
-    seen = {m.group(4): m.groups()[:3] for m in re.finditer(
-        r"^(\d{3}) (\d+) ([\d.]+) \S*/([^/\s]+)$", r.out, re.M)}
-    bad = [t for t in tickers if seen.get(t) != ("200", str(s.size[t]), version)]
+    """Every transfer 200 over HTTP version, with the whole body."""
+    seen = {t: v[:3] for t, v in parse_curl(r).items()}
+    bad = [t for t in tickers if seen.get(t) != ("200", s.size[t], version)]
     if r.rc != 0 or bad:
         raise Wrong("rc %d, %d of %d transfers wrong (want HTTP %s): %s" % (
             r.rc, len(bad), len(tickers), version, (r.out + r.err).strip()[-300:]))
@@ -232,6 +284,13 @@ def check_seed(s, r, tickers):
     if pairs != [(t, s.expected[t]) for t in tickers]:
         raise Wrong("rc %d, %d of %d prices: %s" % (r.rc, len(pairs), len(tickers),
                                                     r.err.strip()[-300:]))
+
+
+def check_protocol(r, h2):
+    """qfetch spoke HTTP/2 (h2) or HTTP/1.1 only, when its --stats count HTTP/2 connections."""
+    n = stats_of(r).get("h2_conns")
+    if n is not None and (n == 0 if h2 else n != 0):
+        raise Wrong("%d HTTP/2 connections, want %s" % (n, "some" if h2 else "none"))
 
 
 def check_attempts(r, addrs):
@@ -247,6 +306,24 @@ def check_unresolved(r, tickers, pattern):
     if r.rc == 0 or missing:
         raise Wrong("rc %d, %d of %d tickers without a could-not-resolve error: %s" % (
             r.rc, missing, len(tickers), (r.out + r.err).strip()[-300:]))
+
+
+def interleave(spawn, res, contenders, runs, warmup, where):
+    """runs rounds over contenders {name: (argv, env, check)}, the order rotating from round
+    to round, after one unmeasured round when warmup; res[name] gets each measured run.
+    spawn(argv, env) runs one; a wrong answer raises Wrong, prefixed with where(name)."""
+    names = list(contenders)
+    for i in range(-1 if warmup else 0, runs):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            argv, env, check = contenders[name]
+            r = spawn(argv, env)
+            try:
+                check(r)
+            except Wrong as e:
+                raise Wrong("%s: %s" % (where(name), e))
+            if i >= 0:
+                res[name].append(r)
 
 
 # ---------------------------------------------------------------- one RTT
@@ -279,19 +356,9 @@ class Distance:
 
     def rounds(self, scenario, contenders, runs, warmup=False):
         """runs rounds over contenders {name: (argv, env, check)}, order rotating."""
-        names = list(contenders)
-        res = self.results.setdefault(scenario, {n: [] for n in names})
-        for i in range(-1 if warmup else 0, runs):
-            order = names[i % len(names):] + names[:i % len(names)]
-            for name in order:
-                argv, env, check = contenders[name]
-                r = self.spawn(argv, env)
-                try:
-                    check(r)
-                except Wrong as e:
-                    raise Wrong("%d ms, %s, %s: %s" % (self.rtt_ms, scenario, LABEL[name], e))
-                if i >= 0:
-                    res[name].append(r)
+        res = self.results.setdefault(scenario, {n: [] for n in contenders})
+        interleave(self.spawn, res, contenders, runs, warmup,
+                   lambda name: "%d ms, %s, %s" % (self.rtt_ms, scenario, LABEL[name]))
 
     def cold(self, runs, quick):
         s, url = self.s, self.url(self.port)
@@ -312,6 +379,24 @@ class Distance:
                 c["seed"] = (seed_cmd(s, url, TICKERS), s.seed_env,
                              lambda r: check_seed(s, r, TICKERS))
         self.rounds("cold", c, runs, warmup=not quick)
+
+    def many(self, runs, quick):
+        """MANY tickers, cold, from the HTTP/2 listener and from the HTTP/1.1 one: qfetch's
+        defaults, and curl --parallel --parallel-max MANY_PARALLEL (over HTTP/2 without
+        --parallel-immediate: it waits for its first connection and multiplexes on it)."""
+        s, c = self.s, {}
+        for v, port, version in (("h2", self.h2_port, "2"), ("h1", self.port, "1.1")):
+            url = self.url(port)
+            c["qfetch_many_" + v] = (qfetch_cmd(s, url, MANY, "--no-session-cache"), None,
+                                     lambda r, v=v: (check_qfetch(s, r, MANY),
+                                                     check_protocol(r, v == "h2")))
+            if not quick:
+                c["curl_many_" + v] = (curl_cmd(s, [url.format(t) for t in MANY], "--parallel",
+                                                "--parallel-max", str(MANY_PARALLEL),
+                                                "--http" + version), None,
+                                       lambda r, version=version: check_curl(s, r, MANY,
+                                                                             version))
+        self.rounds("many", c, runs, warmup=not quick)
 
     def warm(self, runs, quick):
         """runs in a row for each of qfetch's defaults and -c 9, each after a priming run;
@@ -337,8 +422,7 @@ class Distance:
                 st = stats_of(r)
                 seen.append("%d/%d/%d" % (st.get("tls_resumed", -1), st.get("conns_opened", -1),
                                           st.get("early_data", -1)))
-                m = re.search(r"\bwall_ms=([\d.]+)", r.err)
-                r.answered = float(m.group(1)) / 1e3 if m else r.wall
+                r.answered = answered(r)
                 if not (st.get("tls_resumed") == st.get("conns_opened") and
                         st.get("early_data", 0) >= st.get("conns_opened", 1)):
                     self.notes.append("%s run %d of %d was not warm (resumed/opened/early "
@@ -480,7 +564,75 @@ def rtt_table(d):
                 TITLES[sc], LABEL[name], m * 1e3, min(walls) * 1e3, max(walls) * 1e3,
                 "%.2f" % (m / d.rtt) if sc != "resolver" else "-",
                 med([r.out_at for r in runs]) * 1e3, ratio))
+    if len(lines) == 5:  # --scenarios left them all out
+        lines = lines[:2]
     return lines, best, curls.get(best)
+
+
+def span_text(values):
+    lo, hi = min(values), max(values)
+    return "%d" % lo if lo == hi else "%d-%d" % (lo, hi)
+
+
+def conns_text(runs):
+    """The connections the runs opened (curl: its num_connects summed, set by check_curl;
+    qfetch: --stats, with its HTTP/2 connections and the most streams one of them carried,
+    when it counts them)."""
+    st = [stats_of(r) for r in runs]
+    if all(hasattr(r, "conns") for r in runs):
+        return span_text([r.conns for r in runs])
+    text = span_text([x.get("conns_opened", 0) for x in st])
+    if all("h2_conns" in x for x in st) and any(x["h2_conns"] for x in st):
+        text += " (HTTP/2: %s, the most streams on one: %s)" % (
+            span_text([x["h2_conns"] for x in st]),
+            span_text([x.get("h2_streams_max", 0) for x in st]))
+    return text
+
+
+def many_table(d):
+    """The markdown table of MANY tickers at one RTT, [] when not measured."""
+    res = d.results.get("many", {})
+    lines = []
+    for v, listener in (("h2", "HTTP/2"), ("h1", "HTTP/1.1")):
+        curl = med([r.wall for r in res.get("curl_many_" + v, [])])
+        for name in ("qfetch_many_" + v, "curl_many_" + v):
+            runs = res.get(name)
+            if not runs:
+                continue
+            walls = [r.wall for r in runs]
+            m = med(walls)
+            lines.append("| %s | %s | %.0f [%.0f-%.0f] | %.2f | %.0f | %s | %s |" % (
+                listener, LABEL[name], m * 1e3, min(walls) * 1e3, max(walls) * 1e3, m / d.rtt,
+                med([r.out_at for r in runs]) * 1e3, conns_text(runs),
+                "%.2fx" % (m / curl) if curl and name.startswith("qfetch") else ""))
+    if not lines:
+        return []
+    return ["", "%d tickers, cold, from each listener (issue 17):" % len(MANY), "",
+            "| listener | contender | exit: median ms [min-max] | RTT | output done: median ms "
+            "| connections | vs curl |", "|---|---|---|---|---|---|---|"] + lines
+
+
+def many_targets(d):
+    """[(True, False or None for INFO, text)] for MANY tickers at one RTT."""
+    res, out = d.results.get("many", {}), []
+    tag = "RTT %3d ms: %d tickers" % (d.rtt_ms, len(MANY))
+    q = med([r.wall for r in res.get("qfetch_many_h2", [])])
+    c = med([r.wall for r in res.get("curl_many_h2", [])])
+    if q is not None:
+        loop = med([answered(r) for r in res["qfetch_many_h2"]])
+        out.append((q / d.rtt <= TARGET_MANY_RTT, "%s from the HTTP/2 listener, qfetch %.2f RTT "
+                    "(target <= %.1f; its last answer, by its own clock from its first step, at "
+                    "%.2f RTT)" % (tag, q / d.rtt, TARGET_MANY_RTT, loop / d.rtt)))
+    if q is not None and c:
+        out.append((q / c <= TARGET_MANY_RATIO, "%s from the HTTP/2 listener, qfetch / %s %.2fx "
+                    "(target <= %.1fx)" % (tag, LABEL["curl_many_h2"], q / c,
+                                          TARGET_MANY_RATIO)))
+    q = med([r.wall for r in res.get("qfetch_many_h1", [])])
+    c = med([r.wall for r in res.get("curl_many_h1", [])])
+    if q is not None and c:
+        out.append((None, "%s from the HTTP/1.1 listener, qfetch %.2f RTT, %s %.2f RTT: %.2fx"
+                    % (tag, q / d.rtt, LABEL["curl_many_h1"], c / d.rtt, q / c)))
+    return out
 
 
 def rtt_targets(d, best, best_ms):
@@ -538,11 +690,8 @@ def rtt_targets(d, best, best_ms):
 
 
 def method(s, elapsed):
-    nice = os.getpriority(os.PRIO_PROCESS, 0)
     return [
-        "Written by `bench/distance.py` (run by `make bench`; `bench/distance.py --write` "
-        "refreshes this section alone): qfetch %s, %s UTC, %.0f s." % (
-            harness.Bench.revision(), time.strftime("%Y-%m-%d %H:%M", time.gmtime()), elapsed),
+        written_by("distance.py", "bench/distance.py --write", elapsed, s.load_start),
         "",
         "- Server: nginx, 1 worker, TLS 1.3 with early data on (`ssl_early_data on`), one "
         "HTTP/1.1 and one HTTP/2 (`listen ... ssl http2`) listener, each behind `bench/relay.py` "
@@ -566,6 +715,14 @@ def method(s, elapsed):
         "HTTP/2 listener; `multiplexed`: `--http2 --parallel` without `--parallel-immediate` "
         "(curl waits for the first connection and multiplexes the rest on it). Seed: "
         "../shared/seed/async_http.py through python3-httpx, URL constant replaced.",
+        "- %d tickers (issue 17): qfetch's defaults (up to %d requests in flight per host over "
+        "HTTP/2, `-c 16` connections over HTTP/1.1) with `--no-session-cache`, against `curl "
+        "--parallel --parallel-max %d`, `--http2` (waiting to multiplex, no "
+        "`--parallel-immediate`) from the HTTP/2 listener, `--http1.1` from the HTTP/1.1 one; "
+        "%d rounds per RTT after an unmeasured one. Connections: qfetch's `--stats` "
+        "(`conns_opened`, and `h2_conns`, `h2_streams_max` once it counts them), curl's "
+        "`%%{num_connects}` summed over transfers." % (len(MANY), MANY_PARALLEL, MANY_PARALLEL,
+                                                      s.runs),
         "- Dead first address: `[::1]:PORT` listening with a full accept queue (SYNs dropped), "
         "then 127.0.0.1, the relay: `--resolve %s:PORT:[::1],127.0.0.1` for qfetch and curl "
         "(curl 7.88 takes an address list, and tries the second family 200 ms in); the seed "
@@ -579,11 +736,17 @@ def method(s, elapsed):
         "%s` in a mount namespace of its own; the namespace's unshare, sh and mount count in "
         "curl's time (a few ms). Nothing in this row crosses the relay."
         % (DEAD_DNS + DEAD_DNS + (CONNECT_TIMEOUT, CONNECT_TIMEOUT, DEAD_DNS[0])),
-        "- Load average %s at the start, %.2f, %.2f, %.2f at the end; %s while other work "
-        "shared the 2 cores: a busy CPU only adds time, to every contender and to the relay."
-        % (s.load_start, *os.getloadavg(),
-           "the bench ran under `nice -n %d`" % nice if nice > 0 else "normal priority"),
+        "- %s: a busy CPU only adds time, to every contender and to the relay."
+        % load_text(s.load_start),
     ]
+
+
+def load_text(start):
+    """How loaded the machine was: start, os.getloadavg() text from the run's start."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    return "Load average %s at the start, %.2f, %.2f, %.2f at the end; %s while other work " \
+        "shared the 2 cores" % (start, *os.getloadavg(), "the bench ran under `nice -n %d`"
+                                % nice if nice > 0 else "normal priority")
 
 
 def report(dists, s, elapsed):
@@ -591,8 +754,8 @@ def report(dists, s, elapsed):
     tables, targets = [], []
     for d in dists:
         lines, best, best_ms = rtt_table(d)
-        tables += lines
-        targets += rtt_targets(d, best, best_ms)
+        tables += lines + many_table(d)
+        targets += rtt_targets(d, best, best_ms) + many_targets(d)
     lines = ["%s  %s" % ("INFO" if ok is None else "PASS" if ok else "FAIL", text)
              for ok, text in targets]
     section = [HEADING, ""] + method(s, elapsed) + tables + ["", "```"] + lines + ["```"]
@@ -603,12 +766,12 @@ def report(dists, s, elapsed):
 
 
 def splice(section):
-    """section in place of RESULTS.md's previous one (else before its charts or its hand-written
-    tail); nothing else in the file changes."""
+    """section in place of RESULTS.md's previous one, the one under the same heading (else
+    before its charts or its hand-written tail); nothing else in the file changes."""
     with open(RESULTS) as f:
         old = f.read()
     text = "\n".join(section) + "\n\n"
-    span = harness.section_span(old, HEADING)
+    span = harness.section_span(old, section[0])
     if span is None:
         head = old[:old.index(harness.KEPT_MARK)] if harness.KEPT_MARK in old else old
         at = [head.find(m) for m in ("## Charts", "## Parser microbenchmark", "## Notes",
@@ -616,6 +779,32 @@ def splice(section):
         span = (min(at),) * 2 if at else (len(head),) * 2
     with open(RESULTS, "w") as f:
         f.write(old[:span[0]] + text + old[span[1]:])
+
+
+def written_by(script, refresh, elapsed, load_start):
+    """The first line of a generated section of RESULTS.md, and a warning when other work kept
+    the machine busy (a 1-minute load average above half its cores, at the start or the end):
+    such figures are not final."""
+    line = "Written by `bench/%s` (run by `make bench`; `%s` refreshes this section alone): " \
+        "qfetch %s, %s UTC, %.0f s." % (script, refresh, harness.Bench.revision(),
+                                        time.strftime("%Y-%m-%d %H:%M", time.gmtime()), elapsed)
+    load = max(float(load_start.split(",")[0]), os.getloadavg()[0])
+    if load > (os.cpu_count() or 1) / 2:
+        line += " **Measured on a loaded machine** (1-minute load average up to %.1f on %d " \
+            "cores): times run long and spread; the ratios between contenders, measured " \
+            "interleaved, hold better." % (load, os.cpu_count() or 1)
+    return line
+
+
+def publish(section, args, who):
+    """section to stdout, to the --markdown file, and into RESULTS.md with --write."""
+    print("\n".join(section))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(section) + "\n")
+    if args.write:
+        splice(section)
+        log("%s: wrote its section of bench/RESULTS.md" % who)
 
 
 def measure(args, s):
@@ -631,11 +820,18 @@ def measure(args, s):
             log("distance: RTT %d ms" % rtt)
             d = Distance(s, rtt, port, h2_port)
             dists.append(d)
+            want = args.scenarios.split(",")
             try:
-                d.cold(s.runs, args.quick)
-                d.warm(2 if args.quick else WARM_RUNS, args.quick)
-                d.dead_address(s.dead_runs, args.quick)
-                d.dead_resolver(s.resolver_runs, args.quick, dns.getsockname())
+                if "cold" in want:
+                    d.cold(s.runs, args.quick)
+                if "many" in want:
+                    d.many(s.runs, args.quick)
+                if "warm" in want:
+                    d.warm(2 if args.quick else WARM_RUNS, args.quick)
+                if "dead" in want:
+                    d.dead_address(s.dead_runs, args.quick)
+                if "resolver" in want:
+                    d.dead_resolver(s.resolver_runs, args.quick, dns.getsockname())
             finally:
                 d.close()
     return dists
@@ -647,9 +843,12 @@ def main():
     ap.add_argument("--rtts", default="50,150", help="RTTs in ms, comma-separated")
     ap.add_argument("--runs", type=int, default=0, help="cold rounds per RTT (default 7)")
     ap.add_argument("--quick", action="store_true", help="answers only, one RTT, seconds")
+    ap.add_argument("--scenarios", default=SCENARIOS, help="default: " + SCENARIOS)
     ap.add_argument("--markdown", metavar="FILE", help="write the RESULTS.md section to FILE")
     ap.add_argument("--write", action="store_true", help="put the section into RESULTS.md")
     args = ap.parse_args()
+    if args.write and args.scenarios != SCENARIOS:
+        ap.error("--write wants every scenario")
 
     def on_signal(signum, frame):
         raise SystemExit(128 + signum)  # unwinds: nginx stops, the sysctl goes back
@@ -657,14 +856,10 @@ def main():
         signal.signal(sig, on_signal)
     work = tempfile.mkdtemp(prefix="qfetch-distance-")
     s = Setup(args, work)
-    for need in (s.qfetch, s.ca, s.measure):
-        if not os.path.exists(need):
-            log("distance: %s missing (make all certs bench-bin)" % need)
-            return 2
-    for tool in ("curl", "nginx"):
-        if not shutil.which(tool):
-            log("distance: %s missing" % tool)
-            return 2
+    missing = s.missing(("curl", "nginx"))
+    if missing:
+        log("distance: %s missing" % missing)
+        return 2
     s.load_start = "%.2f, %.2f, %.2f" % os.getloadavg()
     t0 = time.monotonic()
     try:
@@ -680,17 +875,11 @@ def main():
         s.stop()
         shutil.rmtree(work, ignore_errors=True)
     if args.quick:
-        log("distance: every answer right (%d ms: cold, warm, dead first address, dead "
-            "resolver)" % dists[0].rtt_ms)
+        log("distance: every answer right (%d ms: cold, %d tickers, warm, dead first address, "
+            "dead resolver)" % (dists[0].rtt_ms, len(MANY)))
         return 0
     section, _ = report(dists, s, time.monotonic() - t0)
-    print("\n".join(section))
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(section) + "\n")
-    if args.write:
-        splice(section)
-        log("distance: wrote its section of bench/RESULTS.md")
+    publish(section, args, "distance")
     return 0
 
 

@@ -34,12 +34,12 @@ def free_port():
     return p
 
 
-def start_nginx(work, certs, h2=False):
-    """nginx (TLS 1.3, early data on) serving TICKERS' bodies on 127.0.0.1: (proc, port,
+def start_nginx(work, certs, h2=False, tickers=TICKERS):
+    """nginx (TLS 1.3, early data on) serving the tickers' bodies on 127.0.0.1: (proc, port,
     h2_port), h2_port a second listener, for HTTP/2, when h2, else None."""
     root = os.path.join(work, "root", "v8", "finance", "chart")
     os.makedirs(root)
-    for t in TICKERS:
+    for t in tickers:
         with open(os.path.join(root, t), "wb") as f:
             f.write(chart_body(t, repr(price_for(t))))
     port = free_port()

@@ -4,8 +4,9 @@ kernel has no netem).
 
     relay.py --listen-port 0 --target-port P --rtt-ms 50     (prints "PORT n")
 
-Importable: start_relay(target_port, rtt_ms) -> (port, stop) runs it in a thread;
-fastopen_sysctl() enables TCP Fast Open machine-wide and restores the setting on the way out.
+Importable: start_relay(target_port, rtt_ms[, tally]) -> (port, stop) runs it in a thread,
+counting the bytes it relays in a Tally when given one; fastopen_sysctl() enables TCP Fast Open
+machine-wide and restores the setting on the way out.
 
 The model: a link whose one-way delay is h = RTT/2 in each direction for every byte, the SYN
 and the FIN included, with unlimited bandwidth. On loopback the kernel answers the SYN at once,
@@ -143,8 +144,28 @@ class Direction:
         return out
 
 
-async def pump(loop, src, dst, delay_s, direction):
-    """Forwards src to dst, each piece arriving delay_s after it may leave (see Direction)."""
+class Tally:
+    """What went through one relay, read from another thread: bytes each way (down: from the
+    server), connections accepted and connections over."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.up = self.down = self.opened = self.closed = 0
+
+    def settle(self, timeout=5.0):
+        """Waits (bounded) until every connection accepted is over: the counts are then whole."""
+        deadline = time.monotonic() + timeout
+        time.sleep(0.02)  # a connection still in the accept queue
+        while self.closed < self.opened and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.closed == self.opened
+
+
+async def pump(loop, src, dst, delay_s, direction, tally=None, way=None):
+    """Forwards src to dst, each piece arriving delay_s after it may leave (see Direction);
+    counts the bytes in tally's attribute way."""
     q = asyncio.Queue()
 
     async def sender():
@@ -162,6 +183,8 @@ async def pump(loop, src, dst, delay_s, direction):
     task = asyncio.ensure_future(sender())
     while True:
         data, arrived = await recv_stamped(loop, src)
+        if tally is not None:
+            setattr(tally, way, getattr(tally, way) + len(data))
         for leaves, piece in direction.pieces(data, arrived):
             q.put_nowait((leaves + delay_s, piece))
         if not data:
@@ -170,7 +193,18 @@ async def pump(loop, src, dst, delay_s, direction):
         await task
 
 
-async def relay_conn(loop, client, syn, target_port, half):
+async def relay_conn(loop, client, syn, target_port, half, tally=None):
+    """relay_link, counted in tally when there is one."""
+    if tally is not None:
+        tally.opened += 1
+    try:
+        await relay_link(loop, client, syn, target_port, half, tally)
+    finally:
+        if tally is not None:
+            tally.closed += 1
+
+
+async def relay_link(loop, client, syn, target_port, half, tally):
     """One connection: client (accepted at syn) to a new one to the target, both ways."""
     with client:
         link_socket(client)
@@ -185,11 +219,11 @@ async def relay_conn(loop, client, syn, target_port, half):
             conn = {"syn": syn}
             up = Direction(conn, 2 * half, syn_data, refine=True)
             down = Direction(conn, (1 if syn_data else 3) * half)
-            await asyncio.gather(pump(loop, client, server, half, up),
-                                 pump(loop, server, client, half, down))
+            await asyncio.gather(pump(loop, client, server, half, up, tally, "up"),
+                                 pump(loop, server, client, half, down, tally, "down"))
 
 
-async def serve(listen_port, target_port, rtt_ms, ready):
+async def serve(listen_port, target_port, rtt_ms, ready, tally=None):
     """Relays each connection to 127.0.0.1:listen_port (0: any free port) on to target_port
     until cancelled; ready(port, stop) once it listens, stop() callable from any thread."""
     half = rtt_ms / 2000.0
@@ -216,12 +250,13 @@ async def serve(listen_port, target_port, rtt_ms, ready):
         while True:
             client, _ = await loop.sock_accept(ls)
             # the SYN left no later than now: the kernel completed the handshake before this
-            task = asyncio.ensure_future(relay_conn(loop, client, loop.time(), target_port, half))
+            task = asyncio.ensure_future(relay_conn(loop, client, loop.time(), target_port, half,
+                                                    tally))
             conns.add(task)
             task.add_done_callback(conns.discard)
 
 
-def start_relay(target_port, rtt_ms):
+def start_relay(target_port, rtt_ms, tally=None):
     """Runs a relay in a daemon thread; returns (port, stop)."""
     box = {}
     ev = threading.Event()
@@ -232,7 +267,7 @@ def start_relay(target_port, rtt_ms):
 
     def run():
         with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-            asyncio.run(serve(0, target_port, rtt_ms, ready))
+            asyncio.run(serve(0, target_port, rtt_ms, ready, tally))
 
     th = threading.Thread(target=run, daemon=True)
     th.start()

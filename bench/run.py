@@ -11,8 +11,10 @@ per run, and every run's answers are checked. Writes a table to stdout and, unle
 bench/RESULTS.md and bench/*.png, and nothing else: the README only links to RESULTS.md, so it
 never goes stale. RESULTS.md from KEPT_MARK on is written by hand and carried over as it is.
 --serve only starts the server, for profiling by hand. The scratch directory is under /dev/shm.
-bench/distance.py then measures the seed's 9 tickers through a simulated distance (its own nginx
-behind bench/relay.py): its section goes into RESULTS.md; with --quick, its answers-only round.
+bench/distance.py then measures the seed's 9 tickers and 200 more through a simulated distance
+(its own nginx behind bench/relay.py), and bench/http2.py HTTP/2's CPU per request and the bytes
+gzip saves (its own nginx): their sections go into RESULTS.md; with --quick, their answers-only
+rounds.
 Set QF_SHARED to find ../shared (fixtures, seed) elsewhere. Exit status: 0 when every answer was right, 1 when any contender
 gave a wrong answer (or failed), 2 when a required tool (qfetch, curl, nginx) is missing.
 Python stdlib only.
@@ -40,8 +42,12 @@ BENCH = os.path.join(ROOT, "bench")
 # RESULTS.md from this line on is kept as it is by each run: figures measured by hand
 # (callgrind, memprobe, parse_bench) for the reasons the code comments give.
 KEPT_MARK = "<!-- make bench keeps everything from this line on: written by hand -->"
-# bench/distance.py's section of RESULTS.md: a run that does not measure it carries it over.
+# The sections of RESULTS.md that bench/distance.py and bench/http2.py write: a run that does
+# not measure one carries it over.
 DISTANCE_HEADING = "## Through a distance"
+HTTP2_HEADING = "## HTTP/2, locally"
+SECTIONS = (("distance.py", DISTANCE_HEADING, "through a distance"),
+            ("http2.py", HTTP2_HEADING, "HTTP/2 locally"))
 SHARED = os.environ.get("QF_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 FIXTURES = os.path.join(SHARED, "fixtures", "yahoo")
 SEED = os.path.join(SHARED, "seed", "async_http.py")
@@ -215,11 +221,18 @@ class Data:
 # ---------------------------------------------------------------- nginx
 
 class Nginx:
-    def __init__(self, work, data, certs, echo):
+    """nginx serving data's bodies: TLS at tls_port, plain HTTP at http_port, and one more TLS
+    server for each (attribute, listen flags, directives) of extra, at the port it puts in that
+    attribute (bench/http2.py's HTTP/2 and gzip listeners)."""
+
+    def __init__(self, work, data, certs, echo, extra=()):
         self.dir = os.path.join(work, "nginx")
         os.makedirs(self.dir)
+        self.extra = extra
         for _ in range(3):
             self.tls_port, self.http_port = free_port(), free_port()
+            for attr, _, _ in extra:
+                setattr(self, attr, free_port())
             if self.start(data, certs, echo):
                 return
         raise SystemExit("bench: nginx would not start: %s" % self.error())
@@ -237,6 +250,14 @@ class Nginx:
         server_common = """        root %s;
         location / { }
 %s""" % (data.root, slow)
+        more = "".join(f"""    server {{
+        listen 127.0.0.1:{getattr(self, attr)} ssl{flags};
+        server_name localhost;
+        ssl_certificate {certs}/server.pem;
+        ssl_certificate_key {certs}/server.key;
+        {directives}
+{server_common}    }}
+""" for attr, flags, directives in self.extra)
         conf = f"""{load}{user}daemon off;
 master_process on;
 worker_processes 1;
@@ -268,7 +289,7 @@ http {{
         listen 127.0.0.1:{self.http_port};
         server_name localhost;
 {server_common}    }}
-}}
+{more}}}
 """
         self.conf = os.path.join(d, "nginx.conf")
         with open(self.conf, "w") as f:
@@ -280,8 +301,9 @@ http {{
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.5).close()
-                socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5).close()
+                for port in [self.tls_port, self.http_port] + [getattr(self, a)
+                                                               for a, _, _ in self.extra]:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 return True
             except OSError:
                 time.sleep(0.05)
@@ -342,6 +364,43 @@ def spawn(argv, stdin_path, work, env=None, timeout=RUN_TIMEOUT_S):
             bool(v[5]))
     r.out_len = len(raw)
     return r
+
+
+def request_headers(qfetch):
+    """The header lines qfetch sends with an HTTP/1.1 quote request (all but Host), read off a
+    one-shot local socket. The other contenders send the same lines, so nginx does the same
+    work for every contender's requests."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+    url = "http://127.0.0.1:%d/v8/finance/chart/{}" % srv.getsockname()[1]
+    p = subprocess.Popen([qfetch, "-u", url, "-t", "HDRS", "--retries", "0",
+                          "--no-session-cache", "-f", "csv"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    head = b""
+    try:
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        conn.close()
+    except OSError as e:
+        log("bench: could not read qfetch's request headers: %s" % e)
+    finally:
+        srv.close()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+    return [ln for ln in lines if ":" in ln and ln.split(":")[0].strip().lower() != "host"
+            and all(32 <= ord(ch) < 127 for ch in ln)]
 
 
 # ---------------------------------------------------------------- contenders
@@ -450,41 +509,8 @@ class Bench:
             self.seed_copies[cell_tmpl] = path
 
     def capture_headers(self):
-        """The header lines qfetch sends with a quote request (all but Host), read off a
-        one-shot local socket. curl, libcurl and wrk send the same lines, so nginx does the same
-        work for every contender's requests."""
-        srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(1)
-        srv.settimeout(10)
-        url = "http://127.0.0.1:%d/v8/finance/chart/{}" % srv.getsockname()[1]
-        p = subprocess.Popen([self.tools["qfetch"], "-u", url, "-t", "HDRS", "--retries", "0",
-                              "--no-session-cache", "-f", "csv"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        head = b""
-        try:
-            conn, _ = srv.accept()
-            conn.settimeout(10)
-            while b"\r\n\r\n" not in head and len(head) < 65536:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            conn.close()
-        except OSError as e:
-            log("bench: could not read qfetch's request headers: %s" % e)
-        finally:
-            srv.close()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        lines = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
-        self.headers = [ln for ln in lines
-                        if ":" in ln and ln.split(":")[0].strip().lower() != "host"
-                        and all(32 <= ord(ch) < 127 for ch in ln)]
+        """qfetch's request header lines, which curl, libcurl and wrk send too."""
+        self.headers = request_headers(self.tools["qfetch"])
         log("bench: every C contender sends qfetch's header lines: %s" % "; ".join(self.headers))
         if not self.headers:
             self.notes.append("qfetch's request headers could not be read: the other contenders "
@@ -858,7 +884,8 @@ end
             log("bench: %s (%d runs)" % (cell.title, n))
             self.results.append((cell, self.measure_cell(cell, n, py_runs)))
         self.elapsed = time.monotonic() - t0
-        self.distance_md = self.distance()
+        self.sections = {heading: self.section(script, heading, what)
+                         for script, heading, what in SECTIONS}
         self.instr = {}
         self.syscalls = {}
         self.parse_txt = ""
@@ -890,25 +917,25 @@ end
             self.write_results(table, targets, charts)
         return 1 if self.wrong else 0
 
-    def distance(self):
-        """bench/distance.py (issue 16), in a process of its own: it sets a machine-wide sysctl
-        and must put it back however it ends. Returns its RESULTS.md section's lines."""
-        if self.args.no_distance or self.args.only:
+    def section(self, script, heading, what):
+        """bench/distance.py (issue 16) or bench/http2.py (issue 17), each in a process of its
+        own (distance.py sets a machine-wide sysctl and must put it back however it ends).
+        Returns its RESULTS.md section's lines."""
+        if self.args.only or (self.args.no_distance and script == "distance.py"):
             return []
-        md = os.path.join(self.work, "distance.md")
-        cmd = [sys.executable, os.path.join(BENCH, "distance.py"), "--build", self.build]
+        md = os.path.join(self.work, script + ".md")
+        cmd = [sys.executable, os.path.join(BENCH, script), "--build", self.build]
         cmd += ["--quick"] if self.args.quick else ["--markdown", md]
-        log("bench: through a distance (bench/distance.py%s)" % (
-            " --quick" if self.args.quick else ""))
+        log("bench: %s (bench/%s%s)" % (what, script, " --quick" if self.args.quick else ""))
         try:
             rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, timeout=1200).returncode
         except subprocess.TimeoutExpired:
             rc = -1
         if rc == 2:
-            self.notes.append("through a distance skipped: bench/distance.py lacks a tool")
+            self.notes.append("%s skipped: bench/%s lacks a tool" % (what, script))
         elif rc != 0:
-            self.wrong.append("through a distance: bench/distance.py exit status %d (its "
-                              "stderr says which answer was wrong)" % rc)
+            self.wrong.append("%s: bench/%s exit status %d (its stderr says which answer was "
+                              "wrong)" % (what, script, rc))
         if rc != 0 or self.args.quick:
             return []
         with open(md) as f:
@@ -1101,7 +1128,10 @@ end
         git = ["git", "-C", ROOT]
         rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True)
-        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+        # The results themselves do not count: a section written before another's must not
+        # make the next one look measured on changed code.
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no", "--",
+                                      ".", ":!bench/RESULTS.md", ":!bench/*.png"],
                                capture_output=True, text=True)
         if rev.returncode != 0:
             return "unknown (not a git checkout)"
@@ -1227,11 +1257,12 @@ end
         if os.path.exists(path):
             with open(path) as f:
                 old = f.read()
-        span = section_span(old, DISTANCE_HEADING)
-        if self.distance_md:
-            lines += self.distance_md + [""]
-        elif span:  # not measured this time: the last figures stay, with their own date
-            lines += old[span[0]:span[1]].rstrip("\n").split("\n") + [""]
+        for _, heading, _ in SECTIONS:
+            span = section_span(old, heading)
+            if self.sections.get(heading):
+                lines += self.sections[heading] + [""]
+            elif span:  # not measured this time: the last figures stay, with their own date
+                lines += old[span[0]:span[1]].rstrip("\n").split("\n") + [""]
         if charts:
             lines += ["## Charts", ""]
             for png in charts:
