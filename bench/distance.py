@@ -80,9 +80,9 @@ TARGET_WARM_RTT = 1.1
 TARGET_DEAD_S = 0.35  # + 3 RTT
 TARGET_RESOLVER_S = CONNECT_TIMEOUT + 0.2
 LABEL = {
-    "qfetch": "qfetch", "qfetch_c9": "qfetch -c 9", "curl_h1": "curl HTTP/1.1",
+    "qfetch": "qfetch", "qfetch_h1": "qfetch --http1.1", "curl_h1": "curl HTTP/1.1",
     "curl_h2": "curl --http2", "curl_mux": "curl --http2, multiplexed", "seed": "Python seed",
-    "qfetch_warm": "qfetch warm", "qfetch_c9_warm": "qfetch -c 9 warm",
+    "qfetch_warm": "qfetch warm", "qfetch_h1_warm": "qfetch --http1.1 warm",
     "qfetch_many_h2": "qfetch", "curl_many_h2": "curl --http2 --parallel-max %d" % MANY_PARALLEL,
     "qfetch_many_h1": "qfetch", "curl_many_h1": "curl --http1.1 --parallel-max %d"
     % MANY_PARALLEL,
@@ -361,14 +361,16 @@ class Distance:
                    lambda name: "%d ms, %s, %s" % (self.rtt_ms, scenario, LABEL[name]))
 
     def cold(self, runs, quick):
-        s, url = self.s, self.url(self.port)
+        """qfetch's defaults from the HTTP/2 listener (Yahoo's edge speaks HTTP/2), and with
+        --http1.1 from the HTTP/1.1 one, against curl either way."""
+        s, url, url2 = self.s, self.url(self.port), self.url(self.h2_port)
         urls = [url.format(t) for t in TICKERS]
-        urls2 = [self.url(self.h2_port).format(t) for t in TICKERS]
-        c = {"qfetch": (qfetch_cmd(s, url, TICKERS, "--no-session-cache"), None,
+        urls2 = [url2.format(t) for t in TICKERS]
+        c = {"qfetch": (qfetch_cmd(s, url2, TICKERS, "--no-session-cache"), None,
                         lambda r: check_qfetch(s, r, TICKERS))}
         if not quick:
-            c["qfetch_c9"] = (qfetch_cmd(s, url, TICKERS, "--no-session-cache", "-c", "9"), None,
-                              lambda r: check_qfetch(s, r, TICKERS))
+            c["qfetch_h1"] = (qfetch_cmd(s, url, TICKERS, "--no-session-cache", "--http1.1"),
+                              None, lambda r: check_qfetch(s, r, TICKERS))
             c["curl_h1"] = (curl_cmd(s, urls, "--parallel", "--parallel-immediate", "--http1.1"),
                             None, lambda r: check_curl(s, r, TICKERS, "1.1"))
             c["curl_h2"] = (curl_cmd(s, urls2, "--parallel", "--parallel-immediate", "--http2"),
@@ -399,13 +401,14 @@ class Distance:
         self.rounds("many", c, runs, warmup=not quick)
 
     def warm(self, runs, quick):
-        """runs in a row for each of qfetch's defaults and -c 9, each after a priming run;
-        every run must resume every connection it opens and send its first request as early
-        data, or it was not a warm run."""
-        s, url = self.s, self.url(self.port)
+        """runs in a row for each of qfetch's defaults (HTTP/2 listener) and --http1.1 (HTTP/1.1
+        listener), each after a priming run; every run must resume every connection it opens
+        and send its first request as early data, or it was not a warm run."""
+        s = self.s
         res = self.results.setdefault("warm", {})
-        for name, extra in (("qfetch_warm", []), ("qfetch_c9_warm", ["-c", "9"]))[:1 if quick
-                                                                                  else 2]:
+        for name, extra in (("qfetch_warm", []), ("qfetch_h1_warm", ["--http1.1"]))[:1 if quick
+                                                                                     else 2]:
+            url = self.url(self.port if extra else self.h2_port)
             cache = os.path.join(s.work, "sessions-%d-%s" % (self.rtt_ms, name))
             argv = qfetch_cmd(s, url, TICKERS, "--session-cache", cache, "--early-data",
                               "--tcp-fastopen", *extra)
@@ -648,11 +651,11 @@ def rtt_targets(d, best, best_ms):
             out.append((q / best_ms <= TARGET_COLD_RATIO, "%s 9 tickers cold, qfetch / best "
                         "curl (%s) %.2fx (target <= %.1fx)" % (tag, LABEL[best], q / best_ms,
                                                               TARGET_COLD_RATIO)))
-    if cold.get("qfetch_c9") and best:
-        c9 = med([r.wall for r in cold["qfetch_c9"]])
-        out.append((None, "%s 9 tickers cold, qfetch -c 9 %.2f RTT, %.2fx best curl"
-                    % (tag, c9 / d.rtt, c9 / best_ms)))
-    for name in ("qfetch_warm", "qfetch_c9_warm"):
+    if cold.get("qfetch_h1") and best:
+        h1 = med([r.wall for r in cold["qfetch_h1"]])
+        out.append((None, "%s 9 tickers cold, qfetch --http1.1 from the HTTP/1.1 listener %.2f "
+                    "RTT, %.2fx best curl" % (tag, h1 / d.rtt, h1 / best_ms)))
+    for name in ("qfetch_warm", "qfetch_h1_warm"):
         runs = d.results.get("warm", {}).get(name)
         if not runs:
             continue
@@ -707,10 +710,14 @@ def method(s, elapsed):
         "rounds per RTT. Every answer checked (prices; curl: status, body size and HTTP version "
         "per URL; the dead resolver: a could-not-resolve error per ticker)."
         % (s.runs, s.dead_runs, s.resolver_runs),
-        "- qfetch: its defaults (`-c 16`) with `--no-session-cache` when cold; warm adds "
+        "- qfetch: its defaults with `--no-session-cache` when cold, from the HTTP/2 listener "
+        "(Yahoo's edge speaks HTTP/2: one connection, the 9 requests as its streams); warm adds "
         "`--session-cache FILE --early-data --tcp-fastopen` (one priming run, then %d in a row, "
-        "each required to resume every connection with early data). `qfetch -c 9` rows: one "
-        "connection per ticker, as curl opens them." % WARM_RUNS,
+        "each required to resume every connection with early data). `qfetch --http1.1` rows: "
+        "from the HTTP/1.1 listener, up to 16 connections at once, as curl's immediate ones "
+        "(without the flag qfetch, like curl's multiplexed rows, lets the first connection tell "
+        "whether the server speaks HTTP/2 before opening more: 2 RTT more against an "
+        "HTTP/1.1-only server on a cold run)." % WARM_RUNS,
         "- curl: `--parallel --parallel-immediate` with `--http1.1`, or `--http2` against the "
         "HTTP/2 listener; `multiplexed`: `--http2 --parallel` without `--parallel-immediate` "
         "(curl waits for the first connection and multiplexes the rest on it). Seed: "
