@@ -124,6 +124,8 @@ static void race_drop(struct qf_conn *c, int i)
 
 static void release_body(struct qf_conn *c)
 {
+    if (c->h2.cap > 0 && c->h2.c != NULL)
+        qf_h2_trim(&c->h2, BODY_KEEP);
     qf_decode_release(c->cl, &c->dec, BODY_KEEP);
     if (c->body_cap <= BODY_KEEP)
         return;
@@ -1156,6 +1158,8 @@ static void mux_report_one(struct qf_conn *c, struct qf_h2_stream *s, struct qf_
                       r->general == NULL ? r->symbol : r->target, r->attempts, c->slot, o->msg);
     qf_h2_release(&c->h2, s);
     qf_sched_outcome(cl, r, o);
+    if (s->body_cap > BODY_KEEP || s->dec.cap > BODY_KEEP) /* the report is over */
+        qf_h2_trim(&c->h2, BODY_KEEP);
 }
 
 /* Reports the streams that ended in the last feed. A report's callback may cancel another

@@ -632,6 +632,22 @@ void qf_h2_release(struct qf_h2 *m, struct qf_h2_stream *s)
     m->nactive--;
 }
 
+void qf_h2_trim(struct qf_h2 *m, size_t keep)
+{
+    struct qf_client *cl = m->c->cl;
+
+    for (unsigned i = 0; i < m->cap; i++) {
+        struct qf_h2_stream *s = &m->st[i];
+        if (s->req != NULL || s->body_cap <= keep)
+            continue;
+        cl->body_total -= s->body_cap;
+        qf_free(s->body);
+        s->body = NULL;
+        s->body_cap = 0;
+        qf_decode_release(cl, &s->dec, keep);
+    }
+}
+
 void qf_h2_reset(struct qf_h2 *m, struct qf_h2_stream *s)
 {
     if (m->ng != NULL && !s->ended)

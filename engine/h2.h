@@ -91,6 +91,9 @@ void qf_h2_outcome(struct qf_h2 *m, struct qf_h2_stream *s, struct qf_outcome *o
 void qf_h2_release(struct qf_h2 *m, struct qf_h2_stream *s);
 /* Stream s is reset (RST_STREAM CANCEL); its slot stays for its report. */
 void qf_h2_reset(struct qf_h2 *m, struct qf_h2_stream *s);
+/* Free slots give back body buffers larger than keep to the client's budget (a hostile
+ * response's 8 MiB is not kept for the next stream). */
+void qf_h2_trim(struct qf_h2 *m, size_t keep);
 /* r is cancelled: its stream is reset (RST_STREAM CANCEL) and its slot freed. */
 void qf_h2_cancel(struct qf_h2 *m, struct qf_req *r);
 /* Whether the server may have worked on stream s: its HEADERS went out, and not above a
