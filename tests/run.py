@@ -126,9 +126,9 @@ def run_integration(build, env, label, results, valgrind, certs, filt, suite="cl
 
 
 def run_fresh_check(results):
-    """.ci/fresh-check: removes node-llhttp and libjsmn-dev, runs a clean clone's first
-    `make demo` (which installs them again). It runs before every other suite and alone, so no
-    build of this run can see /usr/share/llhttp half gone."""
+    """.ci/fresh-check: removes the build packages (llhttp, jsmn, c-ares, nghttp2), runs a
+    clean clone's first `make demo` (which installs them again). It runs before every other
+    suite and alone, so no build of this run can see /usr/share/llhttp half gone."""
     rc, out = stream([os.path.join(ROOT, ".ci", "fresh-check")], dict(os.environ),
                      FRESH_TIMEOUT_S)
     record("fresh-check", rc, summary_counts(out), results)
