@@ -218,6 +218,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
             s->reset_by_peer = 1;
         break;
     case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            m->settings_seen = 1;
         for (size_t i = 0; !(frame->hd.flags & NGHTTP2_FLAG_ACK) && i < frame->settings.niv; i++) {
             if (frame->settings.iv[i].settings_id == NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
                 m->peer_streams = frame->settings.iv[i].value > 0 ? frame->settings.iv[i].value
@@ -371,6 +373,8 @@ int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap, unsigned peer)
     m->goaway_last = 0;
     m->goaway_code = 0;
     m->peer_streams = 0;
+    m->peer_guess = peer > 0 && peer < cap ? peer : cap;
+    m->settings_seen = 0;
     m->why[0] = '\0';
     m->t_progress = c->cl->now_us;
     if (nghttp2_session_callbacks_new(&cb) != 0)
@@ -411,9 +415,12 @@ int qf_h2_start(struct qf_h2 *m, struct qf_conn *c, unsigned cap, unsigned peer)
 
 unsigned qf_h2_limit(const struct qf_h2 *m)
 {
-    uint32_t peer = m->ng != NULL ? nghttp2_session_get_remote_settings(
-                                        m->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
-                                  : 0;
+    if (m->ng == NULL)
+        return 0;
+    if (!m->settings_seen) /* streams past it would wait inside nghttp2, their clocks running */
+        return m->peer_guess;
+    uint32_t peer = nghttp2_session_get_remote_settings(m->ng,
+                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     return peer < m->cap ? (unsigned)peer : m->cap;
 }
 

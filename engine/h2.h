@@ -63,6 +63,8 @@ struct qf_h2 {
     uint32_t goaway_code;
     int64_t t_progress;         /* when a stream last got a response byte (or the start) */
     unsigned peer_streams;      /* the server's SETTINGS_MAX_CONCURRENT_STREAMS, 0: not told */
+    unsigned peer_guess;        /* the limit assumed until its SETTINGS arrive */
+    int settings_seen;
     char why[96];               /* nghttp2's reason for a connection error */
     void *nv;                   /* scratch for one request's header list */
     char *scratch;
