@@ -547,7 +547,13 @@ int main(int argc, char **argv)
     }
     if (rc == 0)
         emit(&run, 1);
-    fflush(stdout);
+    /* Closed before qf_client_free(), which may wait a round trip for session tickets
+     * (qfetch.h): a pipe reading the prices ends with them, not with that wait. A reader
+     * that went away early (| head) is not an error; a full disk is. */
+    if (fclose(stdout) != 0 && errno != EPIPE && rc == 0) {
+        fprintf(stderr, "qfetch: cannot write the output: %s\n", strerror(errno));
+        rc = 2;
+    }
     qf_client_free(c); /* after the output: it may wait for session tickets (qfetch.h) */
     free(run.rows);
     free(run.first);

@@ -374,6 +374,30 @@ def usage_cacert_notpem():
 
 
 @test
+def output_write_error_is_exit_2():
+    """stdout is closed (and checked) once the prices are out, before any wait for session
+    tickets: a full disk is an error that says so, a reader that left early (| head) is not."""
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([CFG.qfetch, "-u", server().url, "--cacert", cert("ca.pem"), "-t",
+                            "AAPL", "MSFT"], stdin=subprocess.DEVNULL, stdout=full,
+                           stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 2, "exit %d on a full disk, want 2: %r" % (p.returncode, err[:300]))
+    check("cannot write the output: No space left on device" in err, "stderr: %r" % err[:300])
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([CFG.qfetch, "-u", server().url, "--cacert", cert("ca.pem"), "-t",
+                            "AAPL", "MSFT"], stdin=subprocess.DEVNULL, stdout=w,
+                           stderr=subprocess.PIPE, timeout=30)
+    finally:
+        os.close(w)
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 0 and "cannot write" not in err,
+          "exit %d with the reader gone: %r" % (p.returncode, err[:300]))
+
+
+@test
 def usage_template_without_braces():
     usage_case(["-u", "https://localhost:%d/v8/finance/chart/AAPL" % server().port,
                 "--cacert", cert("ca.pem"), "-t", "AAPL"])
