@@ -32,8 +32,9 @@ static pid_t server_pid = -1, plain_pid = -1;
 static int server_port, plain_port;
 static char certs[256];
 
-/* Starts server.py with extra args; waits (bounded) for its "PORT n" line. */
-static int server_start(const char *extra, pid_t *pidp, int *portp)
+/* Starts a Python test server (tests/server.py unless script says) with the test certificate
+ * and extra args; waits (bounded) for its "PORT n" line. */
+static int py_start(const char *script, const char *extra, pid_t *pidp, int *portp)
 {
     int pfd[2];
     if (pipe(pfd) < 0)
@@ -45,8 +46,8 @@ static int server_start(const char *extra, pid_t *pidp, int *portp)
         snprintf(key, sizeof(key), "%s/server.key", certs);
         dup2(pfd[1], 1);
         close(pfd[0]);
-        const char *argv[] = {"/usr/bin/python3", "tests/server.py", "--port", "0", "--cert",
-                              cert, "--key", key, extra, NULL};
+        const char *argv[] = {"/usr/bin/python3", script, "--cert", cert, "--key", key, extra,
+                              NULL};
         execv(argv[0], (char **)argv);
         _exit(127);
     }
@@ -65,6 +66,11 @@ static int server_start(const char *extra, pid_t *pidp, int *portp)
     if (sscanf(line, "PORT %d", portp) != 1)
         return -1;
     return 0;
+}
+
+static int server_start(const char *extra, pid_t *pidp, int *portp)
+{
+    return py_start("tests/server.py", extra, pidp, portp);
 }
 
 static int setup_server(void **state)
@@ -939,6 +945,62 @@ static void test_sibling_cancel(void **state)
     in_child(child_sibling_cancel, 60);
 }
 
+/* Issue 15.1 as reported: one connection's handshake fails at once just as another's answer
+ * arrives, and every callback cancels every sibling still running. tests/reset_server.py
+ * serves the first connection and resets the others right after its first answer. Before
+ * the outcome split, that answer's completion stepped the held connections, whose failure
+ * ran a callback that freed the request being completed (ASan: SEGV in SSL_has_pending);
+ * on c05e886 about every second round crashed. */
+static void on_cancel_all(const struct qf_response *r)
+{
+    const struct sib *me = r->udata;
+    struct sibs *s = me->s;
+    s->delivered[me->i]++;
+    for (int j = 0; j < SIBS; j++) {
+        if (j != me->i && !s->delivered[j] && !s->cancelled[j] &&
+            qf_client_cancel(s->c, s->ids[j]) == 0)
+            s->cancelled[j] = 1;
+    }
+}
+
+static void child_cancel_on_reset(void)
+{
+    enum { N = 3 }; /* as many as connections: all start at once */
+    char ca[300], err[300], url[N][160];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    for (int round = 0; round < 10; round++) {
+        pid_t pid;
+        int port;
+        CHILD_CHECK(py_start("tests/reset_server.py", NULL, &pid, &port) == 0);
+        struct qf_options o = {.url_template = "https://127.0.0.1:9/{}", .cacert = ca,
+                               .connections = N, .timeout_ms = 5000, .flags = QF_OPT_HTTP1};
+        struct sibs s = {0};
+        struct sib me[N];
+        s.c = qf_client_new(&o, NULL, NULL, err, sizeof(err));
+        CHILD_CHECK(s.c != NULL);
+        for (int i = 0; i < N; i++) {
+            snprintf(url[i], sizeof(url[i]), "https://localhost:%d/q/%d", port, i);
+            me[i] = (struct sib){&s, i};
+            struct qf_request rq = {.url = url[i], .on_response = on_cancel_all,
+                                    .udata = &me[i], .retries = -1};
+            s.ids[i] = qf_client_request(s.c, &rq);
+            CHILD_CHECK(s.ids[i] == i);
+        }
+        CHILD_CHECK(qf_client_run(s.c) == 0);
+        for (int i = 0; i < N; i++)
+            CHILD_CHECK(s.delivered[i] + s.cancelled[i] == 1);
+        qf_client_free(s.c);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+static void test_cancel_on_reset(void **state)
+{
+    (void)state;
+    in_child(child_cancel_on_reset, 60);
+}
+
 /* A server of our own that answers any request with head, then writes fill forever (until
  * the client goes or 20 s pass): faster than a client can parse. Returns its port. */
 static int flood_start(const char *head, char fill, pid_t *pidp)
@@ -1204,6 +1266,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_pipelined_general),
         cmocka_unit_test(test_sibling_cancel),
+        cmocka_unit_test(test_cancel_on_reset),
         cmocka_unit_test(test_flood_bounded),
         cmocka_unit_test(test_body_budget),
         cmocka_unit_test(test_dead_resolver),
