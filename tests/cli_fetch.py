@@ -76,6 +76,18 @@ def check(cond, msg):
         raise Fail(msg)
 
 
+def settled(read, enough, timeout=5.0):
+    """read() once enough(its result) holds, or its result at the timeout. For servers' logs:
+    nginx and Apache write a request's line after its response has gone, so a client can be
+    done, and exited, before the line is there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if enough(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
 def note(msg):
     NOTES.append(msg)
 
@@ -1980,7 +1992,9 @@ def nginx_200_c4():
     expect_rc(r, 0)
     expect_order(r, tickers)
     expect_all_ok(r, tickers)
-    rows = [row for row in ng.access() if row[3].startswith("/v8/finance/chart/NG")]
+    rows = settled(lambda: [row for row in ng.access()
+                            if row[3].startswith("/v8/finance/chart/NG")],
+                   lambda rows: len(rows) >= 200)
     check(len(rows) == 200, "nginx logged %d requests" % len(rows))
     conns = {row[0] for row in rows}
     check(len(conns) <= 4, "nginx saw %d connections" % len(conns))
@@ -2037,13 +2051,10 @@ def nginx_tls13_suite_order():
             expect_rc(r, 0)
             expect_all_ok(r, syms)
             check("TLSv1.3 " + want in r.err, "-v does not name %s: %s" % (want, r.err[-400:]))
-            deadline = time.monotonic() + 5
-            while True:
+            def read():
                 with open(os.path.join(ng.dir, "access.log")) as f:
-                    rows = [ln.split() for ln in f]
-                if len(rows) >= len(syms) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
+                    return [ln.split() for ln in f]
+            rows = settled(read, lambda rows: len(rows) >= len(syms))
             got = sorted({tuple(row[-2:]) for row in rows})
             check(got == [("TLSv1.3", want)], "nginx negotiated %s, expected %s" % (got, want))
         finally:
@@ -2076,7 +2087,10 @@ def nginx_gzip():
     try:
         coded = qf(syms, "-c", "2", "--no-session-cache", srv=ng)
         plain = qf(syms, "-c", "2", "--no-session-cache", "--no-compressed", srv=ng)
-        ratios = [ln.split()[-1] for ln in open(os.path.join(ng.dir, "access.log"))]
+        def read():
+            with open(os.path.join(ng.dir, "access.log")) as f:
+                return [ln.split()[-1] for ln in f]
+        ratios = settled(read, lambda rows: len(rows) >= 60)
     finally:
         ng.stop()
     for r in (coded, plain):
@@ -2282,7 +2296,9 @@ def apache_run(ap, tls, retries=0):
     check(not bad, "%d of %d wrong, first %r" % (len(bad), APACHE_N, bad[:1]))
     cs = r.stats()
     check(retries != 0 or cs["retries"] == 0, "retries with --retries 0: %s" % cs)
-    rows = [row for row in ap.access() if row[3].startswith("/v8/finance/chart/AP")]
+    rows = settled(lambda: [row for row in ap.access()
+                            if row[3].startswith("/v8/finance/chart/AP")],
+                   lambda rows: len(rows) >= APACHE_N)
     got = {row[3].rsplit("/", 1)[1] for row in rows if row[2] == 200}
     check(got == set(APACHE_SYMS) and len(rows) == APACHE_N,
           "Apache logged %d requests for %d of the %d symbols" % (len(rows), len(got), APACHE_N))

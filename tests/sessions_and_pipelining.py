@@ -273,7 +273,7 @@ def early_data_accepted_then_refused():
         return [row for row in ng.log() if row[1] == "1"]
     # nginx's $ssl_early_data is "1" only while its handshake is still incomplete: behind the
     # relay it sees both early requests, always on a resumed session.
-    seen = len(early_rows())
+    seen = len(it.settled(early_rows, lambda rows: len(rows) >= 2))
     check(seen == 2 and all(row[3] == "r" for row in early_rows()),
           "nginx saw no early-data request on resumed sessions: %s" % ng.log())
     # the server stops taking early data: the client re-sends normally and still succeeds
@@ -301,7 +301,7 @@ def pipelining_over_two_connections():
         it.expect_ok(r, s)
     st = stats(r)
     check(st["conns_opened"] <= 2 and st["requests_sent"] == 200, "stats %s" % st)
-    log = ng.log()[-200:]
+    log = it.settled(ng.log, lambda rows: len(rows) >= 200)[-200:]
     conns = {row[4] for row in log}
     piped = sum(1 for row in log if row[2] == "p")
     check(len(conns) <= 2, "nginx saw %d connections" % len(conns))
