@@ -74,7 +74,8 @@ static size_t utf8_len(const char *s)
     return n;
 }
 
-/* Strings reaching the output are short: symbols 64 bytes, library messages a few hundred. */
+/* Strings reaching the output are short: symbols 64 bytes, currencies 15, the library's
+ * messages under 160 (3 bytes a byte at most once cleaned); longer ones would be cut. */
 #define CLEAN_MAX 2048
 
 /* s as clean text (qf_text_clean): s itself when it is printable ASCII, else a copy in buf. */

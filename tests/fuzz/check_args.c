@@ -422,13 +422,18 @@ static int check_output(struct ctx *c, const struct cli_args *a)
         r->symbol = t;
         r->err = (h & 3) == 0 ? QF_EHTTP : 0;
         r->status = r->err ? (uint16_t)((h >> 8) % 600) : 200;
+        /* No longer than the engine hands them over (json.h's currency[16], the engine's
+         * 160-byte messages): cli/out.c cleans into buffers sized for those. */
+        char cur[16], msg[160];
+        snprintf(cur, sizeof(cur), "%s", other);
+        snprintf(msg, sizeof(msg), "%s", a->tickers[(i + 2) % a->ntickers]);
         if (r->err == 0) {
             char price[32];
             if (qf_price_format(made_up_price(h), price, sizeof(price)) < 0)
                 snprintf(price, sizeof(price), "0.00");
-            r->text = put_words(price, other);
+            r->text = put_words(price, cur);
         } else {
-            r->text = put_words(a->tickers[(i + 2) % a->ntickers], NULL);
+            r->text = put_words(msg, NULL);
         }
         n++;
     }

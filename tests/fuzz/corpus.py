@@ -298,6 +298,10 @@ def args_seeds():
     s["hostile-text"] = args_input(["-f", "csv", "-t", "-"],
                                    "=1+2 -X @A +B \xc2\x9b2J A\u202eB \u2066C . .. .X.".encode()
                                    + b" \xe2\x82 \xff")
+    # Symbols of invalid bytes (3 bytes each once cleaned) beside ones too long for the engine,
+    # which the harness also uses for made-up currencies and messages.
+    s["long-texts"] = args_input(["-f", "csv", "-t", b"\xff" * 64, b"x" + b"\x89" * 2000,
+                                  b"=" + b"\xff" * 900, "AAPL"])
     s["help"] = args_input(["-h"])
     s["bad-int"] = args_input(["-c", "abc", "-t", "X"])
     s["bad-seconds"] = args_input(["--timeout", "-1", "-t", "X"])
