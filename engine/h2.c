@@ -218,9 +218,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
             s->reset_by_peer = 1;
         break;
     case NGHTTP2_SETTINGS:
-        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
-            m->settings_seen = 1;
-        for (size_t i = 0; !(frame->hd.flags & NGHTTP2_FLAG_ACK) && i < frame->settings.niv; i++) {
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK) /* the server's ack of ours */
+            break;
+        m->settings_seen = 1;
+        for (size_t i = 0; i < frame->settings.niv; i++) {
             if (frame->settings.iv[i].settings_id == NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
                 m->peer_streams = frame->settings.iv[i].value > 0 ? frame->settings.iv[i].value
                                                                   : 1;
