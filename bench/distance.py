@@ -172,8 +172,9 @@ class Setup(Tools):
     def spawn(self, argv, env=None, timeout=60):
         """Runs argv under build/bench/measure (wall: fork to reap) with its stdout through a
         FIFO read here, which tells when its output came: out_at, the time of its last byte
-        counted from just before measure starts (so 1-2 ms later than from its fork). A user
-        sees the prices then; a process may exit later."""
+        counted from measure's fork, as wall is (Python's own spawn of measure, 5-10 ms that
+        vary with this process, is not the contender's). A user sees the prices then; a
+        process may exit later."""
         env = env or self.env
         fifo = os.path.join(self.work, "stdout.fifo")
         if not os.path.exists(fifo):
@@ -198,21 +199,22 @@ class Setup(Tools):
                 if not data:
                     break
                 chunks.append(data)
-                out_at = time.monotonic() - t0
+                out_at = time.monotonic()  # CLOCK_MONOTONIC, as measure's fork_ns
             report = p.communicate(timeout=timeout + 10)[0]
         finally:
             os.close(fd)
             if p is not None and p.poll() is None:  # interrupted: measure's alarm kills argv
                 p.send_signal(signal.SIGALRM)
                 p.wait(10)
-        m = re.search(r"rc=(-?\d+) wall_ns=(\d+) .* timed_out=(\d)", report)
+        m = re.search(r"rc=(-?\d+) wall_ns=(\d+) .* timed_out=(\d) fork_ns=(\d+)", report)
         if not m:
             raise SystemExit("distance: measure failed: %s" % report)
         with open(err_path, "rb") as f:
             err = f.read().decode("utf-8", "replace")
         out = b"".join(chunks).decode("utf-8", "replace")
         wall = int(m.group(2)) / 1e9
-        return Run(int(m.group(1)), wall, out_at or wall, out, err, m.group(3) == "1")
+        out_at = wall if out_at is None else out_at - int(m.group(4)) / 1e9
+        return Run(int(m.group(1)), wall, out_at, out, err, m.group(3) == "1")
 
     def in_namespace(self, binds, argv):
         """argv in a mount namespace of its own where each (file, over) of binds is mounted
@@ -336,9 +338,15 @@ class Distance:
     def __init__(self, s, rtt_ms, port, h2_port):
         self.s, self.rtt_ms = s, rtt_ms
         self.rtt = rtt_ms / 1000.0
-        self.port, self.stop_h1 = relay.start_relay(port, rtt_ms)
-        self.h2_port, self.stop_h2 = relay.start_relay(h2_port, rtt_ms)
-        self.measured = relay.measure_rtt(rtt_ms)
+        # Relays in processes of their own: this one's spawning and reading would hold theirs
+        # back (relay.spawn_relay).
+        self.port, self.stop_h1 = relay.spawn_relay(port, rtt_ms)
+        try:
+            self.h2_port, self.stop_h2 = relay.spawn_relay(h2_port, rtt_ms)
+        except BaseException:
+            self.stop_h1()
+            raise
+        self.measured = relay.measure_rtt(rtt_ms, start=relay.spawn_relay)
         self.results = {}
         self.warm_stats = {}
         self.notes = []
@@ -743,12 +751,12 @@ def method(s, elapsed):
         "",
         "- Server: nginx, 1 worker, TLS 1.3 with early data on (`ssl_early_data on`), one "
         "HTTP/1.1 and one HTTP/2 (`listen ... ssl http2`) listener, each behind `bench/relay.py` "
-        "at the RTT (its docstring has the model: a cold TLS 1.3 fetch is 3 RTT, a 0-RTT one in "
-        "a Fast Open SYN 1 RTT); `net.ipv4.tcp_fastopen` set to 3 for the run and put back "
+        "at the RTT, each in a process of its own (its docstring has the model: a cold TLS 1.3 "
+        "fetch is 3 RTT, a 0-RTT one in a Fast Open SYN 1 RTT); `net.ipv4.tcp_fastopen` set to 3 for the run and put back "
         "after.",
         "- exit: fork to reap (`build/bench/measure`), process start included; RTT: that / the "
-        "configured RTT; output done: when the last byte of stdout came out of a pipe (from just "
-        "before the measuring program starts, so 1-2 ms late): when a user sees the prices. "
+        "configured RTT; output done: when the last byte of stdout came out of a pipe, from the "
+        "same fork: when a user sees the prices. "
         "`vs best curl`: exit median / the fastest curl row's cold median (dead address and "
         "resolver rows: / curl's), from the same run. Contenders interleaved, order rotating, "
         "after one unmeasured pass; %d cold rounds, %d dead-address rounds, %d dead-resolver "

@@ -3,8 +3,10 @@
  * exec() into ru_maxrss: a child forked (or vforked) by a 30 MB Python would report 30 MB.
  * Forked from this small program instead, the floor is about 1 MB.
  * Usage: measure TIMEOUT_S STDIN STDOUT STDERR PROGRAM [ARG...]
- * Prints "rc=N wall_ns=N utime_us=N stime_us=N maxrss_kb=N timed_out=0|1" on stdout;
- * rc is the exit status, or 128+signal. Exit status 0 unless measuring itself failed. */
+ * Prints "rc=N wall_ns=N utime_us=N stime_us=N maxrss_kb=N timed_out=0|1 fork_ns=N" on
+ * stdout; rc is the exit status, or 128+signal; fork_ns is CLOCK_MONOTONIC at the fork, so a
+ * caller timing the command's output on that clock starts where wall does, not at its own
+ * spawn of this program. Exit status 0 unless measuring itself failed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -90,9 +92,10 @@ int main(int argc, char **argv)
         return 2;
     }
     rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    printf("rc=%d wall_ns=%lld utime_us=%lld stime_us=%lld maxrss_kb=%ld timed_out=%d\n", rc,
+    printf("rc=%d wall_ns=%lld utime_us=%lld stime_us=%lld maxrss_kb=%ld timed_out=%d "
+           "fork_ns=%lld\n", rc,
            t1 - t0, (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
            (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec, ru.ru_maxrss,
-           (int)timed_out);
+           (int)timed_out, t0);
     return 0;
 }

@@ -5,8 +5,9 @@ kernel has no netem).
     relay.py --listen-port 0 --target-port P --rtt-ms 50     (prints "PORT n")
 
 Importable: start_relay(target_port, rtt_ms[, tally]) -> (port, stop) runs it in a thread,
-counting the bytes it relays in a Tally when given one; fastopen_sysctl() enables TCP Fast Open
-machine-wide and restores the setting on the way out.
+counting the bytes it relays in a Tally when given one; spawn_relay(target_port, rtt_ms) in a
+process of its own, for timings; fastopen_sysctl() enables TCP Fast Open machine-wide and
+restores the setting on the way out.
 
 The model: a link whose one-way delay is h = RTT/2 in each direction for every byte, the SYN
 and the FIN included, with unlimited bandwidth. On loopback the kernel answers the SYN at once,
@@ -46,6 +47,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -276,6 +278,33 @@ def start_relay(target_port, rtt_ms, tally=None):
     return box["port"], box["stop"]
 
 
+def spawn_relay(target_port, rtt_ms):
+    """start_relay's relay in a process of its own; returns (port, stop). A relay thread shares
+    its interpreter lock with the caller: a caller busy spawning and reading contenders holds
+    a due forward back by up to the lock's switch interval (5 ms), the clock under test."""
+    # Its stdin is a pipe from here: when this process ends however it ends, so does the relay.
+    p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--target-port",
+                          str(target_port), "--rtt-ms", str(rtt_ms), "--until-stdin-closes"],
+                         stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if not line.startswith("PORT "):
+        p.kill()
+        p.wait()
+        raise RuntimeError("relay did not start")
+
+    def stop():
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        p.stdout.close()
+        p.stdin.close()
+    return int(line.split()[1]), stop
+
+
 def _alive(holder):
     try:
         os.kill(int(holder.split(":")[0]), 0)
@@ -350,8 +379,9 @@ def fastopen_sysctl(bits=3):
                         write(st["saved"])
 
 
-def measure_rtt(rtt_ms, rounds=10):
-    """Median request/response time through a relay to a local echo server, in ms."""
+def measure_rtt(rtt_ms, rounds=10, start=start_relay):
+    """Median request/response time through a relay (started by start, start_relay's
+    signature) to a local echo server, in ms."""
     es = socket.socket()
     es.bind(("127.0.0.1", 0))
     es.listen(4)
@@ -366,7 +396,7 @@ def measure_rtt(rtt_ms, rounds=10):
                 c.sendall(d)
 
     threading.Thread(target=echo, daemon=True).start()
-    port, stop = start_relay(es.getsockname()[1], rtt_ms)
+    port, stop = start(es.getsockname()[1], rtt_ms)
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     times = []
@@ -387,14 +417,18 @@ def main():
     ap.add_argument("--listen-port", type=int, default=0)
     ap.add_argument("--target-port", type=int, required=True)
     ap.add_argument("--rtt-ms", type=float, default=50)
+    ap.add_argument("--until-stdin-closes", action="store_true",
+                    help="stop at end of file on stdin (a pipe from the process that started it)")
     a = ap.parse_args()
 
     def ready(port, stop):
         print("PORT %d" % port, flush=True)
+        if a.until_stdin_closes:
+            asyncio.get_running_loop().add_reader(0, lambda: os.read(0, 4096) or stop())
 
     try:
         asyncio.run(serve(a.listen_port, a.target_port, a.rtt_ms, ready))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     return 0
 
