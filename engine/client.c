@@ -458,6 +458,24 @@ static void run_ready(struct qf_client *c, uint32_t n)
     memmove(c->ready, c->ready + n, c->nready * sizeof(*c->ready));
 }
 
+/* A full handshake verifies the server's certificate: the trust goes into the store while
+ * the lookup, the SYN and the ClientHello are on their way rather than when the certificate
+ * is back. Hosts with sessions to offer resume without it; a refused one loads it then. */
+static void trust_early(struct qf_client *c)
+{
+    if (c->tls.trust_state != QF_TLS_TRUST_PEM && c->tls.trust_state != QF_TLS_TRUST_SYSTEM)
+        return;
+    for (unsigned i = 0; i < c->nhosts; i++) {
+        const struct qf_host *h = c->hosts[i];
+        if (h->url.tls && !h->fatal && (h->resolving || h->nopen > 0) &&
+            h->cache.n + h->cache.npend == 0) {
+            qf_tls_ctx_trust(&c->tls); /* a failure shows in the handshakes it fails */
+            c->now_us = qf_now_us();
+            return;
+        }
+    }
+}
+
 /* One loop turn: I/O events, connections with bytes left from the last turn, expired
  * deadlines, then queued requests. Every part is bounded, so a turn is too. */
 static int turn(struct qf_client *c, int timeout_ms)
@@ -491,6 +509,7 @@ static int turn(struct qf_client *c, int timeout_ms)
     c->now_us = qf_now_us(); /* deadlines are judged by the clock after the work */
     run_timers(c);
     qf_sched_dispatch(c);
+    trust_early(c);
     return (int)(c->nadded - c->ndone);
 }
 

@@ -548,10 +548,11 @@ void qf_sched_outcome(struct qf_client *cl, struct qf_req *r, const struct qf_ou
         qf_sched_push(h, r, 1);
         return;
     }
-    if (o->err == QF_ECERT && !h->fatal) {
+    if ((o->err == QF_ECERT || o->err == QF_ECONFIG) && !h->fatal) {
         /* Nothing is ever written to an unverified peer, and no other request to this host
-         * may be: the certificate will not get better within this run. */
-        h->fatal = QF_ECERT;
+         * may be: the certificate (or a CA file that would not load) will not get better
+         * within this run. */
+        h->fatal = o->err;
         snprintf(h->fatal_msg, sizeof(h->fatal_msg), "%s", o->msg);
     }
     if (rate_limited(o)) {

@@ -82,7 +82,10 @@ struct qf_options {
     int connections;            /* max connections per host (HTTP/1.1), and max requests in
                                    flight per host (both protocols); 0: QF_DEFAULT_CONNECTIONS
                                    connections, QF_DEFAULT_STREAMS streams over HTTP/2 */
-    const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system */
+    const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system.
+                                   Read and checked at qf_client_new(); its certificates are
+                                   parsed in the step that starts the first full handshake
+                                   (tens of ms for a system-sized bundle; resumed runs never) */
     const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR[,ADDR...]" entries, as
                                  * curl --resolve; addresses are raced (RFC 8305) in this order */
     int timeout_ms;             /* per attempt, request sent to body complete; 0: 10000 */

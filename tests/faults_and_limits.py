@@ -657,15 +657,22 @@ def tls_chain_with_intermediate_accepted():
 
 @test
 def cacert_not_pem_variants():
-    """--cacert: DER certificate, PEM without a certificate, empty file, a directory: exit 2.
-    (cli_fetch.py usage_cacert_notpem and usage_cacert_unreadable cover text and missing.)"""
+    """--cacert: DER certificate, PEM without a certificate, empty file, a directory, a
+    certificate block whose base64 is damaged after a good certificate: exit 2, though the
+    certificates themselves are parsed only when a handshake needs them (test_engine.c
+    test_trust_lazy). (cli_fetch.py usage_cacert_notpem and usage_cacert_unreadable cover text
+    and missing.)"""
     d = tempfile.mkdtemp(prefix="qfetch-rel-")
     I.CLEANUP.append(lambda: shutil.rmtree(d, ignore_errors=True))
     empty = os.path.join(d, "empty.pem")
     open(empty, "w").close()
+    damaged = os.path.join(d, "damaged.pem")
+    with open(cert("ca.pem")) as f, open(damaged, "w") as g:
+        g.write(f.read() + "-----BEGIN CERTIFICATE-----\nMIIB*not*base64*\n"
+                "-----END CERTIFICATE-----\n")
     srv = I.server()
     before = srv.stats()["requests_total"]
-    for path in (cert("ca.der"), cert("keyonly.pem"), empty, d):
+    for path in (cert("ca.der"), cert("keyonly.pem"), empty, d, damaged):
         try:
             I.usage_case(["-u", srv.url, "--cacert", path, "-t", uniq()])
         except Fail as e:

@@ -1217,6 +1217,77 @@ static void test_dead_resolver(void **state)
     in_child(child_dead_resolver, 30);
 }
 
+/* The CA file goes into the store only when a certificate is to be verified: a full
+ * handshake loads it, a run that resumes every connection never does, and a file that reads
+ * as PEM but will not load fails each request with a message naming it, the batch whole. */
+static qf_client *trust_client(const char *ca, const char *cache, struct tally *t)
+{
+    char url[128], err[300];
+    snprintf(url, sizeof(url), "https://localhost:%d/v8/finance/chart/{}", server_port);
+    struct qf_options o = {.url_template = url, .cacert = ca, .connections = 1,
+                           .timeout_ms = 5000, .session_cache = cache, .retries = -1};
+    qf_client *c = qf_client_new(&o, on_result, t, err, sizeof(err));
+    if (c == NULL)
+        fprintf(stderr, "qf_client_new: %s\n", err);
+    return c;
+}
+
+static void child_trust_lazy(void)
+{
+    char dir[] = "/tmp/qfetch-trust-XXXXXX", ca[300], cache[300], bad[300];
+    CHILD_CHECK(mkdtemp(dir) != NULL);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    snprintf(cache, sizeof(cache), "%s/sessions", dir);
+    snprintf(bad, sizeof(bad), "%s/bad.pem", dir);
+
+    struct tally t = {0};
+    qf_client *c = trust_client(ca, cache, &t);
+    CHILD_CHECK(c != NULL && c->tls.trust_state == QF_TLS_TRUST_PEM);
+    add_batch(c, "FULL", 3);
+    CHILD_CHECK(qf_client_run(c) == 0 && t.ok == 3);
+    CHILD_CHECK(c->tls.trust_state == QF_TLS_TRUST_LOADED);
+    qf_client_free(c); /* writes the sessions */
+
+    memset(&t, 0, sizeof(t));
+    c = trust_client(ca, cache, &t);
+    CHILD_CHECK(c != NULL);
+    add_batch(c, "RESUME", 3);
+    CHILD_CHECK(qf_client_run(c) == 0 && t.ok == 3);
+    struct qf_stats st;
+    qf_client_stats(c, &st);
+    CHILD_CHECK(st.conns_opened == 1 && st.tls_resumed == 1);
+    CHILD_CHECK(c->tls.trust_state == QF_TLS_TRUST_PEM);
+    qf_client_free(c);
+
+    /* Base64 that decodes, inside a certificate's PEM lines, to no certificate. */
+    FILE *f = fopen(bad, "w");
+    CHILD_CHECK(f != NULL);
+    fputs("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n", f);
+    CHILD_CHECK(fclose(f) == 0);
+    memset(&t, 0, sizeof(t));
+    c = trust_client(bad, NULL, &t);
+    CHILD_CHECK(c != NULL);
+    add_batch(c, "BADCA", 3);
+    CHILD_CHECK(qf_client_run(c) == 0);
+    if (t.failed != 3 || strstr(t.last_err, "cannot load CA file") == NULL)
+        fprintf(stderr, "ok %d failed %d, last error: %s\n", t.ok, t.failed, t.last_err);
+    CHILD_CHECK(t.ok == 0 && t.failed == 3 && strstr(t.last_err, bad) != NULL &&
+                strstr(t.last_err, "cannot load CA file") != NULL);
+    CHILD_CHECK(c->tls.trust_state == QF_TLS_TRUST_FAILED);
+    qf_client_stats(c, &st);
+    CHILD_CHECK(st.conns_opened == 1); /* the host failed as a whole, as for a bad certificate */
+    qf_client_free(c);
+    unlink(cache);
+    unlink(bad);
+    rmdir(dir);
+}
+
+static void test_trust_lazy(void **state)
+{
+    (void)state;
+    in_child(child_trust_lazy, 30);
+}
+
 static void test_request_checks(void **state)
 {
     (void)state;
@@ -1271,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_flood_bounded),
         cmocka_unit_test(test_body_budget),
         cmocka_unit_test(test_dead_resolver),
+        cmocka_unit_test(test_trust_lazy),
     };
     int failed = cmocka_run_group_tests_name("engine", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("engine_live", live, setup_server, teardown_server);

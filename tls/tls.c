@@ -221,6 +221,42 @@ static int load_pem(SSL_CTX *ctx, const char *buf, size_t len)
     return ok && found > 0;
 }
 
+/* Whether a PEM bundle holds at least one certificate or CRL and every block decodes: what
+ * loading it would find, short of parsing the certificates, which is most of its cost. */
+static int pem_has_trust(const char *buf, size_t len)
+{
+    BIO *b = len <= INT32_MAX ? BIO_new_mem_buf(buf, (int)len) : NULL;
+    int found = 0;
+    char *name = NULL, *header = NULL;
+    unsigned char *data = NULL;
+    long n = 0;
+
+    ERR_clear_error();
+    while (b != NULL && PEM_read_bio(b, &name, &header, &data, &n) == 1) {
+        found += strcmp(name, PEM_STRING_X509) == 0 || strcmp(name, PEM_STRING_X509_OLD) == 0 ||
+                 strcmp(name, PEM_STRING_X509_TRUSTED) == 0 ||
+                 strcmp(name, PEM_STRING_X509_CRL) == 0;
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(data);
+    }
+    /* The loop ends at the last block (no start line after it) or at a damaged one. */
+    int clean = ERR_GET_REASON(ERR_peek_last_error()) == PEM_R_NO_START_LINE;
+    ERR_clear_error();
+    BIO_free(b);
+    return b != NULL && clean && found > 0;
+}
+
+/* OpenSSL's chain verification, after the trust is loaded if it was not yet. */
+static int verify_chain(X509_STORE_CTX *x, void *arg)
+{
+    if (qf_tls_ctx_trust(arg) < 0) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_UNSPECIFIED);
+        return 0;
+    }
+    return X509_verify_cert(x);
+}
+
 /* A hashed certificate directory is looked up lazily, one file per issuer actually needed;
  * parsing the whole bundle up front would be most of a short run's time. The bundle is the
  * fallback when there is no such directory or SSL_CERT_FILE asks for a file. */
@@ -396,6 +432,7 @@ const char *qf_tls_version(void)
 
 int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen)
 {
+    t->pem = NULL;
     t->ctx = SSL_CTX_new(TLS_client_method());
     if (t->ctx == NULL) {
         set_err(err, errlen, "cannot create TLS context");
@@ -403,6 +440,8 @@ int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t 
     }
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_verify_callback(t->ctx, verify_chain, t);
+    SSL_CTX_set_app_data(t->ctx, t);
     /* A TCP close without close_notify reads as EOF; the HTTP layer decides if that truncated
      * the response (close-delimited bodies end exactly that way). */
     SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
@@ -427,28 +466,30 @@ int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t 
                 snprintf(err, errlen, "cannot read CA file %s: %s", cacert, strerror(errno));
             goto fail;
         }
+        /* These very bytes are digested, checked and later loaded: no window for the file
+         * to change in between. */
+        t->pem = pem;
+        t->pem_len = len;
+        t->trust_state = QF_TLS_TRUST_PEM;
+        snprintf(t->trust_err, sizeof(t->trust_err), "cannot load CA file %s (not a PEM bundle?)",
+                 cacert);
         struct digest d;
         digest_start(&d, "qfetch trust 1: CA file");
         digest_add(&d, pem, len);
-        ERR_clear_error();
-        int loaded = load_pem(t->ctx, pem, len);
-        free(pem);
         if (digest_end(&d, t->trust) < 0) {
             set_err(err, errlen, "cannot digest the CA file");
             goto fail;
         }
-        if (!loaded) {
-            char what[300];
-            snprintf(what, sizeof(what), "cannot load CA file %s (not a PEM bundle?)", cacert);
-            set_err(err, errlen, what);
+        if (!pem_has_trust(pem, len)) {
+            set_err(err, errlen, t->trust_err);
             goto fail;
         }
-    } else if (system_store(t->ctx) != 1) {
-        set_err(err, errlen, "cannot load the system trust store");
-        goto fail;
     } else if (system_trust(t->trust) < 0) {
         set_err(err, errlen, "cannot digest the system trust store's identity");
         goto fail;
+    } else {
+        t->trust_state = QF_TLS_TRUST_SYSTEM;
+        snprintf(t->trust_err, sizeof(t->trust_err), "cannot load the system trust store");
     }
     return 0;
 fail:
@@ -460,6 +501,22 @@ void qf_tls_ctx_free(struct qf_tls_ctx *t)
 {
     SSL_CTX_free(t->ctx);
     t->ctx = NULL;
+    free(t->pem);
+    t->pem = NULL;
+}
+
+int qf_tls_ctx_trust(struct qf_tls_ctx *t)
+{
+    if (t->trust_state == QF_TLS_TRUST_PEM || t->trust_state == QF_TLS_TRUST_SYSTEM) {
+        ERR_set_mark(); /* the handshake's own errors stay as they are */
+        int ok = t->trust_state == QF_TLS_TRUST_PEM ? load_pem(t->ctx, t->pem, t->pem_len)
+                                                    : system_store(t->ctx) == 1;
+        ERR_pop_to_mark();
+        t->trust_state = ok ? QF_TLS_TRUST_LOADED : QF_TLS_TRUST_FAILED;
+        free(t->pem);
+        t->pem = NULL;
+    }
+    return t->trust_state == QF_TLS_TRUST_FAILED ? QF_ECONFIG : 0;
 }
 
 void qf_tls_cache_free(struct qf_tls_cache *cache)
@@ -604,6 +661,11 @@ int qf_tls_handshake(struct qf_tls *s, char *err, size_t errlen)
     if (r == QF_WANT_READ || r == QF_WANT_WRITE)
         return r;
     long v = SSL_get_verify_result(s->ssl);
+    const struct qf_tls_ctx *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(s->ssl));
+    if (v != X509_V_OK && t != NULL && t->trust_state == QF_TLS_TRUST_FAILED) {
+        set_err(err, errlen, t->trust_err);
+        return QF_ECONFIG;
+    }
     if (v != X509_V_OK) {
         if (err != NULL)
             snprintf(err, errlen, "certificate verification failed: %s",

@@ -19,7 +19,16 @@ struct qf_tls_ctx {
     /* Names what verifies peers here: a digest of the CA file's bytes as loaded, or of the
      * system store's location and identity. Sessions are bound to it (qf_tls_open). */
     unsigned char trust[32];
+    /* The trust goes into the store when a certificate is first to be verified, or earlier
+     * through qf_tls_ctx_trust(): parsing a bundle of 150 roots takes tens of ms, which a
+     * resumed run never needs and a full handshake can spend while its SYN travels. */
+    int trust_state;  /* QF_TLS_TRUST_* */
+    char *pem;        /* the CA file's bytes, as digested, until loaded */
+    size_t pem_len;
+    char trust_err[300]; /* why loading failed */
 };
+
+enum { QF_TLS_TRUST_LOADED, QF_TLS_TRUST_PEM, QF_TLS_TRUST_SYSTEM, QF_TLS_TRUST_FAILED };
 
 /* Sessions kept per host: enough for a -c 128 batch against a server that closes every
  * connection after one answer, each connection resuming on a ticket of the ones before. */
@@ -53,9 +62,13 @@ void qf_tls_init_no_exit_cleanup(void);
 /* The OpenSSL in use, e.g. "OpenSSL 3.0.19 27 Jan 2026". */
 const char *qf_tls_version(void);
 /* cacert NULL: the system trust store. Returns 0, QF_ECONFIG (unreadable or not PEM) or
- * QF_ENOMEM, with the reason in err. TLS 1.2 minimum, peer verification always on. */
+ * QF_ENOMEM, with the reason in err. TLS 1.2 minimum, peer verification always on. The
+ * certificates are loaded later (qf_tls_ctx_trust()); t stays where it is while it lives. */
 int qf_tls_ctx_init(struct qf_tls_ctx *t, const char *cacert, char *err, size_t errlen);
 void qf_tls_ctx_free(struct qf_tls_ctx *t);
+/* Puts the trust into the context's store now if it is not there yet; 0, or QF_ECONFIG with
+ * the reason in t->trust_err (every later verification then fails with it). */
+int qf_tls_ctx_trust(struct qf_tls_ctx *t);
 void qf_tls_cache_free(struct qf_tls_cache *cache);
 
 /* Starts a client session on fd, verifying host (a DNS name or an IP literal) and sending SNI
