@@ -10,6 +10,9 @@ For every RTT:
             multiplex) and from the HTTP/1.1 one
   warm      qfetch's defaults plus a session cache, --early-data and --tcp-fastopen: 8 runs in a
             row after one that primes the cache
+  bundle    the 9 tickers trusting a CA bundle the size of the system's (its certificates plus
+            the test CA): what --cacert, SSL_CERT_FILE or a distribution without a hashed
+            certificate directory costs; qfetch cold and warm, curl --http2 multiplexed
   dead      the first address drops SYNs ([::1], a listener with a full accept queue), the second
             (127.0.0.1) is the relay: qfetch and curl get both through --resolve, the seed
             through a hosts file bind-mounted in its own mount namespace
@@ -31,8 +34,8 @@ order rotating from round to round.
 into bench/RESULTS.md in place of the previous one, nothing else changed. --quick: one short
 round at the first RTT that checks answers, not times (make bench-quick); it leaves the curls
 out, and checks that qfetch spoke HTTP/2 to the HTTP/2 listener only, once its --stats count
-HTTP/2 connections. --scenarios: some of cold,many,warm,dead,resolver (by hand; --write then
-refuses). Exit status: 0 when every answer was right, 1 when a contender gave a wrong answer,
+HTTP/2 connections. --scenarios: some of cold,many,warm,bundle,dead,resolver (by hand; --write
+then refuses). Exit status: 0 when every answer was right, 1 when a contender gave a wrong answer,
 2 when a tool is missing.
 """
 import argparse
@@ -75,7 +78,9 @@ MANY = harness.gen_symbols(200)
 MANY_PARALLEL = 100
 TARGET_MANY_RTT = 4.0
 TARGET_MANY_RATIO = 1.0
-SCENARIOS = "cold,many,warm,dead,resolver"
+SCENARIOS = "cold,many,warm,bundle,dead,resolver"
+# The system's CA bundle, which the bundle scenario's file starts with.
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 TARGET_COLD_RTT = 3.1
 TARGET_COLD_RATIO = 1.0
 TARGET_WARM_RTT = 1.1
@@ -88,6 +93,8 @@ LABEL = {
     "qfetch_many_h2": "qfetch", "curl_many_h2": "curl --http2 --parallel-max %d" % MANY_PARALLEL,
     "qfetch_many_h1": "qfetch", "curl_many_h1": "curl --http1.1 --parallel-max %d"
     % MANY_PARALLEL,
+    "qfetch_bundle": "qfetch", "qfetch_bundle_warm": "qfetch warm",
+    "curl_bundle": "curl --http2, multiplexed",
 }
 CURLS = ("curl_h1", "curl_h2", "curl_mux")
 log = harness.log
@@ -152,6 +159,14 @@ class Setup(Tools):
         else:
             with open(harness.SEED) as f:
                 self.seed = f.read()
+        self.bundle, self.bundle_certs = None, 0
+        if os.path.exists(SYSTEM_BUNDLE):
+            with open(SYSTEM_BUNDLE) as f, open(self.ca) as g:
+                text = f.read() + g.read()
+            self.bundle = self.file("bundle.pem", text)
+            self.bundle_certs = text.count("-----BEGIN CERTIFICATE-----")
+        else:
+            self.notes.append("bundle scenario skipped: no %s" % SYSTEM_BUNDLE)
         self.unshare = shutil.which("unshare") and os.geteuid() == 0
         if not self.unshare:
             self.notes.append("mount namespaces need unshare(1) and root: the seed's dead-address "
@@ -444,6 +459,37 @@ class Distance:
                         raise Wrong("%s run %d not warm: %s" % (LABEL[name], i, seen[-1]))
                 res[name].append(r)
 
+    def bundle(self, runs, quick):
+        """The 9 tickers from the HTTP/2 listener, trusting s.bundle: qfetch cold, qfetch warm
+        (primed first; every run must resume), curl --http2 multiplexed."""
+        s = self.s
+        if s.bundle is None:
+            return
+        url = self.url(self.h2_port)
+
+        def trusting(argv):
+            argv = list(argv)
+            argv[argv.index("--cacert") + 1] = s.bundle
+            return argv
+
+        def resumed(r):
+            st = stats_of(r)
+            if st.get("tls_resumed") != st.get("conns_opened"):
+                raise Wrong("not resumed: %s" % st)
+        warm = trusting(qfetch_cmd(s, url, TICKERS, "--session-cache",
+                                   os.path.join(s.work, "sessions-bundle-%d" % self.rtt_ms),
+                                   "--early-data", "--tcp-fastopen"))
+        c = {"qfetch_bundle": (trusting(qfetch_cmd(s, url, TICKERS, "--no-session-cache")), None,
+                               lambda r: check_qfetch(s, r, TICKERS)),
+             "qfetch_bundle_warm": (warm, None, lambda r: (check_qfetch(s, r, TICKERS),
+                                                           resumed(r)))}
+        if not quick:
+            c["curl_bundle"] = (trusting(curl_cmd(s, [url.format(t) for t in TICKERS],
+                                                  "--parallel", "--http2")), None,
+                                lambda r: check_curl(s, r, TICKERS, "2"))
+        check_qfetch(s, self.spawn(warm), TICKERS)  # primes the session cache
+        self.rounds("bundle", c, runs, warmup=not quick)
+
     def dead_address(self, runs, quick):
         """A [::1] listener at the relay's port whose accept queue is full: the kernel drops
         the SYNs sent to it, as a host behind broken IPv6 does."""
@@ -629,6 +675,17 @@ def conns_text(runs):
     return text
 
 
+def row(d, name, runs, curl, *extra):
+    """A table row: contender, exit median [min-max], RTT, output done, extra columns, and
+    the ratio to curl's median exit for qfetch's rows."""
+    walls = [r.wall for r in runs]
+    m = med(walls)
+    cells = [LABEL[name], "%.0f [%.0f-%.0f]" % (m * 1e3, min(walls) * 1e3, max(walls) * 1e3),
+             "%.2f" % (m / d.rtt), "%.0f" % (med([r.out_at for r in runs]) * 1e3)]
+    cells += list(extra) + ["%.2fx" % (m / curl) if curl and name.startswith("qfetch") else ""]
+    return "| %s |" % " | ".join(cells)
+
+
 def many_table(d):
     """The markdown table of MANY tickers at one RTT, [] when not measured."""
     res = d.results.get("many", {})
@@ -637,19 +694,38 @@ def many_table(d):
         curl = med([r.wall for r in res.get("curl_many_" + v, [])])
         for name in ("qfetch_many_" + v, "curl_many_" + v):
             runs = res.get(name)
-            if not runs:
-                continue
-            walls = [r.wall for r in runs]
-            m = med(walls)
-            lines.append("| %s | %s | %.0f [%.0f-%.0f] | %.2f | %.0f | %s | %s |" % (
-                listener, LABEL[name], m * 1e3, min(walls) * 1e3, max(walls) * 1e3, m / d.rtt,
-                med([r.out_at for r in runs]) * 1e3, conns_text(runs),
-                "%.2fx" % (m / curl) if curl and name.startswith("qfetch") else ""))
+            if runs:
+                lines.append("| %s %s" % (listener, row(d, name, runs, curl, conns_text(runs))))
     if not lines:
         return []
     return ["", "%d tickers, cold, from each listener (issue 17):" % len(MANY), "",
             "| listener | contender | exit: median ms [min-max] | RTT | output done: median ms "
             "| connections | vs curl |", "|---|---|---|---|---|---|---|"] + lines
+
+
+def bundle_lines(d, s):
+    """(table lines, INFO targets) of the bundle scenario at one RTT; empty when not run."""
+    res = d.results.get("bundle", {})
+    if not res.get("qfetch_bundle"):
+        return [], []
+    lines = ["", "9 tickers trusting a CA bundle of %d certificates (the system's and the test "
+             "CA):" % s.bundle_certs, "", "| contender | exit: median ms [min-max] | RTT | "
+             "output done: median ms | vs curl |", "|---|---|---|---|---|"]
+    curl = med([r.wall for r in res.get("curl_bundle", [])])
+    lines += [row(d, name, res[name], curl) for name in
+              ("qfetch_bundle", "qfetch_bundle_warm", "curl_bundle") if res.get(name)]
+    q = med([r.wall for r in res["qfetch_bundle"]])
+    small = med([r.wall for r in d.results.get("cold", {}).get("qfetch", [])])
+    w = med([r.out_at for r in res.get("qfetch_bundle_warm", [])])
+    text = "RTT %3d ms: 9 tickers trusting a %d-certificate bundle, qfetch cold %.0f ms (%.2f " \
+        "RTT)" % (d.rtt_ms, s.bundle_certs, q * 1e3, q / d.rtt)
+    if small:
+        text += ", %+.0f ms against the 1-certificate CA" % ((q - small) * 1e3)
+    if curl:
+        text += "; curl --http2 multiplexed %.0f ms: %.2fx" % (curl * 1e3, q / curl)
+    if w is not None:
+        text += "; qfetch warm, prices out at %.0f ms (%.2f RTT)" % (w * 1e3, w / d.rtt)
+    return lines, [(None, text)]
 
 
 def many_targets(d, dists):
@@ -752,8 +828,8 @@ def method(s, elapsed):
         "- Server: nginx, 1 worker, TLS 1.3 with early data on (`ssl_early_data on`), one "
         "HTTP/1.1 and one HTTP/2 (`listen ... ssl http2`) listener, each behind `bench/relay.py` "
         "at the RTT, each in a process of its own (its docstring has the model: a cold TLS 1.3 "
-        "fetch is 3 RTT, a 0-RTT one in a Fast Open SYN 1 RTT); `net.ipv4.tcp_fastopen` set to 3 for the run and put back "
-        "after.",
+        "fetch is 3 RTT, a 0-RTT one in a Fast Open SYN 1 RTT); `net.ipv4.tcp_fastopen` set to "
+        "3 for the run and put back after.",
         "- exit: fork to reap (`build/bench/measure`), process start included; RTT: that / the "
         "configured RTT; output done: when the last byte of stdout came out of a pipe, from the "
         "same fork: when a user sees the prices. "
@@ -790,6 +866,12 @@ def method(s, elapsed):
         "(`conns_opened`, and `h2_conns`, `h2_streams_max` once it counts them), curl's "
         "`%%{num_connects}` summed over transfers." % (len(MANY), MANY_PARALLEL, MANY_PARALLEL,
                                                       s.runs),
+        "- CA bundle: the 9 tickers from the HTTP/2 listener with `--cacert` naming %s "
+        "followed by the test CA: what trusting a bundle costs (`--cacert`, `SSL_CERT_FILE`, or "
+        "a distribution whose system store has no hashed directory). qfetch cold "
+        "(`--no-session-cache`) and warm (a primed `--session-cache`, `--early-data`, "
+        "`--tcp-fastopen`; every run resumed), curl `--parallel --http2`; %d rounds after an "
+        "unmeasured one." % (SYSTEM_BUNDLE, s.runs),
         "- Dead first address: `[::1]:PORT` listening with a full accept queue (SYNs dropped), "
         "then 127.0.0.1, the relay: `--resolve %s:PORT:[::1],127.0.0.1` for qfetch and curl "
         "(curl 7.88 takes an address list, and tries the second family 200 ms in); the seed "
@@ -821,8 +903,9 @@ def report(dists, s, elapsed):
     tables, targets = [], []
     for d in dists:
         lines, best, best_ms = rtt_table(d)
-        tables += lines + many_table(d)
-        targets += rtt_targets(d, best, best_ms, dists) + many_targets(d, dists)
+        blines, btargets = bundle_lines(d, s)
+        tables += lines + many_table(d) + blines
+        targets += rtt_targets(d, best, best_ms, dists) + many_targets(d, dists) + btargets
     lines = ["%s  %s" % ("INFO" if ok is None else "PASS" if ok else "FAIL", text)
              for ok, text in targets]
     section = [HEADING, ""] + method(s, elapsed) + tables + ["", "```"] + lines + ["```"]
@@ -895,6 +978,8 @@ def measure(args, s):
                     d.many(s.runs, args.quick)
                 if "warm" in want:
                     d.warm(2 if args.quick else WARM_RUNS, args.quick)
+                if "bundle" in want:
+                    d.bundle(s.runs, args.quick)
                 if "dead" in want:
                     d.dead_address(s.dead_runs, args.quick)
                 if "resolver" in want:
