@@ -83,9 +83,10 @@ struct qf_options {
                                    flight per host (both protocols); 0: QF_DEFAULT_CONNECTIONS
                                    connections, QF_DEFAULT_STREAMS streams over HTTP/2 */
     const char *cacert;         /* PEM bundle to trust instead of the system store; NULL: system.
-                                   Read and checked at qf_client_new(); its certificates are
-                                   parsed in the step that starts the first full handshake
-                                   (tens of ms for a system-sized bundle; resumed runs never) */
+                                   Read and checked at qf_client_new(); its certificates (or a
+                                   system store that is a bundle file) are parsed in the step
+                                   that starts the first full handshake: tens of ms for a
+                                   system-sized bundle, never in a run that resumes */
     const char *const *resolve; /* NULL-terminated "HOST:PORT:ADDR[,ADDR...]" entries, as
                                  * curl --resolve; addresses are raced (RFC 8305) in this order */
     int timeout_ms;             /* per attempt, request sent to body complete; 0: 10000 */
