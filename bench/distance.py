@@ -187,7 +187,7 @@ class Setup(Tools):
     def spawn(self, argv, env=None, timeout=60):
         """Runs argv under build/bench/measure (wall: fork to reap) with its stdout through a
         FIFO read here, which tells when its output came: out_at, the time of its last byte
-        counted from measure's fork, as wall is (Python's own spawn of measure, 5-10 ms that
+        counted from measure's fork, as wall is (Python's own spawn of measure, 2-9 ms that
         vary with this process, is not the contender's). A user sees the prices then; a
         process may exit later."""
         env = env or self.env
