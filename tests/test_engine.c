@@ -906,6 +906,25 @@ static void on_sib(const struct qf_response *r)
     }
 }
 
+/* Request i of s, to url, answered to cb with me[i] as its udata. */
+static void sib_request(struct sibs *s, struct sib *me, int i, const char *url,
+                        qf_response_fn *cb)
+{
+    me[i] = (struct sib){s, i};
+    struct qf_request rq = {.url = url, .on_response = cb, .udata = &me[i], .retries = -1};
+    s->ids[i] = qf_client_request(s->c, &rq);
+    CHILD_CHECK(s->ids[i] == i);
+}
+
+/* Runs s's n requests to the end: each must end exactly once, delivered or cancelled. */
+static void sibs_run(struct sibs *s, int n)
+{
+    CHILD_CHECK(qf_client_run(s->c) == 0);
+    for (int i = 0; i < n; i++)
+        CHILD_CHECK(s->delivered[i] + s->cancelled[i] == 1);
+    qf_client_free(s->c);
+}
+
 static void sibling_cancel_run(int pipeline, const char *prefix)
 {
     char ca[300], err[300], url[SIBS][160];
@@ -920,16 +939,9 @@ static void sibling_cancel_run(int pipeline, const char *prefix)
         /* every third request goes to a port that answers a ClientHello with plain HTTP */
         snprintf(url[i], sizeof(url[i]), "https://localhost:%d/v8/finance/chart/%sSIB%d",
                  i % 3 == 1 ? plain_port : server_port, prefix, i);
-        me[i] = (struct sib){&s, i};
-        struct qf_request rq = {.url = url[i], .on_response = on_sib, .udata = &me[i],
-                                .retries = -1};
-        s.ids[i] = qf_client_request(s.c, &rq);
-        CHILD_CHECK(s.ids[i] == i);
+        sib_request(&s, me, i, url[i], on_sib);
     }
-    CHILD_CHECK(qf_client_run(s.c) == 0);
-    for (int i = 0; i < SIBS; i++)
-        CHILD_CHECK(s.delivered[i] + s.cancelled[i] == 1);
-    qf_client_free(s.c);
+    sibs_run(&s, SIBS);
 }
 
 static void child_sibling_cancel(void)
@@ -981,16 +993,9 @@ static void child_cancel_on_reset(void)
         CHILD_CHECK(s.c != NULL);
         for (int i = 0; i < N; i++) {
             snprintf(url[i], sizeof(url[i]), "https://localhost:%d/q/%d", port, i);
-            me[i] = (struct sib){&s, i};
-            struct qf_request rq = {.url = url[i], .on_response = on_cancel_all,
-                                    .udata = &me[i], .retries = -1};
-            s.ids[i] = qf_client_request(s.c, &rq);
-            CHILD_CHECK(s.ids[i] == i);
+            sib_request(&s, me, i, url[i], on_cancel_all);
         }
-        CHILD_CHECK(qf_client_run(s.c) == 0);
-        for (int i = 0; i < N; i++)
-            CHILD_CHECK(s.delivered[i] + s.cancelled[i] == 1);
-        qf_client_free(s.c);
+        sibs_run(&s, N);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
