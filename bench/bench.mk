@@ -8,7 +8,7 @@
 #   make bench-http2  bench/http2.py alone (HTTP/2 CPU per request, gzip's bytes): the same
 #   make bench-parse  the parser microbenchmark alone
 BENCH_BIN    = $(BUILD)/bench/curl_multi $(BUILD)/bench/parse_bench $(BUILD)/bench/measure \
-               $(BUILD)/bench/qfetch-shared
+               $(BUILD)/bench/qfetch-shared $(BUILD)/bench/stallwatch
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 BENCH_ARGS  ?=
@@ -34,6 +34,9 @@ $(BUILD)/bench/qfetch-shared: $(CLI_OBJ) $(BUILD)/libqfetch.a
 
 $(BUILD)/bench/measure: $(BUILD)/bench/measure.o
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS)
+
+$(BUILD)/bench/stallwatch: $(BUILD)/bench/stallwatch.o
+	$(CC) $(ALL_CFLAGS) -pthread -o $@ $^ $(LDFLAGS)
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all certs bench-bin

@@ -25,7 +25,8 @@ wall / the configured RTT; the targets count round trips on the wire: a median l
 contender's local cost (the intercept at RTT 0 of the line through its medians at the two
 RTTs), over the RTT. Each contender's stdout comes through a FIFO, which also tells when
 its prices came out: a run may print them and then linger. Contenders run interleaved, the
-order rotating from round to round.
+order rotating from round to round. build/bench/stallwatch watches the machine meanwhile: the
+warm lines name the runs during which it stopped a CPU.
 
     bench/distance.py [--build build] [--rtts 50,150] [--runs N] [--quick]
                       [--scenarios LIST] [--markdown FILE] [--write]
@@ -51,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from decimal import Decimal
 
@@ -84,6 +86,7 @@ SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 TARGET_COLD_RTT = 3.1
 TARGET_COLD_RATIO = 1.0
 TARGET_WARM_RTT = 1.1
+STALL_US = 3000  # a CPU's 1 ms nap this much late: the machine stopped it
 TARGET_DEAD_S = 0.35  # + 3 RTT
 TARGET_RESOLVER_S = CONNECT_TIMEOUT + 0.2
 LABEL = {
@@ -101,9 +104,47 @@ log = harness.log
 
 
 class Run:
-    def __init__(self, rc, wall, out_at, out, err, timed_out):
+    def __init__(self, rc, wall, out_at, out, err, timed_out, t0=None):
         self.rc, self.wall, self.out_at, self.out, self.err = rc, wall, out_at, out, err
         self.timed_out = timed_out
+        self.t0 = t0  # CLOCK_MONOTONIC seconds at measure's fork
+
+
+class Stalls:
+    """build/bench/stallwatch in the background: when the machine itself stopped a CPU (on
+    this virtual machine, its host took the virtual CPU away for 3-100 ms now and then). A
+    run that overlapped such a stall lost that time to the machine."""
+
+    def __init__(self, path):
+        self.seen, self.prio, self.p = [], None, None
+        if not os.path.exists(path):
+            return
+        self.p = subprocess.Popen([path, str(STALL_US)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        self.prio = self.p.stdout.readline().split()[-1]
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        for line in self.p.stdout:
+            f = line.split()
+            if len(f) == 4 and f[0] == "stall":
+                self.seen.append((int(f[1]), int(f[2]) / 1e9, int(f[3]) / 1e9))
+
+    def close(self):
+        if self.p is not None:
+            self.p.stdin.close()  # its end
+            self.p.wait(5)
+
+    def during(self, r):
+        """The longest time one CPU stood still while r ran (fork to its prices out), in
+        seconds; 0 when nothing stalled or nothing watched."""
+        if r.t0 is None:
+            return 0.0
+        a, b, per_cpu = r.t0, r.t0 + r.out_at, {}
+        for cpu, s0, s1 in list(self.seen):
+            if s0 < b and s1 > a:
+                per_cpu[cpu] = per_cpu.get(cpu, 0.0) + min(b, s1) - max(a, s0)
+        return max(per_cpu.values(), default=0.0)
 
 
 class Wrong(Exception):
@@ -121,6 +162,7 @@ class Tools:
         self.qfetch = os.path.join(self.build, "qfetch")
         self.ca = os.path.join(self.build, "test", "certs", "ca.pem")
         self.measure = os.path.join(self.build, "bench", "measure")
+        self.stalls = Stalls("")  # watching starts with the measuring (main)
         self.env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         self.env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
         self.notes = []
@@ -228,8 +270,9 @@ class Setup(Tools):
             err = f.read().decode("utf-8", "replace")
         out = b"".join(chunks).decode("utf-8", "replace")
         wall = int(m.group(2)) / 1e9
-        out_at = wall if out_at is None else out_at - int(m.group(4)) / 1e9
-        return Run(int(m.group(1)), wall, out_at, out, err, m.group(3) == "1")
+        t0 = int(m.group(4)) / 1e9
+        out_at = wall if out_at is None else out_at - t0
+        return Run(int(m.group(1)), wall, out_at, out, err, m.group(3) == "1", t0)
 
     def in_namespace(self, binds, argv):
         """argv in a mount namespace of its own where each (file, over) of binds is mounted
@@ -788,10 +831,12 @@ def rtt_targets(d, best, best_ms, dists):
         outs = [trips(r.out_at, d, cost) for r in runs]
         answers = [r.answered / d.rtt for r in runs]
         ok = len(runs) == WARM_RUNS and max(outs) <= TARGET_WARM_RTT
+        stalled = ["run %d %.0f ms" % (i + 1, t * 1e3)
+                   for i, t in enumerate(d.s.stalls.during(r) for r in runs) if t > 0]
         out.append((ok if name == "qfetch_warm" else None,
                     "%s %s, each of %d runs' prices out in <= %.1f %s: %s (wall / RTT %s%s; "
                     "exit, after the ticket wait, at %s RTT; last answer, by qfetch's clock from "
-                    "its first step, at %s RTT; resumed/opened/early data %s)" % (
+                    "its first step, at %s RTT; resumed/opened/early data %s%s)" % (
                         tag, LABEL[name], len(runs), TARGET_WARM_RTT,
                         "RTT" if cost is None else "round trips on the wire",
                         " ".join("%.2f" % x for x in outs),
@@ -799,7 +844,9 @@ def rtt_targets(d, best, best_ms, dists):
                         "" if cost is None else ", %.0f ms of it local" % (cost * 1e3),
                         " ".join("%.2f" % x for x in exits),
                         " ".join("%.2f" % x for x in answers),
-                        " ".join(d.warm_stats[name]))))
+                        " ".join(d.warm_stats[name]),
+                        "; a CPU stopped by the machine during %s" % ", ".join(stalled)
+                        if stalled else "")))
     dead = d.results.get("dead", {})
     if dead.get("qfetch"):
         limit = TARGET_DEAD_S + 3 * d.rtt
@@ -887,7 +934,26 @@ def method(s, elapsed):
         % (DEAD_DNS + DEAD_DNS + (CONNECT_TIMEOUT, CONNECT_TIMEOUT, DEAD_DNS[0])),
         "- %s: a busy CPU only adds time, to every contender and to the relay."
         % load_text(s.load_start),
-    ]
+    ] + stall_text(s.stalls)
+
+
+def stall_text(st):
+    """The method's line on the machine's own stalls, as bench/stallwatch saw them."""
+    if st.prio is None:
+        return ["- Machine stalls: not watched (no build/bench/stallwatch; make bench-bin)."]
+    longest = max((b - a for _, a, b in st.seen), default=0.0)
+    if st.prio == "fifo":
+        why = ("At real-time priority no ordinary task holds such a thread back: that CPU ran "
+               "nothing of this system's for that long (on this virtual machine, its host took "
+               "the virtual CPU away). The naps cost about 1% of a CPU.")
+    else:
+        why = "At normal priority a late wake-up may also be this machine's own load."
+    return ["- Machine stalls: `build/bench/stallwatch` (one thread per CPU at %s priority, "
+            "1 ms naps) saw %d wake-ups more than %d ms late during this section%s. %s Warm "
+            "target lines name the runs that overlapped one (the longest time one CPU stood "
+            "still during the run); a median absorbs such a run." % (
+                "real-time" if st.prio == "fifo" else "normal", len(st.seen), STALL_US // 1000,
+                ", the longest %.0f ms" % (longest * 1e3) if st.seen else "", why)]
 
 
 def load_text(start):
@@ -1019,7 +1085,11 @@ def main():
             if not tfo:
                 s.notes.append("net.ipv4.tcp_fastopen could not be set (not root): warm runs "
                                "went without Fast Open")
-            dists = measure(args, s)
+            s.stalls = Stalls(os.path.join(s.build, "bench", "stallwatch"))
+            try:
+                dists = measure(args, s)
+            finally:
+                s.stalls.close()
     except Wrong as e:
         log("distance: WRONG %s" % e)
         return 1
