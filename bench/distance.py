@@ -42,6 +42,7 @@ then refuses). Exit status: 0 when every answer was right, 1 when a contender ga
 import argparse
 import contextlib
 import itertools
+import math
 import os
 import re
 import select
@@ -113,16 +114,31 @@ class Run:
 class Stalls:
     """build/bench/stallwatch in the background: when the machine itself stopped a CPU (on
     this virtual machine, its host took the virtual CPU away for 3-100 ms now and then). A
-    run that overlapped such a stall lost that time to the machine."""
+    run that overlapped such a stall lost that time to the machine. With awake, it also keeps
+    the CPUs from idling (its docstring: a halted virtual CPU here wakes up to 125 ms late)."""
 
-    def __init__(self, path):
-        self.seen, self.prio, self.p = [], None, None
+    def __init__(self, path, awake=False):
+        self.seen, self.prio, self.awake, self.p = [], None, 0, None
+        self.span = None  # (start, end or None) of the awake spinners, for the load average
         if not os.path.exists(path):
             return
-        self.p = subprocess.Popen([path, str(STALL_US)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
-        self.prio = self.p.stdout.readline().split()[-1]
+        self.p = subprocess.Popen([path] + ["--awake"] * awake + [str(STALL_US)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        f = self.p.stdout.readline().split()  # prio fifo|normal awake 0|1
+        self.prio, self.awake = f[1], int(f[3]) * (os.cpu_count() or 1)
+        if self.awake:
+            self.span = (time.monotonic(), None)
         threading.Thread(target=self.read, daemon=True).start()
+
+    def load_share(self, minutes):
+        """What the spinners add to the kernel's load average over that many minutes now."""
+        if self.span is None:
+            return 0.0
+        now = time.monotonic()
+        end = self.span[1] or now
+        tau = minutes * 60.0
+        return self.awake * (1 - math.exp(-(end - self.span[0]) / tau)) * \
+            math.exp(-(now - end) / tau)
 
     def read(self):
         for line in self.p.stdout:
@@ -131,9 +147,11 @@ class Stalls:
                 self.seen.append((int(f[1]), int(f[2]) / 1e9, int(f[3]) / 1e9))
 
     def close(self):
-        if self.p is not None:
+        if self.p is not None and self.p.poll() is None:
             self.p.stdin.close()  # its end
             self.p.wait(5)
+            if self.span is not None:
+                self.span = (self.span[0], time.monotonic())
 
     def during(self, r):
         """The longest time one CPU stood still while r ran (fork to its prices out), in
@@ -938,9 +956,10 @@ def method(s, elapsed):
 
 
 def stall_text(st):
-    """The method's line on the machine's own stalls, as bench/stallwatch saw them."""
+    """The method's lines on the machine itself: its CPUs kept awake, its stalls."""
     if st.prio is None:
-        return ["- Machine stalls: not watched (no build/bench/stallwatch; make bench-bin)."]
+        return ["- Machine: CPUs not kept awake, stalls not watched (no build/bench/stallwatch; "
+                "make bench-bin)."]
     longest = max((b - a for _, a, b in st.seen), default=0.0)
     if st.prio == "fifo":
         why = ("At real-time priority no ordinary task holds such a thread back: that CPU ran "
@@ -948,19 +967,37 @@ def stall_text(st):
                "the virtual CPU away). The naps cost about 1% of a CPU.")
     else:
         why = "At normal priority a late wake-up may also be this machine's own load."
-    return ["- Machine stalls: `build/bench/stallwatch` (one thread per CPU at %s priority, "
-            "1 ms naps) saw %d wake-ups more than %d ms late during this section%s. %s Warm "
-            "target lines name the runs that overlapped one (the longest time one CPU stood "
-            "still during the run); a median absorbs such a run." % (
+    awake = ("- CPUs kept awake: `build/bench/stallwatch --awake` runs a spinner per CPU at "
+             "SCHED_IDLE (any task that wakes takes its CPU at once), because this virtual "
+             "machine wakes a halted CPU up to 125 ms late (a 1 ms sleeper, 15 s at a time: late "
+             "by more than 5 ms 0-14 times, worst 3-125 ms; with the CPUs kept busy 0-1 times, "
+             "worst 2-5 ms), where real hardware wakes in microseconds. The spinners count in "
+             "the load average; the figures below leave their share out."
+             if st.awake else
+             "- CPUs not kept awake (`--no-awake`): an idle CPU of this virtual machine may wake "
+             "up to 125 ms late, into any contender's time.")
+    return [awake, "- Machine stalls: `build/bench/stallwatch` (one thread per CPU at %s "
+            "priority, 1 ms naps) saw %d wake-ups more than %d ms late during this section%s. "
+            "%s Warm target lines name the runs that overlapped one (the longest time one CPU "
+            "stood still during the run); a median absorbs such a run." % (
                 "real-time" if st.prio == "fifo" else "normal", len(st.seen), STALL_US // 1000,
                 ", the longest %.0f ms" % (longest * 1e3) if st.seen else "", why)]
 
 
+AWAKE = Stalls("")  # the one keeping the CPUs awake, if any: main sets it
+
+
+def load_now():
+    """os.getloadavg() less what the idle-priority spinners that kept the CPUs awake added."""
+    return tuple(max(0.0, v - AWAKE.load_share(m)) for v, m in zip(os.getloadavg(), (1, 5, 15)))
+
+
 def load_text(start):
-    """How loaded the machine was: start, os.getloadavg() text from the run's start."""
+    """How loaded the machine was: start, load_now() text from the run's start."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
-    return "Load average %s at the start, %.2f, %.2f, %.2f at the end; %s while other work " \
-        "shared the 2 cores" % (start, *os.getloadavg(), "the bench ran under `nice -n %d`"
+    return "Load average %s at the start, %.2f, %.2f, %.2f at the end%s; %s while other work " \
+        "shared the 2 cores" % (start, *load_now(), " (less the spinners' share)"
+                                if AWAKE.span else "", "the bench ran under `nice -n %d`"
                                 % nice if nice > 0 else "normal priority")
 
 
@@ -1004,7 +1041,7 @@ def written_by(script, refresh, elapsed, load_start):
     line = "Written by `bench/%s` (run by `make bench`; `%s` refreshes this section alone): " \
         "qfetch %s, %s UTC, %.0f s." % (script, refresh, harness.Bench.revision(),
                                         time.strftime("%Y-%m-%d %H:%M", time.gmtime()), elapsed)
-    load = max(float(load_start.split(",")[0]), os.getloadavg()[0])
+    load = max(float(load_start.split(",")[0]), load_now()[0])
     if load > (os.cpu_count() or 1) / 2:
         line += " **Measured on a loaded machine** (1-minute load average up to %.1f on %d " \
             "cores): times run long and spread; the ratios between contenders, measured " \
@@ -1056,6 +1093,7 @@ def measure(args, s):
 
 
 def main():
+    global AWAKE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--rtts", default="50,150", help="RTTs in ms, comma-separated")
@@ -1064,6 +1102,8 @@ def main():
     ap.add_argument("--scenarios", default=SCENARIOS, help="default: " + SCENARIOS)
     ap.add_argument("--markdown", metavar="FILE", help="write the RESULTS.md section to FILE")
     ap.add_argument("--write", action="store_true", help="put the section into RESULTS.md")
+    ap.add_argument("--no-awake", action="store_true",
+                    help="let idle CPUs halt (this VM then wakes them up to 125 ms late)")
     args = ap.parse_args()
     if args.write and args.scenarios != SCENARIOS:
         ap.error("--write wants every scenario")
@@ -1085,7 +1125,8 @@ def main():
             if not tfo:
                 s.notes.append("net.ipv4.tcp_fastopen could not be set (not root): warm runs "
                                "went without Fast Open")
-            s.stalls = Stalls(os.path.join(s.build, "bench", "stallwatch"))
+            s.stalls = Stalls(os.path.join(s.build, "bench", "stallwatch"), not args.no_awake)
+            AWAKE = s.stalls
             try:
                 dists = measure(args, s)
             finally:
