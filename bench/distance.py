@@ -25,11 +25,12 @@ wall / the configured RTT; the targets count round trips on the wire: a median l
 contender's local cost (the intercept at RTT 0 of the line through its medians at the two
 RTTs), over the RTT. Each contender's stdout comes through a FIFO, which also tells when
 its prices came out: a run may print them and then linger. Contenders run interleaved, the
-order rotating from round to round. build/bench/stallwatch watches the machine meanwhile: the
-warm lines name the runs during which it stopped a CPU.
+order rotating from round to round. build/bench/stallwatch keeps the CPUs from idling (this
+virtual machine wakes an idle one late; --no-awake lets them idle) and watches the machine
+meanwhile: the warm lines name the runs during which it stopped a CPU.
 
     bench/distance.py [--build build] [--rtts 50,150] [--runs N] [--quick]
-                      [--scenarios LIST] [--markdown FILE] [--write]
+                      [--scenarios LIST] [--markdown FILE] [--write] [--no-awake]
 
 --markdown writes the RESULTS.md section to FILE (bench/run.py includes it); --write puts it
 into bench/RESULTS.md in place of the previous one, nothing else changed. --quick: one short
@@ -969,9 +970,10 @@ def stall_text(st):
         why = "At normal priority a late wake-up may also be this machine's own load."
     awake = ("- CPUs kept awake: `build/bench/stallwatch --awake` runs a spinner per CPU at "
              "SCHED_IDLE (any task that wakes takes its CPU at once), because this virtual "
-             "machine wakes a halted CPU up to 125 ms late (a 1 ms sleeper, 15 s at a time: late "
-             "by more than 5 ms 0-14 times, worst 3-125 ms; with the CPUs kept busy 0-1 times, "
-             "worst 2-5 ms), where real hardware wakes in microseconds. The spinners count in "
+             "machine wakes a halted CPU up to 125 ms late (measured 2026-12-05: a 1 ms sleeper, "
+             "15 s at a time, 7 times each way, late by more than 5 ms 0-14 times, worst 3-125 "
+             "ms; with the CPUs kept busy 0-1 times, worst 2-5 ms), where real hardware wakes in "
+             "microseconds. The spinners count in "
              "the load average; the figures below leave their share out."
              if st.awake else
              "- CPUs not kept awake (`--no-awake`): an idle CPU of this virtual machine may wake "

@@ -84,20 +84,22 @@ int main(int argc, char **argv)
     char buf[64];
     int i = 1;
 
-    if (i < argc && strcmp(argv[i], "--awake") == 0)
-        awake = i++;
+    if (i < argc && strcmp(argv[i], "--awake") == 0) {
+        awake = 1;
+        i++;
+    }
     if (i < argc)
         threshold_ns = atoll(argv[i]) * 1000LL;
     /* Threads inherit the policy: set before creating them (the spinners drop to idle). */
     int fifo = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+    printf("prio %s awake %d\n", fifo ? "fifo" : "normal", awake); /* before any stall line */
+    fflush(stdout);
     for (long c = 0; c < ncpu; c++) {
         pthread_t t;
         if (pthread_create(&t, NULL, watch, (void *)c) != 0 ||
             (awake && pthread_create(&t, NULL, spin, (void *)c) != 0))
             return 1;
     }
-    printf("prio %s awake %d\n", fifo ? "fifo" : "normal", awake);
-    fflush(stdout);
     while (read(0, buf, sizeof(buf)) > 0)
         ;
     return 0;
