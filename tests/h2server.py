@@ -30,6 +30,9 @@ Modes (constructor arguments):
                    hold_timeout s passed), then everything is answered: shows how many requests
                    a client keeps in flight.
   delay=S          every answer waits S seconds.
+  rate=R, burst=B  a token bucket shared by all connections (full at start, R tokens a second,
+                   at most B): a chart request that finds no token is answered 429 at once
+                   (with `retry-after: 1` when retry_after is true) and takes none ("limited").
 Per symbol (upper-case prefix): BIG* bodies of at least big_size bytes (370 KB); RST* reset
 before any answer, RSTMID* after the headers and half the body, both with reset_code; HANG* never
 answered; SLOW* answered after 0.5 s; BOOM* fires the connection fault of the mode, if any.
@@ -139,7 +142,8 @@ class H2Server:
     def __init__(self, certs, *, max_streams=128, goaway_after=0, refuse_every=0, window=None,
                  reset_code=ErrorCodes.INTERNAL_ERROR, frame_too_large=False, conn_error=None,
                  fault_conns=1, ping=False, ping_wait=5.0, hold_until=0, hold_timeout=5.0,
-                 delay=0.0, big_size=BIG_SIZE, max_conns=64, conn_life=120.0):
+                 delay=0.0, big_size=BIG_SIZE, max_conns=64, conn_life=120.0, rate=0.0, burst=1,
+                 retry_after=False):
         if conn_error not in (None, "goaway", "garbage"):
             raise ValueError("conn_error must be None, 'goaway' or 'garbage'")
         self.max_streams, self.goaway_after, self.refuse_every = max_streams, goaway_after, \
@@ -151,6 +155,8 @@ class H2Server:
             hold_timeout
         self.delay, self.big_size, self.max_conns, self.conn_life = delay, big_size, max_conns, \
             conn_life
+        self.rate, self.burst, self.retry_after = float(rate), int(burst), retry_after
+        self.tokens, self.t_fill = float(burst), time.monotonic()
         self.lock = threading.Lock()
         self.conns, self.requests, self.errors = [], [], []
         self.max_open = 0
@@ -172,6 +178,17 @@ class H2Server:
         self.url = "https://localhost:%d/v8/finance/chart/{}" % self.port
         self.origin = "https://localhost:%d" % self.port
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def take_token(self):
+        """One token of the bucket, if there is one."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(float(self.burst), self.tokens + (now - self.t_fill) * self.rate)
+            self.t_fill = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
 
     def stop(self):
         self.stopping.set()
@@ -450,6 +467,10 @@ class _Session:
             return self.reset(sid, ErrorCodes.REFUSED_STREAM, "refused")
         if sym is None:
             return self.respond(sid, 404, b'{"error":"not found"}')
+        if srv.rate and not srv.take_token():
+            req["limited"] = True
+            return self.respond(sid, 429, b"Edge: Too Many Requests",
+                                extra=[("retry-after", "1")] if srv.retry_after else [])
         self.nreq += 1
         if srv.goaway_after and self.nreq == srv.goaway_after:
             self.goaway_sid = sid
@@ -511,12 +532,12 @@ class _Session:
         body = body_for(req["sym"], self.srv.big_size)
         self.respond(sid, 200, body, head=req["method"] == "HEAD")
 
-    def respond(self, sid, status, body, head=False):
+    def respond(self, sid, status, body, head=False, extra=()):
         req = self.open[sid]
         req["body_len"] = len(body)
         headers = [(":status", str(status)), ("content-type", "application/json"),
                    ("content-length", str(len(body))), ("cache-control", "no-store"),
-                   ("x-qf-h2", "1")]
+                   ("x-qf-h2", "1")] + list(extra)
         if head:
             self.h2.send_headers(sid, headers, end_stream=True)
             return self.close_stream(sid, "answered")
