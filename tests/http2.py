@@ -11,7 +11,8 @@ re-sent (stale_resends, not retries); any other reset fails its ticker alone; co
 (a frame over the client's maximum, GOAWAY PROTOCOL_ERROR, garbage) cost at most the streams
 they cut, cleanly; PINGs are acknowledged; the client's SETTINGS (ENABLE_PUSH 0) and windows (a
 370 KB body in one go) and its request headers; a token bucket's 429s over h2; nginx over h2
-and --http1.1, resumption with early data, gzip; the --stats counters h2_conns, h2_streams, h2_streams_max and the -v line.
+and --http1.1, resumption with early data, gzip; the --stats counters h2_conns, h2_streams,
+h2_streams_max and the -v line.
 
 Reuses cli_fetch.py's runner and helpers; prints `ok name` / `FAIL name: why` and ends with
 `N passed, M failed, K skipped`.
@@ -452,7 +453,7 @@ def h2_token_bucket():
     requests per ticker. With the defaults the first flight is 100 streams, 90 of them beyond
     the burst: the batch still ends, each ticker priced or failed with the plain rate-limit
     sentence, none sent more than 3 times (--retries 2); its requests per ticker are noted
-    (a first flight of 100 alone costs 1.45; see bench/RESULTS.md's note on issue 17)."""
+    (a first flight of 100 alone costs 1.45: that default is an open question of issue 17)."""
     syms = [uniq() for _ in range(200)]
     for opts in (["-c", "16"], []):
         srv = h2srv(rate=20, burst=10, retry_after=True)
