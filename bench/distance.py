@@ -889,7 +889,7 @@ def rtt_targets(d, best, best_ms, dists):
 
 def method(s, elapsed):
     return [
-        written_by("distance.py", "bench/distance.py --write", elapsed, s.load_start),
+        written_by("distance.py", "bench/distance.py --write", elapsed, s.load_start, s.stalls),
         "",
         "- Server: nginx, 1 worker, TLS 1.3 with early data on (`ssl_early_data on`), one "
         "HTTP/1.1 and one HTTP/2 (`listen ... ssl http2`) listener, each behind `bench/relay.py` "
@@ -952,7 +952,7 @@ def method(s, elapsed):
         "curl's time (a few ms). Nothing in this row crosses the relay."
         % (DEAD_DNS + DEAD_DNS + (CONNECT_TIMEOUT, CONNECT_TIMEOUT, DEAD_DNS[0])),
         "- %s: a busy CPU only adds time, to every contender and to the relay."
-        % load_text(s.load_start),
+        % load_text(s.load_start, s.stalls),
     ] + stall_text(s.stalls)
 
 
@@ -986,20 +986,19 @@ def stall_text(st):
                 ", the longest %.0f ms" % (longest * 1e3) if st.seen else "", why)]
 
 
-AWAKE = Stalls("")  # the one keeping the CPUs awake, if any: main sets it
+def load_now(stalls=None):
+    """os.getloadavg() less what the idle-priority spinners of stalls (a Stalls keeping the
+    CPUs awake) added."""
+    return tuple(max(0.0, v - (stalls.load_share(m) if stalls else 0.0))
+                 for v, m in zip(os.getloadavg(), (1, 5, 15)))
 
 
-def load_now():
-    """os.getloadavg() less what the idle-priority spinners that kept the CPUs awake added."""
-    return tuple(max(0.0, v - AWAKE.load_share(m)) for v, m in zip(os.getloadavg(), (1, 5, 15)))
-
-
-def load_text(start):
+def load_text(start, stalls=None):
     """How loaded the machine was: start, load_now() text from the run's start."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
+    less = " (less the spinners' share)" if stalls and stalls.span else ""
     return "Load average %s at the start, %.2f, %.2f, %.2f at the end%s; %s while other work " \
-        "shared the 2 cores" % (start, *load_now(), " (less the spinners' share)"
-                                if AWAKE.span else "", "the bench ran under `nice -n %d`"
+        "shared the 2 cores" % (start, *load_now(stalls), less, "the bench ran under `nice -n %d`"
                                 % nice if nice > 0 else "normal priority")
 
 
@@ -1036,14 +1035,14 @@ def splice(section):
         f.write(old[:span[0]] + text + old[span[1]:])
 
 
-def written_by(script, refresh, elapsed, load_start):
+def written_by(script, refresh, elapsed, load_start, stalls=None):
     """The first line of a generated section of RESULTS.md, and a warning when other work kept
     the machine busy (a 1-minute load average above half its cores, at the start or the end):
     such figures are not final."""
     line = "Written by `bench/%s` (run by `make bench`; `%s` refreshes this section alone): " \
         "qfetch %s, %s UTC, %.0f s." % (script, refresh, harness.Bench.revision(),
                                         time.strftime("%Y-%m-%d %H:%M", time.gmtime()), elapsed)
-    load = max(float(load_start.split(",")[0]), load_now()[0])
+    load = max(float(load_start.split(",")[0]), load_now(stalls)[0])
     if load > (os.cpu_count() or 1) / 2:
         line += " **Measured on a loaded machine** (1-minute load average up to %.1f on %d " \
             "cores): times run long and spread; the ratios between contenders, measured " \
@@ -1095,7 +1094,6 @@ def measure(args, s):
 
 
 def main():
-    global AWAKE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--rtts", default="50,150", help="RTTs in ms, comma-separated")
@@ -1128,7 +1126,6 @@ def main():
                 s.notes.append("net.ipv4.tcp_fastopen could not be set (not root): warm runs "
                                "went without Fast Open")
             s.stalls = Stalls(os.path.join(s.build, "bench", "stallwatch"), not args.no_awake)
-            AWAKE = s.stalls
             try:
                 dists = measure(args, s)
             finally:
